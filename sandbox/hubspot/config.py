@@ -1,0 +1,26 @@
+"""Settings of one HubSpot stand-in (``create_app(config)``, ``crmsync sandbox run hubspot``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class HubSpotSandboxConfig:
+    """What a stand-in portal accepts and how it behaves.
+
+    ``token``: the private-app token accepted as ``Authorization: Bearer <token>``.
+    ``app_secret``: signs webhooks (v3 and v1). ``webhook_url``: where deliveries go (None: nowhere).
+    ``seed``/``seed_start``: identities seeded at start-up. Rate limits: 0 turns one off.
+    """
+
+    token: str = "pat-sandbox"
+    app_secret: str = "sandbox-secret"
+    webhook_url: str | None = None
+    seed: int = 0
+    seed_start: int = 0
+    app_limit_per_10s: int = 190
+    search_limit_per_s: int = 5
+    daily_limit: int = 500_000
+    portal_id: int = 62_515
+    app_id: int = 1_160_452

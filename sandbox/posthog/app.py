@@ -1,0 +1,215 @@
+"""The PostHog Customer API stand-in: accounts, group-type usage metrics and organisation members.
+
+A FastAPI app that answers like PostHog's own Django REST Framework views, as read from PostHog's source
+(the team's reference: ``posthog-accounts-api.md``):
+
+- ``/api/environments/{project_id}/accounts/`` and ``.../{id}/``: list (filters, limit/offset with
+  absolute ``next``/``previous``), create, retrieve, PATCH, PUT, DELETE.
+- ``/api/projects/{project_id}/groups_types/{group_type_index}/metrics/`` and ``.../{id}/``: list,
+  create, retrieve, PATCH, PUT, DELETE.
+- ``GET /api/organizations/@current/members/``: paginated memberships.
+
+Every path also answers without its trailing slash (no redirect). Errors are drf-exceptions-hog bodies
+``{type, code, detail, attr}``; bodies are parsed like DRF's ``request.data`` (unknown keys ignored).
+Admin routes (exempt from faults and counters): the shared ``/_sandbox/{health,stats,faults,reset}`` plus
+``POST /_sandbox/seed`` (bulk accounts from ``sandbox.identities``), ``POST /_sandbox/members`` and
+``GET /_sandbox/info``.
+
+Deliberate deviations from PostHog, each where PostHog answers a 500 (schemathesis must find none):
+
+- PATCH/PUT setting an ``external_id`` another account of the project has: PostHog does not catch the
+  unique violation (500); the stand-in answers the create's 409 ``conflict`` body.
+- A usage-metric name already used in the project and group type: PostHog lets the database fail (500);
+  here 400 ``{"code": "unique", "attr": "name"}``.
+- Values PostHog's database cannot store: non-string or over-255-character tags, NUL characters or lone
+  surrogates inside JSON fields, numbers beyond a float's range, an ``interval`` outside 1..2147483647,
+  a ``group_type_index`` that is not a non-negative 32-bit integer: 400 (404 for the index), not a 500.
+
+Other known differences: form-encoded bodies (DRF would parse them) are answered 415, clients send JSON;
+``ordering=name`` sorts by code point (Postgres sorts by its collation); ties in any ordering are broken
+by id; members live in memory (from the config and ``/_sandbox/members``), accounts and metrics in SQLite.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sandbox.common import ADMIN_PREFIX, install_sandbox
+from sandbox.posthog import routes
+from sandbox.posthog.auth import KeyRing, RequestBody
+from sandbox.posthog.config import (
+    SANDBOX_USER_ID,
+    ApiKey,
+    Member,
+    PostHogSandboxConfig,
+    parse_key_spec,
+    parse_member_spec,
+)
+from sandbox.posthog.errors import ApiError, fault_response, method_not_allowed, not_found, server_error
+from sandbox.posthog.members import MemberDirectory
+from sandbox.posthog.routes import Handler
+from sandbox.posthog.schemas import PATCH_MODELS, REQUEST_MODELS
+from sandbox.posthog.service import PostHogApi
+from sandbox.posthog.store import PostHogStore
+from sandbox.posthog.validation import normalise_tags
+
+__all__ = [
+    "SANDBOX_USER_ID",
+    "ApiKey",
+    "Member",
+    "PostHogSandboxConfig",
+    "create_app",
+    "parse_key_spec",
+    "parse_member_spec",
+]
+
+
+async def _read_body(request: Request) -> RequestBody:
+    return RequestBody(await request.body(), request.headers.get("content-type"))
+
+
+def _endpoint(handler: Handler) -> Callable[..., Response]:
+    """A sync FastAPI endpoint (run in the thread pool) around ``handler``, with the body read first."""
+
+    def endpoint(request: Request, body: RequestBody = Depends(_read_body)) -> Response:
+        return handler(request, body)
+
+    return endpoint
+
+
+class SeedRequest(BaseModel):
+    """``POST /_sandbox/seed``: accounts for identities ``start .. start+count-1`` (existing ids skipped)."""
+
+    project_id: int | None = None
+    start: int = Field(0, ge=0)
+    count: int = Field(ge=1, le=200_000)
+    tags: list[str] = Field(default_factory=list)
+
+
+class MemberRequest(BaseModel):
+    """``POST /_sandbox/members``: add (or replace, by id) an organisation member."""
+
+    id: int
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+
+
+def _install_admin(app: FastAPI, config: PostHogSandboxConfig, store: PostHogStore, members: MemberDirectory) -> None:
+    @app.post(f"{ADMIN_PREFIX}/seed", include_in_schema=False)
+    def _seed(request: SeedRequest) -> dict[str, int]:
+        project_id = request.project_id if request.project_id is not None else config.projects[0]
+        tags = normalise_tags(request.tags)
+        return {"created": store.seed_accounts(project_id, request.start, request.count, tags)}
+
+    @app.post(f"{ADMIN_PREFIX}/members", include_in_schema=False)
+    def _member(request: MemberRequest) -> dict[str, bool]:
+        members.put(Member(request.id, request.email, request.first_name, request.last_name))
+        return {"ok": True}
+
+    @app.get(f"{ADMIN_PREFIX}/info", include_in_schema=False)
+    def _info() -> dict[str, Any]:
+        return {
+            "projects": list(config.projects),
+            "keys": [
+                {"key": k.key, "scopes": list(k.scopes), "projects": None if k.projects is None else list(k.projects)}
+                for k in config.keys
+            ],
+            "members": [m["user"] for m in members.listing()],
+            "db_path": config.db_path,
+        }
+
+
+def _install_errors(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return exc.response()
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            response = method_not_allowed(request.method).response()
+            response.headers.update(exc.headers or {})
+            return response
+        if exc.status_code == 404:
+            return not_found().response()
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        return server_error().response()
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, crash)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """FastAPI's schema plus the request-body models (referenced from ``openapi_extra``) and bearer auth."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        _, definitions = models_json_schema(
+            [(model, "validation") for model in REQUEST_MODELS], ref_template="#/components/schemas/{model}"
+        )
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas.update(definitions.get("$defs", {}))
+        for patched, base in PATCH_MODELS.items():
+            body = copy.deepcopy(schemas[base])
+            body.pop("required", None)
+            for field in body["properties"].values():
+                field.pop("default", None)
+            body["title"] = patched
+            schemas[patched] = body
+        components["securitySchemes"] = {
+            "PersonalAPIKeyAuth": {"type": "http", "scheme": "bearer", "description": "Personal API key"}
+        }
+        schema["security"] = [{"PersonalAPIKeyAuth": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI:
+    """A ready PostHog stand-in; ``app.state.store`` is its ``PostHogStore``, ``app.state.kit`` its ``SandboxKit``."""
+    if not config.projects:
+        raise ValueError("PostHogSandboxConfig.projects must name at least one project")
+    store = PostHogStore(config.db_path)
+    members = MemberDirectory(config.members)
+    api = PostHogApi(store, KeyRing(config.keys), frozenset(config.projects), members)
+    app = FastAPI(
+        title="PostHog Customer API (crmsync stand-in)",
+        version="1.0.0",
+        description="Accounts, group-type usage metrics and organisation members, as PostHog serves them.",
+        redirect_slashes=False,
+    )
+    for spec in routes.operations(api):
+        options = spec.fastapi_options()
+        app.add_api_route(spec.path, _endpoint(spec.handler), methods=[spec.method], **options)
+        options.update(include_in_schema=False, operation_id=None)
+        app.add_api_route(spec.path.rstrip("/"), _endpoint(spec.handler), methods=[spec.method], **options)
+
+    def reset() -> None:
+        store.reset()
+        members.reset()
+
+    app.state.config = config
+    app.state.store = store
+    app.state.members = members
+    app.state.kit = install_sandbox(app, fault_response, reset)
+    _install_admin(app, config, store, members)
+    _install_errors(app)
+    _install_openapi(app)
+    return app

@@ -1,0 +1,45 @@
+"""``crmsync sandbox run posthog``: the PostHog stand-in in the foreground."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from sandbox.posthog.app import create_app
+from sandbox.posthog.config import PostHogSandboxConfig, parse_key_spec, parse_member_spec
+
+DEFAULT_KEY_SPEC = "phx_sandbox=*"
+
+
+def run_posthog(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (keep it on loopback)."),
+    port: int = typer.Option(8010, help="Port to listen on."),
+    db: str = typer.Option(":memory:", help="SQLite file to keep data across restarts, or :memory:."),
+    project: list[int] = typer.Option(None, "--project", help="Project id served (repeat; default 1)."),
+    key: list[str] = typer.Option(
+        None,
+        "--key",
+        help="Personal API key KEY=SCOPES or KEY=SCOPES@PROJECT,PROJECT (repeat; default phx_sandbox='*').",
+    ),
+    member: list[str] = typer.Option(None, "--member", help="Organisation member ID:EMAIL (repeat)."),
+) -> None:
+    """Serve PostHog's accounts, usage-metrics and members API on HOST:PORT until interrupted."""
+    try:
+        keys = tuple(parse_key_spec(spec) for spec in (key or [DEFAULT_KEY_SPEC]))
+        members = tuple(parse_member_spec(spec) for spec in (member or []))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    config = PostHogSandboxConfig(db_path=db, projects=tuple(project or [1]), keys=keys, members=members)
+    app = create_app(config)
+    url = f"http://{host}:{port}"
+    typer.echo(f"PostHog stand-in on {url}  (db: {db})")
+    typer.echo(f"  projects: {', '.join(str(p) for p in config.projects)}")
+    for api_key in keys:
+        where = "all projects" if api_key.projects is None else "projects " + ",".join(map(str, api_key.projects))
+        typer.echo(f"  key {api_key.key}: scopes {','.join(api_key.scopes)} on {where}")
+    for m in members:
+        typer.echo(f"  member {m.id}: {m.email}")
+    typer.echo(
+        f"  try: curl -H 'Authorization: Bearer {keys[0].key}' {url}/api/environments/{config.projects[0]}/accounts/"
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning")

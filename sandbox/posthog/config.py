@@ -1,0 +1,88 @@
+"""Configuration of the PostHog stand-in: projects, personal API keys, organisation members.
+
+The CLI builds these from ``--key KEY=SCOPES[@PROJECT,...]`` and ``--member ID:EMAIL`` specs through
+``parse_key_spec`` and ``parse_member_spec``; tests build them directly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SANDBOX_USER_ID = 1
+"""The user that owns every configured key: ``created_by`` of everything created through the API."""
+
+_SCOPE_RE = re.compile(r"^[a-z_]+:(read|write)$")
+_KEY_RE = re.compile(r"^\S+$")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A personal API key: its secret, its scopes (``*``, ``account:read``...), optionally its projects.
+
+    ``projects=None`` means every project; empty ``scopes`` is a legacy key that may do anything (as in
+    PostHog).
+    """
+
+    key: str
+    scopes: tuple[str, ...]
+    projects: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member of the sandbox organisation: the user id that account role objects carry, and the email."""
+
+    id: int
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+
+
+@dataclass(frozen=True)
+class PostHogSandboxConfig:
+    """What one stand-in serves: its SQLite file (or ``:memory:``), project ids, keys and members."""
+
+    db_path: str = ":memory:"
+    projects: tuple[int, ...] = (1,)
+    keys: tuple[ApiKey, ...] = (ApiKey("phx_sandbox", ("*",)),)
+    members: tuple[Member, ...] = ()
+
+
+def parse_key_spec(spec: str) -> ApiKey:
+    """``"phx_p2=*@2,3"`` → ``ApiKey("phx_p2", ("*",), (2, 3))``; scopes comma-separated.
+
+    Raises ``ValueError`` naming the spec when it is malformed.
+    """
+    key, sep, rest = spec.partition("=")
+    if not sep or not key or not _KEY_RE.match(key):
+        raise ValueError(f"bad key spec {spec!r}: expected KEY=SCOPES[@PROJECT,...]")
+    scopes_part, at, projects_part = rest.partition("@")
+    scopes = tuple(s.strip() for s in scopes_part.split(",") if s.strip())
+    if not scopes:
+        raise ValueError(f"bad key spec {spec!r}: no scopes (use * for all)")
+    for scope in scopes:
+        if scope != "*" and not _SCOPE_RE.match(scope):
+            raise ValueError(f"bad key spec {spec!r}: scope {scope!r} is not * or <object>:read|write")
+    projects: tuple[int, ...] | None = None
+    if at:
+        try:
+            projects = tuple(int(p) for p in projects_part.split(","))
+        except ValueError:
+            raise ValueError(f"bad key spec {spec!r}: projects must be integers") from None
+    return ApiKey(key=key, scopes=scopes, projects=projects)
+
+
+def parse_member_spec(spec: str) -> Member:
+    """``"7:ana@example.com"`` → ``Member(7, "ana@example.com")``.
+
+    Raises ``ValueError`` naming the spec when it is malformed.
+    """
+    user_id, sep, email = spec.partition(":")
+    if not sep or "@" not in email or not email.strip():
+        raise ValueError(f"bad member spec {spec!r}: expected ID:EMAIL")
+    try:
+        number = int(user_id)
+    except ValueError:
+        raise ValueError(f"bad member spec {spec!r}: ID must be an integer") from None
+    return Member(id=number, email=email.strip())

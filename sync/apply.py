@@ -1,0 +1,218 @@
+"""Merge-safe application of mapped CRM records onto one account. Pure: no I/O (the engine does that).
+
+PostHog replaces ``properties`` and ``tags`` whole on PATCH, so a write must carry everything the account
+already has. ``merge`` starts from the account as read, changes only the fields the records' sources may write
+(per ``OwnerRule`` and the provenance kept in the ledger), keeps every other property key and tag, and says
+exactly what changed. It is idempotent: merging the same patches into its own result changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync.errors import BadRecordError
+from sync.ledger import AccountEntry
+from sync.mapping import AccountPatch, MappingConfig, Provenance, fingerprint_of, may_write, normalise_tags
+from sync.posthog.models import Account, Role
+
+IDENTITY_ONLY = ("domain",)  # targets used to match accounts, never written
+
+
+@dataclass
+class AccountState:
+    """The writable part of an account: what a PATCH or POST would send."""
+
+    name: str | None
+    external_id: str | None
+    properties: dict[str, Any]
+    tags: list[str]
+
+    @classmethod
+    def of(cls, account: Account) -> AccountState:
+        return cls(account.name, account.external_id, account.properties.payload(), normalise_tags(account.tags))
+
+    @classmethod
+    def empty(cls) -> AccountState:
+        return cls(None, None, {}, [])
+
+    def get(self, target: str) -> Any:
+        if target == "name":
+            return self.name
+        if target == "external_id":
+            return self.external_id
+        if target == "tags":
+            return self.tags
+        if target.startswith("properties."):
+            return self.properties.get(target.removeprefix("properties."))
+        if target.startswith("roles."):
+            role = self.properties.get(target.removeprefix("roles."))
+            return role.get("email") if isinstance(role, dict) else None
+        raise KeyError(target)
+
+    def fingerprint(self) -> str:
+        return fingerprint_of([self.name, self.external_id, self.properties, sorted(self.tags)])
+
+
+@dataclass
+class FieldChange:
+    field: str
+    before: Any
+    after: Any
+    source: str
+
+
+@dataclass
+class MergeResult:
+    state: AccountState
+    entry: AccountEntry
+    changes: list[FieldChange] = field(default_factory=list)
+    conflicts: list[FieldChange] = field(default_factory=list)
+    errors: list[BadRecordError] = field(default_factory=list)
+    superseded: list[AccountPatch] = field(default_factory=list)
+    unlinked: list[AccountPatch] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def merge(
+    current: AccountState,
+    entry: AccountEntry,
+    patches: Sequence[AccountPatch],
+    config: MappingConfig,
+    roles: Mapping[str, Role],
+    link_ranks: Mapping[tuple[str, str], int] | None = None,
+) -> MergeResult:
+    """Apply ``patches`` (in order) onto ``current``; never touches a key or tag no patch's source owns.
+
+    ``roles`` maps lower-cased emails to PostHog users; an email not in it is reported, never invented.
+    ``link_ranks`` ranks records competing for one link property (higher takes the link; default 0, and on a
+    tie the record already linked keeps it). The holder's rank is remembered in the provenance.
+    """
+    state = copy.deepcopy(current)
+    new_entry = copy.deepcopy(entry)
+    result = MergeResult(state=state, entry=new_entry)
+    ranks = link_ranks or {}
+    latest = {(p.source, p.record_id): p for p in patches}  # a record seen twice counts once, as last seen
+    for patch in latest.values():
+        if patch.deleted:
+            _unlink(state, new_entry, patch, config, result)
+            continue
+        if not _link(state, new_entry, patch, ranks, result):
+            continue
+        for target, value in sorted(patch.values.items()):
+            if target in IDENTITY_ONLY:
+                continue
+            if target == "tags":
+                _merge_tags(state, new_entry, patch, result)
+                continue
+            if target.startswith("roles."):
+                role = roles.get(str(value))
+                if role is None:
+                    result.errors.append(
+                        BadRecordError(patch.source, patch.record_id, target, f"no PostHog member with email {value}")
+                    )
+                    continue
+                _set(state, new_entry, target, role.model_dump(), value, patch, config, result)
+                continue
+            _set(state, new_entry, target, value, value, patch, config, result)
+    return result
+
+
+def _set(
+    state: AccountState,
+    entry: AccountEntry,
+    target: str,
+    value: Any,
+    compare: Any,
+    patch: AccountPatch,
+    config: MappingConfig,
+    result: MergeResult,
+) -> None:
+    """Set one field if the source may; ``compare`` is the value as the mapping produced it (email for roles)."""
+    before = state.get(target)
+    prov_raw = entry.provenance.get(target)
+    provenance = Provenance.load(prov_raw) if prov_raw else None
+    claim = may_write(config.rule_for(target), patch.source, patch.version, before, provenance)
+    if not claim.allowed:
+        if before != compare:
+            result.conflicts.append(FieldChange(target, before, compare, patch.source))
+        return
+    entry.provenance[target] = Provenance(patch.source, patch.version, fingerprint_of(compare)).dump()
+    if before == compare:
+        return
+    if target == "name":
+        state.name = value
+    elif target == "external_id":
+        state.external_id = value
+    else:
+        state.properties[target.split(".", 1)[1]] = value
+    result.changes.append(FieldChange(target, before, compare, patch.source))
+
+
+def _link(
+    state: AccountState,
+    entry: AccountEntry,
+    patch: AccountPatch,
+    ranks: Mapping[tuple[str, str], int],
+    result: MergeResult,
+) -> bool:
+    """Point the account's link property at this record, unless a higher-ranked record holds it."""
+    key = patch.link_key
+    holder = state.properties.get(key)
+    mine = ranks.get((patch.source, patch.record_id), 0)
+    stored = entry.provenance.get(f"properties.{key}")
+    if holder == patch.record_id:
+        if stored is None or stored.get("v") != mine:
+            entry.provenance[f"properties.{key}"] = Provenance(patch.source, mine, patch.record_id).dump()
+        return True
+    if holder:
+        held_rank = stored.get("v") if stored and stored.get("f") == holder else None
+        theirs = ranks.get((patch.source, str(holder)), held_rank or 0)
+        if mine <= theirs:
+            result.superseded.append(patch)
+            return False
+    state.properties[key] = patch.record_id
+    entry.provenance[f"properties.{key}"] = Provenance(patch.source, mine, patch.record_id).dump()
+    result.changes.append(FieldChange(f"properties.{key}", holder, patch.record_id, patch.source))
+    return True
+
+
+def _merge_tags(state: AccountState, entry: AccountEntry, patch: AccountPatch, result: MergeResult) -> None:
+    """The source's tags replace the tags that same source added before; every other tag stays."""
+    previous = set(entry.tags.get(patch.source, []))
+    wanted = set(patch.tags)
+    before = list(state.tags)
+    merged = normalise_tags([t for t in state.tags if t not in previous - wanted] + sorted(wanted))
+    entry.tags[patch.source] = sorted(wanted)
+    if merged != before:
+        state.tags = merged
+        result.changes.append(FieldChange("tags", before, merged, patch.source))
+
+
+def _unlink(
+    state: AccountState, entry: AccountEntry, patch: AccountPatch, config: MappingConfig, result: MergeResult
+) -> None:
+    """A record deleted in its CRM: drop its link (if it is still the linked one) and the tags its source added."""
+    key = patch.link_key
+    if str(state.properties.get(key) or "") != patch.record_id:
+        return
+    before_props = state.properties.get(key)
+    del state.properties[key]
+    entry.provenance.pop(f"properties.{key}", None)
+    result.changes.append(FieldChange(f"properties.{key}", before_props, None, patch.source))
+    added = set(entry.tags.pop(patch.source, []))
+    tag = config.object(patch.source, patch.object).unlink_tag
+    tags_before = list(state.tags)
+    tags = [t for t in state.tags if t not in added]
+    if tag:
+        tags.append(tag)
+    tags = normalise_tags(tags)
+    if tags != tags_before:
+        state.tags = tags
+        result.changes.append(FieldChange("tags", tags_before, tags, patch.source))
+    result.unlinked.append(patch)

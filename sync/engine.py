@@ -1,0 +1,516 @@
+"""The one path every CRM record takes: map → skip if unchanged → resolve → merge under a lock → write → commit
+→ push back. Vendor-free: it talks to CRMs only through ``connectors.base.Connector``.
+
+A batch (one page from ``pull``, or the records of a webhook refresh) costs a fixed number of Redis round trips
+(read record entries, look up the index, take locks, read account entries, commit, release) and, per changed
+account, one GET and at most one PATCH (or one POST for a new account). Unchanged records cost nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.base import Connector, CrmRecord, Cursor, PushUpdate
+from sync.apply import AccountState, MergeResult, merge
+from sync.errors import BadRecordError, FatalError, RetryableError
+from sync.identity import AccountIndex, index_pairs
+from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey
+from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
+from sync.members import MemberDirectory
+from sync.outbound import desired_fields, echo_fingerprint, plan_push
+from sync.posthog.client import UNSET, PostHogClient
+from sync.posthog.errors import PostHogConflict, PostHogError, PostHogNotFound, PostHogValidationError
+from sync.posthog.models import Account, AccountFilter, AccountOrdering
+from sync.report import PlannedChange, RunReport
+
+log = logging.getLogger(__name__)
+
+AMBIGUOUS = "*ambiguous*"
+"""Account index value for a domain shared by several accounts: such a domain never links a record."""
+
+
+@dataclass
+class _Item:
+    """One changed record on its way through a batch."""
+
+    record: CrmRecord
+    patch: AccountPatch
+    fp: str
+    entry: RecordEntry | None
+    account_id: str | None = None
+    domain_owner: str | None = None
+
+
+@dataclass
+class _Outcome:
+    """What a batch wrote, gathered for the single ledger commit at its end."""
+
+    records: dict[RecordKey, RecordEntry] = field(default_factory=dict)
+    accounts: dict[str, AccountEntry] = field(default_factory=dict)
+    index: dict[tuple[str, str], str] = field(default_factory=dict)
+    unindex: list[tuple[str, str]] = field(default_factory=list)
+    forget: list[RecordKey] = field(default_factory=list)
+    states: dict[str, AccountState] = field(default_factory=dict)  # account id → state after the write
+    parked: list[dict[str, Any]] = field(default_factory=list)
+
+
+class SyncEngine:
+    """Applies CRM records to PostHog accounts and plans what to push back. One instance per PostHog project."""
+
+    def __init__(
+        self,
+        posthog: PostHogClient,
+        ledger: Ledger,
+        mapping: MappingConfig,
+        members: MemberDirectory | None = None,
+        lock_ttl_ms: int = 120_000,
+    ) -> None:
+        self.posthog = posthog
+        self.ledger = ledger
+        self.mapping = mapping
+        self.members = members or MemberDirectory(posthog)
+        self.index = AccountIndex(posthog, ledger)
+        self.lock_ttl_ms = lock_ttl_ms
+        self._mapping_fp = mapping.fingerprint()
+
+    # -- runs ----------------------------------------------------------------------------------------------
+
+    def run(self, connector: Connector, stream: str, mode: str = "incremental", dry_run: bool = False) -> RunReport:
+        """Pull ``stream`` (everything when ``mode == "full"``, else since the committed cursor) and apply it.
+
+        The cursor advances after each committed page, never past uncommitted work; a dry run writes nothing.
+        Overlapping runs of one (source, stream) do not happen: the second one ends as ``skipped``.
+        """
+        report = RunReport(connector.source, stream, mode, dry_run=dry_run)
+        lock_name = f"run:{connector.source}:{stream}"
+        held = self.ledger.try_lock([lock_name], self.lock_ttl_ms * 10)
+        if not held:
+            report.notes.append("another run of this source and stream is in progress")
+            return self._store(report.finish("skipped", "run lock held by another worker"), dry_run)
+        try:
+            cursor = None if mode == "full" else self._cursor(connector, stream)
+            self.index.refresh()
+            for page in connector.pull(stream, cursor):
+                report.notes.extend(n for n in page.notes if n not in report.notes)
+                self.apply_records(connector, stream, page.records, report, dry_run)
+                if page.cursor is not None and not dry_run:
+                    self._advance(connector, stream, page.cursor)
+                self.ledger.extend(lock_name, held[lock_name], self.lock_ttl_ms * 10)
+            report.finish("succeeded")
+        except FatalError as exc:
+            report.finish("failed", str(exc))
+        except RetryableError as exc:
+            report.finish("failed", f"retryable: {exc}")
+            self._store(report, dry_run)
+            raise
+        finally:
+            self.ledger.release(held)
+        return self._store(report, dry_run)
+
+    def refresh(self, connector: Connector, stream: str, ids: Sequence[str], dry_run: bool = False) -> RunReport:
+        """Fetch the current state of ``ids`` and apply it (webhooks: fetch current state, never a delta)."""
+        report = RunReport(connector.source, stream, "refresh", dry_run=dry_run)
+        try:
+            records = connector.fetch(stream, list(dict.fromkeys(ids)))
+            self.apply_records(connector, stream, records, report, dry_run)
+            report.finish("succeeded")
+        except FatalError as exc:
+            report.finish("failed", str(exc))
+        return self._store(report, dry_run)
+
+    def replay_dead_letters(self, connector: Connector, stream: str, limit: int = 1000) -> RunReport:
+        """Re-fetch parked records of this source and stream and apply them. The parked entries are dropped;
+        records that still fail are parked again, with their newest reason."""
+        report = RunReport(connector.source, stream, "replay")
+        parked = [
+            (entry_id, entry)
+            for entry_id, entry in self.ledger.dead_letters(limit)
+            if entry.get("source") == connector.source and entry.get("object") == stream and entry.get("id")
+        ]
+        if parked:
+            ids = list(dict.fromkeys(str(e["id"]) for _, e in parked))
+            try:
+                records = connector.fetch(stream, ids)
+            except FatalError as exc:
+                return self._store(report.finish("failed", str(exc)), False)
+            self.apply_records(connector, stream, records, report)  # parks what still fails, anew
+            self.ledger.drop_dead_letters([entry_id for entry_id, _ in parked])  # then drops the old entries
+        return self._store(report.finish("succeeded"), False)
+
+    def _store(self, report: RunReport, dry_run: bool) -> RunReport:
+        if not dry_run:
+            self.ledger.append_run(report.as_dict())
+        return report
+
+    def _cursor(self, connector: Connector, stream: str) -> Cursor | None:
+        raw = self.ledger.get_cursor(connector.source, stream)
+        return connector.cursor_type.load(raw) if raw else None
+
+    def _advance(self, connector: Connector, stream: str, cursor: Cursor) -> None:
+        """Store ``cursor`` unless it would move the committed one backwards."""
+        current = self._cursor(connector, stream)
+        if current is None or cursor.sort_key() >= current.sort_key():
+            self.ledger.set_cursor(connector.source, stream, cursor.dump())
+
+    # -- one batch -------------------------------------------------------------------------------------------
+
+    def apply_records(
+        self,
+        connector: Connector,
+        stream: str,
+        records: Sequence[CrmRecord],
+        report: RunReport,
+        dry_run: bool = False,
+    ) -> None:
+        """Apply one batch of records: the heart of the engine."""
+        mapping = self.mapping.object(connector.source, stream)
+        report.add("seen", len(records))
+        items = self._changed(records, mapping, report)
+        if not items:
+            return
+        items = self._resolve(items, report)
+        by_account: dict[str, list[_Item]] = {}
+        new: dict[str, list[_Item]] = {}
+        out = _Outcome()
+        for item in items:
+            if item.account_id:
+                by_account.setdefault(item.account_id, []).append(item)
+            elif item.patch.deleted:
+                out.forget.append(_key(item.record))  # deleted before we ever linked it: nothing to unlink
+                report.add("unchanged")
+            else:
+                ext = item.patch.values.get("external_id")
+                new.setdefault(f"ext:{ext}" if ext else f"rec:{item.record.source}:{item.record.id}", []).append(item)
+
+        lock_names = [f"acct:{a}" for a in by_account] + [f"new:{k}" for k in new]
+        with self.ledger.locks(lock_names, ttl_ms=self.lock_ttl_ms):
+            entries = dict(zip(by_account, self.ledger.get_accounts(list(by_account)), strict=True))
+            emails = {str(v) for i in items for t, v in i.patch.values.items() if t.startswith("roles.")}
+            roles = self.members.roles_for(emails) if emails else {}
+            for account_id, group in by_account.items():
+                self._apply_existing(account_id, group, entries[account_id], roles, report, out, dry_run)
+            for group in new.values():
+                self._apply_new(group, roles, report, out, dry_run)
+            if not dry_run:
+                self.ledger.commit(out.records, out.accounts, out.index, out.unindex, out.forget)
+                self.ledger.park(out.parked)
+        if not dry_run:
+            self._push_back(connector, stream, mapping, items, out, report)
+
+    def _changed(self, records: Sequence[CrmRecord], mapping: ObjectMapping, report: RunReport) -> list[_Item]:
+        """Map every record and keep those whose mapping changed since it was last applied (one round trip)."""
+        valid: list[tuple[CrmRecord, AccountPatch]] = []
+        for record in records:
+            if not record.id or not isinstance(record.id, str):
+                report.error(BadRecordError(record.source, None, "id", "record has no id"))
+                continue
+            patch = map_record(record, mapping)
+            for error in patch.errors:
+                report.error(error, failed=False)
+            valid.append((record, patch))
+        entries = self.ledger.get_records([_key(r) for r, _ in valid])
+        items: list[_Item] = []
+        for (record, patch), entry in zip(valid, entries, strict=True):
+            fp = patch.fingerprint(self._mapping_fp)
+            if entry is not None and fp in (entry.fp, entry.echo_fp):
+                report.add("unchanged")
+                continue
+            items.append(_Item(record, patch, fp, entry))
+        return items
+
+    def _resolve(self, items: list[_Item], report: RunReport) -> list[_Item]:
+        """Ledger link first, then the account index by CRM id, by external_id, and (when enabled) by exact
+        domain, all in one round trip. Returns the items to apply; an ambiguous domain goes to review instead."""
+        by_domain = self.mapping.identity.match_domain
+        pairs: list[tuple[str, str]] = []
+        for item in items:
+            ext = item.patch.values.get("external_id")
+            domain = item.patch.values.get("domain") if by_domain else None
+            pairs.append((item.patch.link_key, item.record.id))
+            pairs.append(("external_id", str(ext)) if ext else ("", ""))
+            pairs.append(("domain", str(domain)) if domain else ("", ""))
+        found = [hit if kind else None for (kind, _), hit in zip(pairs, self.ledger.lookup(pairs), strict=True)]
+        kept: list[_Item] = []
+        for n, item in enumerate(items):
+            by_link, by_external, domain_owner = found[3 * n : 3 * n + 3]
+            item.domain_owner = domain_owner
+            item.account_id = (item.entry.account_id if item.entry else None) or by_link or by_external
+            if item.account_id is None and domain_owner == AMBIGUOUS:
+                report.review.append(
+                    {
+                        "source": item.record.source,
+                        "id": item.record.id,
+                        "domain": item.patch.values.get("domain"),
+                        "reason": "several accounts share this domain; link it by external_id or by hand",
+                    }
+                )
+                continue
+            item.account_id = item.account_id or domain_owner
+            kept.append(item)
+        return kept
+
+    def _apply_existing(
+        self,
+        account_id: str,
+        group: list[_Item],
+        entry: AccountEntry,
+        roles: dict[str, Any],
+        report: RunReport,
+        out: _Outcome,
+        dry_run: bool,
+    ) -> None:
+        try:
+            account = self.posthog.get_account(account_id)
+        except PostHogNotFound:
+            # Deleted in PostHog by a person: forget it and treat its records as new (re-created per config).
+            report.notes.append(f"account {account_id} no longer exists in PostHog; its records are re-resolved")
+            self.ledger.forget_account(account_id, [])
+            alive = [i for i in group if not i.patch.deleted]
+            for item in group:
+                item.account_id = None
+                if item.patch.deleted:
+                    out.forget.append(_key(item.record))
+            if alive:
+                self._apply_new(alive, roles, report, out, dry_run)
+            return
+        except (PostHogError, RetryableError) as exc:
+            self._park(group, out, report, None, str(exc))
+            return
+        self._write(account, group, entry, roles, report, out, dry_run)
+
+    def _write(
+        self,
+        account: Account,
+        group: list[_Item],
+        entry: AccountEntry,
+        roles: dict[str, Any],
+        report: RunReport,
+        out: _Outcome,
+        dry_run: bool,
+    ) -> None:
+        before = AccountState.of(account)
+        result = merge(before, entry, [i.patch for i in group], self.mapping, roles, _ranks(group))
+        self._tally(result, report, account.id)
+        if dry_run:
+            report.plan.extend(PlannedChange(account.id, c.field, c.before, c.after, c.source) for c in result.changes)
+            return
+        if result.changed:
+            try:
+                self._patch(account.id, before, result.state)
+            except PostHogValidationError as exc:
+                self._park(group, out, report, exc.attr, exc.detail or str(exc))
+                return
+            except (PostHogError, RetryableError) as exc:
+                self._park(group, out, report, None, str(exc))
+                return
+            report.add("updated", len([i for i in group if not i.patch.deleted]) - len(result.superseded))
+        else:
+            report.add("unchanged", len(group))
+        report.add("unlinked", len(result.unlinked))
+        self._remember(account.id, before, result, group, out)
+
+    def _apply_new(
+        self, group: list[_Item], roles: dict[str, Any], report: RunReport, out: _Outcome, dry_run: bool
+    ) -> None:
+        result = merge(
+            AccountState.empty(), AccountEntry(), [i.patch for i in group], self.mapping, roles, _ranks(group)
+        )
+        self._tally(result, report, None)
+        state = result.state
+        if not state.name:
+            self._park(group, out, report, "name", "required to create an account")
+            return
+        if dry_run:
+            label = f"new:{state.name}"
+            report.plan.extend(PlannedChange(label, c.field, c.before, c.after, c.source) for c in result.changes)
+            report.add("created")
+            return
+        try:
+            account = self.posthog.create_account(state.name, state.external_id, state.properties, state.tags or None)
+        except PostHogConflict:
+            # Someone created it first (another worker, a person): find it by external_id and merge into it.
+            existing = self.index.find_by_external_id(state.external_id or "")
+            if existing is None:
+                self._park(group, out, report, "external_id", "conflict on create, and no account found")
+                return
+            report.add("conflicts")
+            self._write(existing, group, AccountEntry(), roles, report, out, dry_run)
+            return
+        except PostHogValidationError as exc:
+            self._park(group, out, report, exc.attr, exc.detail or str(exc))
+            return
+        except (PostHogError, RetryableError) as exc:
+            self._park(group, out, report, None, str(exc))
+            return
+        report.add("created")
+        report.add("updated", max(0, len(group) - 1 - len(result.superseded)))
+        self._remember(account.id, AccountState.empty(), result, group, out)
+
+    def _patch(self, account_id: str, before: AccountState, after: AccountState) -> None:
+        """PATCH only what differs; ``properties`` and ``tags`` go whole (PostHog replaces them)."""
+        self.posthog.update_account(
+            account_id,
+            name=after.name if after.name and after.name != before.name else UNSET,
+            external_id=after.external_id if after.external_id != before.external_id else UNSET,
+            properties=after.properties if after.properties != before.properties else UNSET,
+            tags=after.tags if sorted(after.tags) != sorted(before.tags) else UNSET,
+        )
+
+    def _tally(self, result: MergeResult, report: RunReport, account_id: str | None) -> None:
+        for error in result.errors:
+            report.error(error, failed=False)
+        report.add("conflicts", len(result.conflicts))
+        report.add("superseded", len(result.superseded))
+
+    def _remember(
+        self, account_id: str, before: AccountState, result: MergeResult, group: list[_Item], out: _Outcome
+    ) -> None:
+        result.entry.written_fp = result.state.fingerprint()
+        out.accounts[account_id] = result.entry
+        out.states[account_id] = result.state
+        old = set(index_pairs(before.external_id, before.properties))
+        now = set(index_pairs(result.state.external_id, result.state.properties))
+        for pair in now:
+            out.index[pair] = account_id
+        out.unindex.extend(old - now)
+        for item in group:
+            item.account_id = account_id
+            domain = item.patch.values.get("domain")
+            if self.mapping.identity.match_domain and domain and not item.patch.deleted:
+                owner = out.index.get(("domain", str(domain)), item.domain_owner)
+                out.index[("domain", str(domain))] = account_id if owner in (None, account_id) else AMBIGUOUS
+            if item.patch.deleted:
+                out.forget.append(_key(item.record))
+            else:
+                out.records[_key(item.record)] = RecordEntry(item.fp, account_id, item.record.version)
+
+    def _park(self, group: list[_Item], out: _Outcome, report: RunReport, attr: str | None, reason: str) -> None:
+        """Records that could not be applied: reported, and parked in the dead-letter stream for replay."""
+        for item in group:
+            error = BadRecordError(item.record.source, item.record.id, attr, reason)
+            report.error(error)
+            item.account_id = None
+            out.parked.append({**error.as_report(), "object": item.record.object})
+
+    # -- push-back -------------------------------------------------------------------------------------------
+
+    def _push_back(
+        self,
+        connector: Connector,
+        stream: str,
+        mapping: ObjectMapping,
+        items: list[_Item],
+        out: _Outcome,
+        report: RunReport,
+    ) -> None:
+        """Tell each record just applied what PostHog now holds (account id, other links, outbound fields)."""
+        linked = [i for i in items if i.account_id and i.account_id in out.states and not i.patch.deleted]
+        if not linked:
+            return
+        last = self.ledger.get_outbound([_key(i.record) for i in linked])
+        updates: list[PushUpdate] = []
+        by_id: dict[str, _Item] = {}
+        fps: dict[RecordKey, str] = {}
+        for item, last_fp in zip(linked, last, strict=True):
+            assert item.account_id is not None
+            desired = desired_fields(mapping, item.account_id, out.states[item.account_id])
+            update, fp = plan_push(item.record.id, desired, last_fp, item.record.fields)
+            if update is None:
+                if fp != last_fp:
+                    fps[_key(item.record)] = fp
+                continue
+            updates.append(update)
+            by_id[item.record.id] = item
+        echoes: dict[RecordKey, RecordEntry] = {}
+        if updates:
+            for result in connector.push(stream, updates):
+                item = by_id[result.record_id]
+                update = next(u for u in updates if u.record_id == result.record_id)
+                if not result.ok:
+                    report.error(BadRecordError(item.record.source, item.record.id, None, f"push: {result.error}"))
+                    continue
+                report.add("pushed")
+                key = _key(item.record)
+                fps[key] = update.fingerprint
+                entry = out.records.get(key) or RecordEntry(item.fp, item.account_id, item.record.version)
+                entry.echo_fp = echo_fingerprint(item.record, update, mapping, self._mapping_fp)
+                echoes[key] = entry
+        self.ledger.commit(records=echoes, outbound=fps)
+
+    # -- PostHog → CRM ------------------------------------------------------------------------------------
+
+    def sync_outbound(self, connector: Connector, stream: str, dry_run: bool = False) -> RunReport:
+        """Push what changed in PostHog since the last pass to the linked records of ``connector``'s ``stream``."""
+        mapping = self.mapping.object(connector.source, stream)
+        report = RunReport(connector.source, stream, "outbound", dry_run=dry_run)
+        wm_key = f"outwm:{connector.source}:{stream}"
+        watermark = self.ledger.get_cursor("posthog", wm_key)
+        newest: str | None = None
+        try:
+            filt = AccountFilter(ordering=AccountOrdering.UPDATED_AT_DESC)
+            for accounts in self.posthog.iter_account_pages(filt, page_size=1000):
+                fresh = [a for a in accounts if watermark is None or _ts(a) >= watermark]
+                if fresh and newest is None:
+                    newest = _ts(fresh[0])
+                self._push_accounts(connector, stream, mapping, fresh, report, dry_run)
+                if len(fresh) < len(accounts):
+                    break
+            if newest is not None and not dry_run:
+                self.ledger.set_cursor("posthog", wm_key, newest)
+            report.finish("succeeded")
+        except FatalError as exc:
+            report.finish("failed", str(exc))
+        return self._store(report, dry_run)
+
+    def _push_accounts(
+        self,
+        connector: Connector,
+        stream: str,
+        mapping: ObjectMapping,
+        accounts: list[Account],
+        report: RunReport,
+        dry_run: bool,
+    ) -> None:
+        linked = [
+            (a, str(a.properties.payload()[mapping.link])) for a in accounts if a.properties.payload().get(mapping.link)
+        ]
+        report.add("seen", len(linked))
+        keys = [RecordKey(connector.source, stream, rid) for _, rid in linked]
+        last = self.ledger.get_outbound(keys)
+        updates: list[PushUpdate] = []
+        for (account, rid), last_fp in zip(linked, last, strict=True):
+            update, _ = plan_push(rid, desired_fields(mapping, account.id, AccountState.of(account)), last_fp)
+            if update is None:
+                report.add("unchanged")
+            else:
+                updates.append(update)
+        if dry_run or not updates:
+            if dry_run:
+                report.plan.extend(
+                    PlannedChange(u.record_id, k, None, v, "posthog") for u in updates for k, v in u.fields.items()
+                )
+            return
+        fps: dict[RecordKey, str] = {}
+        fp_by_id = {u.record_id: u.fingerprint for u in updates}
+        for result in connector.push(stream, updates):
+            if result.ok:
+                report.add("pushed")
+                fps[RecordKey(connector.source, stream, result.record_id)] = fp_by_id[result.record_id]
+            else:
+                report.error(BadRecordError(connector.source, result.record_id, None, f"push: {result.error}"))
+        self.ledger.commit(outbound=fps)
+
+
+def _key(record: CrmRecord) -> RecordKey:
+    return RecordKey(record.source, record.object, record.id)
+
+
+def _ranks(group: list[_Item]) -> dict[tuple[str, str], int]:
+    return {(i.record.source, i.record.id): i.record.link_rank for i in group}
+
+
+def _ts(account: Account) -> str:
+    return account.updated_at.isoformat(timespec="microseconds") if account.updated_at else ""

@@ -1,0 +1,266 @@
+"""The Redis idempotency ledger: what crmsync applied, wrote, linked and saw, so every step is safe to repeat.
+
+Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``):
+
+| key | value |
+|---|---|
+| ``<ns>:rec:<source>:<object>:<id>`` | JSON ``RecordEntry``: last applied mapping's fingerprint, account id |
+| ``<ns>:acct:<account id>`` | JSON ``AccountEntry``: provenance per field, tags per source, last written fingerprint |
+| ``<ns>:idx:<kind>:<value>`` | account id, for kind ``external_id`` or a CRM id property (``sfdc_id``, ...) |
+| ``<ns>:idxmeta`` | JSON: the account index watermark (``updated_at`` of the newest account indexed) |
+| ``<ns>:out:<source>:<object>:<id>`` | fingerprint of what was last pushed to that CRM record |
+| ``<ns>:cursor:<source>:<stream>`` | committed incremental cursor |
+| ``<ns>:evt:<source>:<event id>`` | a webhook event already seen (``SET NX`` with a TTL) |
+| ``<ns>:lock:<name>`` | a lock token with an expiry (per account, per (source, stream) run) |
+| ``<ns>:runs``, ``<ns>:dlq`` | streams: run reports; parked records with their reasons |
+
+Every batch operation is one round trip (``MGET`` or one pipelined ``MULTI``/``EXEC``), whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, cast
+
+import redis
+
+from sync.errors import RetryableError
+
+_RELEASE_MANY = """
+local released = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then
+    redis.call('DEL', key)
+    released = released + 1
+  end
+end
+return released
+"""
+
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+@dataclass
+class RecordEntry:
+    """What the ledger remembers of one CRM record."""
+
+    fp: str
+    account_id: str | None
+    version: int | None = None
+    echo_fp: str | None = None  # fingerprint the record will show after our own push (an echo to skip)
+
+
+@dataclass
+class AccountEntry:
+    """What crmsync last wrote to one account and who owns which of its fields."""
+
+    written_fp: str = ""
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)  # target → Provenance.dump()
+    tags: dict[str, list[str]] = field(default_factory=dict)  # source → tags that source added
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    source: str
+    object: str
+    id: str
+
+
+class LockNotAcquired(RetryableError):
+    """Another worker holds the lock; try again shortly."""
+
+
+class Ledger:
+    """Typed access to the ledger keys of one PostHog project."""
+
+    def __init__(self, client: redis.Redis, project_id: int, prefix: str = "crmsync") -> None:
+        self.redis = client
+        self.ns = f"{prefix}:{project_id}"
+        self._release_many = client.register_script(_RELEASE_MANY)
+        self._extend = client.register_script(_EXTEND)
+
+    # -- keys ------------------------------------------------------------------------------------------
+
+    def rec_key(self, key: RecordKey) -> str:
+        return f"{self.ns}:rec:{key.source}:{key.object}:{key.id}"
+
+    def acct_key(self, account_id: str) -> str:
+        return f"{self.ns}:acct:{account_id}"
+
+    def idx_key(self, kind: str, value: str) -> str:
+        return f"{self.ns}:idx:{kind}:{value}"
+
+    def out_key(self, key: RecordKey) -> str:
+        return f"{self.ns}:out:{key.source}:{key.object}:{key.id}"
+
+    # -- batch reads: one round trip each ----------------------------------------------------------------
+
+    def get_records(self, keys: Sequence[RecordKey]) -> list[RecordEntry | None]:
+        raw = self._mget([self.rec_key(k) for k in keys])
+        return [RecordEntry(**json.loads(r)) if r else None for r in raw]
+
+    def get_accounts(self, account_ids: Sequence[str]) -> list[AccountEntry]:
+        raw = self._mget([self.acct_key(a) for a in account_ids])
+        return [AccountEntry(**json.loads(r)) if r else AccountEntry() for r in raw]
+
+    def lookup(self, pairs: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Account ids for (kind, value) pairs of the account index, None where unknown."""
+        return self._mget([self.idx_key(kind, value) for kind, value in pairs])
+
+    def get_outbound(self, keys: Sequence[RecordKey]) -> list[str | None]:
+        return self._mget([self.out_key(k) for k in keys])
+
+    def _mget(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []
+        return cast(list[str | None], self.redis.mget(keys))
+
+    # -- batch commit: one round trip ---------------------------------------------------------------------
+
+    def commit(
+        self,
+        records: Mapping[RecordKey, RecordEntry] | None = None,
+        accounts: Mapping[str, AccountEntry] | None = None,
+        index: Mapping[tuple[str, str], str] | None = None,
+        unindex: Iterable[tuple[str, str]] = (),
+        forget: Iterable[RecordKey] = (),
+        outbound: Mapping[RecordKey, str] | None = None,
+    ) -> None:
+        """Write a batch's outcome atomically (``MULTI``/``EXEC``) in one round trip."""
+        pipe = self.redis.pipeline(transaction=True)
+        for key, entry in (records or {}).items():
+            pipe.set(self.rec_key(key), json.dumps(asdict(entry), separators=(",", ":")))
+        for account_id, acct in (accounts or {}).items():
+            pipe.set(self.acct_key(account_id), json.dumps(asdict(acct), separators=(",", ":")))
+        for (kind, value), account_id in (index or {}).items():
+            pipe.set(self.idx_key(kind, value), account_id)
+        for kind, value in unindex:
+            pipe.delete(self.idx_key(kind, value))
+        for key in forget:
+            pipe.delete(self.rec_key(key))
+        for key, fp in (outbound or {}).items():
+            pipe.set(self.out_key(key), fp)
+        if len(pipe):
+            pipe.execute()
+
+    def forget_account(self, account_id: str, index_pairs: Iterable[tuple[str, str]]) -> None:
+        """Drop an account that no longer exists in PostHog from the index and provenance."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self.acct_key(account_id))
+        for kind, value in index_pairs:
+            pipe.delete(self.idx_key(kind, value))
+        pipe.execute()
+
+    # -- account index watermark ----------------------------------------------------------------------
+
+    def index_watermark(self) -> str | None:
+        raw = cast(str | None, self.redis.get(f"{self.ns}:idxmeta"))
+        return str(json.loads(raw)["watermark"]) if raw else None
+
+    def set_index_watermark(self, watermark: str) -> None:
+        self.redis.set(f"{self.ns}:idxmeta", json.dumps({"watermark": watermark, "at": time.time()}))
+
+    # -- cursors -----------------------------------------------------------------------------------------
+
+    def get_cursor(self, source: str, stream: str) -> str | None:
+        return cast(str | None, self.redis.get(f"{self.ns}:cursor:{source}:{stream}"))
+
+    def set_cursor(self, source: str, stream: str, raw: str) -> None:
+        self.redis.set(f"{self.ns}:cursor:{source}:{stream}", raw)
+
+    def clear_cursor(self, source: str, stream: str) -> None:
+        self.redis.delete(f"{self.ns}:cursor:{source}:{stream}")
+
+    # -- webhook events ------------------------------------------------------------------------------------
+
+    def first_sightings(self, source: str, event_ids: Sequence[str], ttl_s: int = 7 * 24 * 3600) -> list[bool]:
+        """Mark events as seen (``SET NX EX``, one round trip); True for each id not seen before."""
+        if not event_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.set(f"{self.ns}:evt:{source}:{event_id}", "1", nx=True, ex=ttl_s)
+        return [bool(r) for r in pipe.execute()]
+
+    # -- locks -----------------------------------------------------------------------------------------------
+
+    def try_lock(self, names: Sequence[str], ttl_ms: int) -> dict[str, str]:
+        """Try to take several locks in one round trip; returns {name: token} for those acquired."""
+        if not names:
+            return {}
+        tokens = {name: uuid.uuid4().hex for name in names}
+        pipe = self.redis.pipeline(transaction=False)
+        for name, token in tokens.items():
+            pipe.set(f"{self.ns}:lock:{name}", token, nx=True, px=ttl_ms)
+        results = pipe.execute()
+        return {name: token for (name, token), ok in zip(tokens.items(), results, strict=True) if ok}
+
+    def release(self, held: Mapping[str, str]) -> int:
+        """Release locks still holding our tokens (one round trip); a lock that expired and was taken over by
+        another worker is left alone."""
+        if not held:
+            return 0
+        keys = [f"{self.ns}:lock:{name}" for name in held]
+        return int(self._release_many(keys=keys, args=list(held.values())))
+
+    def extend(self, name: str, token: str, ttl_ms: int) -> bool:
+        return bool(self._extend(keys=[f"{self.ns}:lock:{name}"], args=[token, ttl_ms]))
+
+    @contextmanager
+    def locks(self, names: Sequence[str], ttl_ms: int = 60_000, wait_s: float = 30.0) -> Iterator[None]:
+        """Hold every named lock for the block, waiting (bounded) for ones held elsewhere."""
+        wanted = list(dict.fromkeys(names))
+        held: dict[str, str] = {}
+        deadline = time.monotonic() + wait_s
+        delay = 0.005
+        try:
+            while True:
+                held.update(self.try_lock([n for n in wanted if n not in held], ttl_ms))
+                if len(held) == len(wanted):
+                    break
+                if time.monotonic() > deadline:
+                    missing = [n for n in wanted if n not in held]
+                    raise LockNotAcquired(f"locks busy: {', '.join(missing[:5])}")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+            yield
+        finally:
+            self.release(held)
+
+    # -- streams: run reports and the dead-letter queue ----------------------------------------------------
+
+    def append_run(self, report: Mapping[str, Any], maxlen: int = 1000) -> str:
+        return str(self.redis.xadd(f"{self.ns}:runs", {"report": json.dumps(report)}, maxlen=maxlen))
+
+    def recent_runs(self, count: int = 20) -> list[dict[str, Any]]:
+        entries = cast(list[tuple[str, dict[str, str]]], self.redis.xrevrange(f"{self.ns}:runs", count=count))
+        return [json.loads(fields["report"]) for _, fields in entries]
+
+    def park(self, entries: Sequence[Mapping[str, Any]], maxlen: int = 100_000) -> list[str]:
+        """Add records that could not be applied to the dead-letter stream (one round trip)."""
+        if not entries:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for entry in entries:
+            pipe.xadd(f"{self.ns}:dlq", {"entry": json.dumps(entry)}, maxlen=maxlen)
+        return [str(i) for i in pipe.execute()]
+
+    def dead_letters(self, count: int = 1000) -> list[tuple[str, dict[str, Any]]]:
+        entries = cast(list[tuple[str, dict[str, str]]], self.redis.xrange(f"{self.ns}:dlq", count=count))
+        return [(entry_id, json.loads(fields["entry"])) for entry_id, fields in entries]
+
+    def dlq_size(self) -> int:
+        return cast(int, self.redis.xlen(f"{self.ns}:dlq"))
+
+    def drop_dead_letters(self, entry_ids: Sequence[str]) -> int:
+        return cast(int, self.redis.xdel(f"{self.ns}:dlq", *entry_ids)) if entry_ids else 0

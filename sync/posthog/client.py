@@ -1,0 +1,304 @@
+"""An httpx client for the PostHog Customer API: accounts, group type usage metrics, organisation members.
+
+- One ``httpx.Client`` is the transport seam: pass your own (a loopback stand-in, a custom transport) or let
+  the client build one from ``PostHogSettings``.
+- Every non-2xx answer becomes an error of ``sync.posthog.errors``. 429, 5xx and transport errors are
+  retried here with jittered exponential backoff (``Retry-After`` honoured), bounded in count and total time;
+  400/401/403/404/409 never are. A POST is retried after a 5xx or a lost connection only when the caller says
+  a repeat cannot create a duplicate (``create_account`` does so when an ``external_id`` is set: a repeat then
+  answers 409, which the caller resolves). A 429 is always safe to retry: the request was not processed.
+- The API key is sent as ``Authorization: Bearer`` and never appears in errors, logs or ``repr``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr
+
+from sync.posthog.errors import PostHogError, PostHogTransportError, error_for_response
+from sync.posthog.models import (
+    Account,
+    AccountFilter,
+    AccountProperties,
+    Member,
+    Page,
+    UsageMetric,
+    UsageMetricSpec,
+)
+from sync.retry import RetryPolicy, parse_retry_after
+from sync.settings import PostHogSettings
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+"""Marks an update argument as "leave this field out of the PATCH"."""
+
+
+@dataclass
+class ClientStats:
+    """What this client sent: requests by method, retries made, errors by status (for tests and metrics)."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+
+class PostHogClient:
+    """Typed access to one PostHog project's Customer API."""
+
+    def __init__(
+        self,
+        settings: PostHogSettings,
+        http: httpx.Client | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.project_id = settings.project_id
+        self._key: SecretStr = settings.personal_api_key
+        self._owns_http = http is None
+        self._http = http or httpx.Client(
+            base_url=settings.base_url,
+            timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+            trust_env=False,
+        )
+        if http is not None and not str(http.base_url).strip("/"):
+            self._http.base_url = httpx.URL(settings.base_url)
+        self.retry = retry or RetryPolicy(
+            max_retries=settings.max_retries,
+            backoff_s=settings.retry_backoff_s,
+            max_backoff_s=settings.retry_max_backoff_s,
+            max_total_s=settings.retry_max_total_s,
+        )
+        self.stats = ClientStats()
+
+    def __repr__(self) -> str:
+        return f"PostHogClient(base_url={str(self._http.base_url)!r}, project_id={self.project_id})"
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> PostHogClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- accounts --------------------------------------------------------------------------------------
+
+    @property
+    def _accounts_path(self) -> str:
+        return f"/api/environments/{self.project_id}/accounts/"
+
+    def list_accounts(
+        self, filter: AccountFilter | None = None, limit: int | None = None, offset: int | None = None
+    ) -> Page[Account]:
+        """One page of accounts matching ``filter`` (default order ``-created_at``)."""
+        params = (filter or AccountFilter()).query_params()
+        if limit is not None:
+            params["limit"] = str(limit)
+        if offset is not None:
+            params["offset"] = str(offset)
+        body = self._request("GET", self._accounts_path, params=params)
+        return Page[Account].model_validate(body)
+
+    def iter_accounts(self, filter: AccountFilter | None = None, page_size: int = 500) -> Iterator[Account]:
+        """Every account matching ``filter``, following ``next`` until the last page."""
+        for page in self.iter_account_pages(filter, page_size):
+            yield from page
+
+    def iter_account_pages(self, filter: AccountFilter | None = None, page_size: int = 500) -> Iterator[list[Account]]:
+        """Pages of accounts matching ``filter``; stop iterating to stop reading (one request per page)."""
+        yield from self._pages(Account, self.list_accounts(filter, limit=page_size))
+
+    def get_account(self, account_id: str) -> Account:
+        return Account.model_validate(self._request("GET", f"{self._accounts_path}{account_id}/"))
+
+    def create_account(
+        self,
+        name: str,
+        external_id: str | None = None,
+        properties: AccountProperties | dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+    ) -> Account:
+        """Create an account. Retried after a lost answer only when ``external_id`` makes a repeat a 409."""
+        body: dict[str, Any] = {"name": name}
+        if external_id is not None:
+            body["external_id"] = external_id
+        if properties is not None:
+            body["properties"] = _properties_payload(properties)
+        if tags is not None:
+            body["tags"] = tags
+        data = self._request("POST", self._accounts_path, json=body, idempotent=external_id is not None)
+        return Account.model_validate(data)
+
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        name: str = UNSET,
+        external_id: str | None = UNSET,
+        properties: AccountProperties | dict[str, Any] | None = UNSET,
+        tags: list[str] = UNSET,
+    ) -> Account:
+        """PATCH only the given fields. ``properties`` and ``tags`` REPLACE what PostHog holds: pass the whole
+        merged object (see ``sync.apply``), never a partial one."""
+        body: dict[str, Any] = {}
+        if name is not UNSET:
+            body["name"] = name
+        if external_id is not UNSET:
+            body["external_id"] = external_id
+        if properties is not UNSET:
+            body["properties"] = None if properties is None else _properties_payload(properties)
+        if tags is not UNSET:
+            body["tags"] = tags
+        data = self._request("PATCH", f"{self._accounts_path}{account_id}/", json=body, idempotent=True)
+        return Account.model_validate(data)
+
+    def delete_account(self, account_id: str) -> None:
+        self._request("DELETE", f"{self._accounts_path}{account_id}/", idempotent=True)
+
+    # -- group type usage metrics ----------------------------------------------------------------------
+
+    def _metrics_path(self, group_type_index: int) -> str:
+        return f"/api/projects/{self.project_id}/groups_types/{group_type_index}/metrics/"
+
+    def list_usage_metrics(
+        self, group_type_index: int, limit: int | None = None, offset: int | None = None
+    ) -> Page[UsageMetric]:
+        params: dict[str, str] = {}
+        if limit is not None:
+            params["limit"] = str(limit)
+        if offset is not None:
+            params["offset"] = str(offset)
+        body = self._request("GET", self._metrics_path(group_type_index), params=params)
+        return Page[UsageMetric].model_validate(body)
+
+    def iter_usage_metrics(self, group_type_index: int, page_size: int = 100) -> Iterator[UsageMetric]:
+        for page in self._pages(UsageMetric, self.list_usage_metrics(group_type_index, limit=page_size)):
+            yield from page
+
+    def get_usage_metric(self, group_type_index: int, metric_id: str) -> UsageMetric:
+        data = self._request("GET", f"{self._metrics_path(group_type_index)}{metric_id}/")
+        return UsageMetric.model_validate(data)
+
+    def create_usage_metric(self, group_type_index: int, spec: UsageMetricSpec) -> UsageMetric:
+        data = self._request("POST", self._metrics_path(group_type_index), json=spec.payload())
+        return UsageMetric.model_validate(data)
+
+    def update_usage_metric(self, group_type_index: int, metric_id: str, changes: dict[str, Any]) -> UsageMetric:
+        """PATCH the given fields of a metric (others unchanged)."""
+        path = f"{self._metrics_path(group_type_index)}{metric_id}/"
+        return UsageMetric.model_validate(self._request("PATCH", path, json=changes, idempotent=True))
+
+    def replace_usage_metric(self, group_type_index: int, metric_id: str, spec: UsageMetricSpec) -> UsageMetric:
+        """PUT every writable field of a metric."""
+        path = f"{self._metrics_path(group_type_index)}{metric_id}/"
+        return UsageMetric.model_validate(self._request("PUT", path, json=spec.payload(), idempotent=True))
+
+    def delete_usage_metric(self, group_type_index: int, metric_id: str) -> None:
+        self._request("DELETE", f"{self._metrics_path(group_type_index)}{metric_id}/", idempotent=True)
+
+    # -- organisation members --------------------------------------------------------------------------
+
+    def iter_members(self, page_size: int = 200) -> Iterator[Member]:
+        """Members of the key's current organisation (to turn an owner's email into a user id)."""
+        first = Page[Member].model_validate(
+            self._request("GET", "/api/organizations/@current/members/", params={"limit": str(page_size)})
+        )
+        for page in self._pages(Member, first):
+            yield from page
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    def _pages(self, model: type[M], page: Page[Any]) -> Iterator[list[M]]:
+        """Follow ``next`` from ``page``, refusing to loop on a repeated URL."""
+        seen: set[str] = set()
+        while True:
+            yield [item if isinstance(item, model) else model.model_validate(item) for item in page.results]
+            if not page.next:
+                return
+            if page.next in seen:
+                raise PostHogError(f"PostHog pagination loop detected at {page.next}")
+            seen.add(page.next)
+            page = Page[model].model_validate(self._request("GET", page.next))  # type: ignore[valid-type]
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Send one logical request, retrying what is safe to retry; return the decoded JSON body."""
+        safe_to_repeat = method in ("GET", "HEAD") if idempotent is None else idempotent
+        path = httpx.URL(url).path
+        headers = {"Authorization": f"Bearer {self._key.get_secret_value()}", "Accept": "application/json"}
+        spent_s = 0.0  # time in requests plus time waited between them: the retry budget
+        retry_number = 0
+        while True:
+            self.stats.requests[method] += 1
+            error: PostHogError
+            sent_at = time.monotonic()
+            try:
+                response = self._http.request(method, url, params=params, json=json, headers=headers)
+            except httpx.TransportError as exc:
+                error = PostHogTransportError(
+                    f"PostHog {method} {path}: {type(exc).__name__}", method=method, path=path
+                )
+                retry_after = None
+                retryable = safe_to_repeat
+            else:
+                self.stats.statuses[response.status_code] += 1
+                if response.status_code < 400:
+                    return response.json() if response.content else None
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                error = error_for_response(response.status_code, _json_or_none(response), method, path, retry_after)
+                retryable = response.status_code == 429 or (response.status_code >= 500 and safe_to_repeat)
+            if not retryable:
+                raise error
+            retry_number += 1
+            spent_s += time.monotonic() - sent_at
+            wait = self.retry.next_delay(retry_number, retry_after, spent_s)
+            if wait is None:
+                raise error
+            self.stats.retries += 1
+            spent_s += wait
+            self.retry.sleep(wait)
+
+
+def _properties_payload(properties: AccountProperties | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(properties, AccountProperties):
+        return properties.payload()
+    return dict(properties)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def client_from_env(http: httpx.Client | None = None) -> PostHogClient:
+    """A client configured from ``POSTHOG_*`` environment variables (fails naming a bad key)."""
+    from sync.settings import load_posthog_settings
+
+    return PostHogClient(load_posthog_settings(), http=http)

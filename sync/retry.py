@@ -1,0 +1,54 @@
+"""Short HTTP-level retries: exponential backoff with full jitter, honouring ``Retry-After``, bounded in
+count and in total time. Job-level retries (a whole run later) belong to Celery, not here."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if seconds == seconds else None  # NaN guard
+
+
+@dataclass
+class RetryPolicy:
+    """When and how long to wait before the next attempt."""
+
+    max_retries: int = 5
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    max_total_s: float = 120.0
+    rng: random.Random = field(default_factory=random.Random)
+    sleep: Callable[[float], None] = time.sleep
+
+    def delay(self, retry_number: int, retry_after: float | None) -> float:
+        """Wait before retry ``retry_number`` (1-based): the server's hint if given, else jittered backoff."""
+        if retry_after is not None:
+            return min(retry_after, self.max_backoff_s)
+        ceiling = min(self.max_backoff_s, self.backoff_s * (2 ** (retry_number - 1)))
+        return self.rng.uniform(0, ceiling)
+
+    def next_delay(self, retry_number: int, retry_after: float | None, elapsed_s: float) -> float | None:
+        """The wait before the next attempt, or None when the count or time budget is spent."""
+        if retry_number > self.max_retries:
+            return None
+        wait = self.delay(retry_number, retry_after)
+        if elapsed_s + wait > self.max_total_s:
+            return None
+        return wait

@@ -1,0 +1,118 @@
+"""Fixtures shared by every test package: the PostHog stand-in on loopback and a client for it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from pydantic import SecretStr
+
+from sandbox.common import ServerThread
+from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig, create_app
+from sync.ledger import Ledger
+from sync.posthog import PostHogClient
+from sync.retry import RetryPolicy
+from sync.settings import PostHogSettings
+from tests.support.redis_counting import counting_client
+
+POSTHOG_KEY = "phx_test_all"
+MEMBERS = (
+    Member(7, "ana@example.com", "Ana"),
+    Member(8, "ben@example.com", "Ben"),
+    Member(9, "cy@example.com"),
+)
+KEYS = (
+    ApiKey(POSTHOG_KEY, ("*",)),
+    ApiKey("phx_test_ro", ("account:read", "usage_metric:read")),
+    ApiKey("phx_test_p2", ("*",), (2,)),
+)
+
+
+@dataclass
+class PostHogSandbox:
+    """A running PostHog stand-in plus helpers to read its counters and set faults."""
+
+    server: ServerThread
+    admin: httpx.Client
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.admin.get("/_sandbox/stats").json())
+
+    def count(self, method: str | None = None, route_suffix: str = "", status: int | None = None) -> int:
+        return sum(
+            row["count"]
+            for row in self.stats()["requests"]
+            if (method is None or row["method"] == method)
+            and row["route"].endswith(route_suffix)
+            and (status is None or row["status"] == status)
+        )
+
+    def faults(self, **config: Any) -> None:
+        self.admin.post("/_sandbox/faults", json=config).raise_for_status()
+
+    def reset(self) -> None:
+        self.admin.post("/_sandbox/reset").raise_for_status()
+
+    def reset_counters(self) -> None:
+        self.admin.post("/_sandbox/stats/reset").raise_for_status()
+
+    def client(self, key: str = POSTHOG_KEY, project_id: int = 1, **policy: Any) -> PostHogClient:
+        settings = PostHogSettings(host=self.url, personal_api_key=SecretStr(key), project_id=project_id)
+        retry = RetryPolicy(**{"max_retries": 3, "sleep": lambda _s: None, **policy})
+        return PostHogClient(settings, retry=retry)
+
+
+@pytest.fixture(scope="session")
+def posthog_server() -> Iterator[PostHogSandbox]:
+    config = PostHogSandboxConfig(projects=(1, 2), keys=KEYS, members=MEMBERS)
+    with ServerThread(create_app(config)) as server, httpx.Client(base_url=server.url) as admin:
+        yield PostHogSandbox(server, admin)
+
+
+@pytest.fixture
+def posthog(posthog_server: PostHogSandbox) -> Iterator[PostHogSandbox]:
+    """The shared stand-in, emptied and with counters and faults cleared for this test."""
+    posthog_server.reset()
+    yield posthog_server
+    posthog_server.faults()
+
+
+@pytest.fixture
+def ph(posthog: PostHogSandbox) -> Iterator[PostHogClient]:
+    with posthog.client() as client:
+        yield client
+
+
+# -- Redis: the real server, a key prefix of each test's own, cleaned up after ------------------------------
+
+REDIS_URL = os.environ.get("CRMSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = counting_client(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"these tests need a Redis server at {REDIS_URL} (.ci/run starts one)")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def ledger(redis_client: redis.Redis) -> Iterator[Ledger]:
+    prefix = f"crmsync-test-{uuid.uuid4().hex[:12]}"
+    yield Ledger(redis_client, project_id=1, prefix=prefix)
+    keys = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        redis_client.delete(*keys[start : start + 500])

@@ -1,0 +1,26 @@
+"""The ``crmsync`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import typer
+
+from sandbox.cli import sandbox_app
+from workers.cli_metrics import metrics_app
+from workers.demo import demo_command
+
+app = typer.Typer(
+    help="crmsync: keep PostHog accounts and your CRMs in agreement.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(metrics_app, name="metrics")
+app.command("demo")(demo_command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
