@@ -23,35 +23,8 @@ from starlette_testclient import TestClient
 from sandbox.posthog.app import Member, PostHogSandboxConfig, create_app
 
 AUTH = {"Authorization": "Bearer phx_sandbox"}
-_STOP = object()
 
 
-def _restore_many_more() -> None:
-    """Give Hypothesis' ``many`` back the ``more()`` that hypothesis-jsonschema 0.23 calls for objects.
-
-    The installed Hypothesis (6.170) replaced ``while elements.more():`` with a context-manager/iterator
-    protocol; hypothesis-jsonschema (schemathesis' generator) still uses the old call, so generating any
-    JSON object fails with ``AttributeError: 'many' object has no attribute 'more'``. This adapter drives
-    the new protocol from the old call; it is installed only when the method is missing.
-    """
-    from hypothesis.internal.conjecture import utils as conjecture_utils
-
-    if hasattr(conjecture_utils.many, "more"):
-        return
-
-    def more(self: Any) -> bool:
-        if getattr(self, "_legacy_iterator", None) is None:
-            self.__enter__()
-            self._legacy_iterator = iter(self)
-        if next(self._legacy_iterator, _STOP) is _STOP:
-            self.__exit__(None, None, None)
-            return False
-        return True
-
-    setattr(conjecture_utils.many, "more", more)  # noqa: B010 - the class has no such attribute to type
-
-
-_restore_many_more()
 CHECKS = (not_a_server_error, response_schema_conformance)
 
 
