@@ -365,3 +365,53 @@ def test_domain_matching_is_opt_in_and_ambiguity_goes_to_review(
     acme = next(a for a in ph.iter_accounts() if a.name == "Acme")
     assert acme.properties.hubspot_deal_id == "d-1"
     assert len(list(ph.iter_accounts())) == 3
+
+
+def test_accounts_made_by_people_are_found_not_duplicated(
+    engine: SyncEngine, conn: MemoryConnector, crm: MemoryCrm, ph: PostHogClient, posthog: PostHogSandbox
+) -> None:
+    ph.create_account("Made by a person", "acct-1", {"zendesk_id": "z-9"})
+    crm.put("001A", name="Acme", ext="acct-1")
+    report = engine.run(conn, "accounts")  # the index refresh finds it by external_id
+    assert report.counts["created"] == 0 and report.counts["updated"] == 1
+    # A person creates one after the index was refreshed: the create answers 409 and is resolved, not doubled.
+    engine.index.refresh()
+    ph.create_account("Also by a person", "acct-2")
+    crm.put("001B", name="Bolt", ext="acct-2")
+    from sync.report import RunReport
+
+    late = RunReport("memcrm", "accounts", "test")
+    engine.apply_records(conn, "accounts", [crm.record("001B", "accounts")], late)
+    assert late.counts["conflicts"] == 1 and posthog.count("POST", status=409) == 1
+    accounts = {a.external_id: a for a in ph.iter_accounts()}
+    assert len(accounts) == 2
+    assert accounts["acct-1"].properties.payload() == {"zendesk_id": "z-9", "sfdc_id": "001A"}
+    assert accounts["acct-2"].name == "Bolt" and accounts["acct-2"].properties.sfdc_id == "001B"
+
+
+def test_two_way_field_echo_writes_nothing_either_way(
+    ph: PostHogClient, ledger: Ledger, crm: MemoryCrm, conn: MemoryConnector, posthog: PostHogSandbox
+) -> None:
+    raw = {**MAPPING}
+    fields = [
+        *MAPPING["mappings"]["memcrm"]["accounts"]["fields"],
+        {"source": "billing", "target": "properties.billing_id", "direction": "both"},
+    ]
+    raw["mappings"] = {
+        **MAPPING["mappings"],
+        "memcrm": {"accounts": {**MAPPING["mappings"]["memcrm"]["accounts"], "fields": fields}},
+    }
+    engine = SyncEngine(ph, ledger, load_mapping_config(raw))
+    crm.put("001A", name="Acme", billing="b-1")
+    engine.run(conn, "accounts")
+    (account,) = list(ph.iter_accounts())
+    assert account.properties.billing_id == "b-1"
+    ph.update_account(account.id, properties={**account.properties.payload(), "billing_id": "b-2"})  # in PostHog
+    assert engine.sync_outbound(conn, "accounts").counts["pushed"] == 1
+    assert crm.records["001A"]["billing"] == "b-2"
+    pushes = crm.pushed_records
+    posthog.reset_counters()
+    for _ in range(2):  # the CRM shows the pushed value; PostHog shows our earlier writes
+        engine.run(conn, "accounts")
+        engine.sync_outbound(conn, "accounts")
+    assert writes(posthog) == 0 and crm.pushed_records == pushes
