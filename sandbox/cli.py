@@ -10,6 +10,7 @@ import typer
 
 from sandbox.hubspot.cli import run_hubspot
 from sandbox.posthog.cli import run_posthog
+from sandbox.salesforce.cli import run_salesforce
 from sandbox.stripe.cli import run_stripe
 
 sandbox_app = typer.Typer(help="Local stand-ins for PostHog and the CRMs (for the demo and tests).")
@@ -19,3 +20,4 @@ sandbox_app.add_typer(run_app, name="run")
 run_app.command("posthog")(run_posthog)
 run_app.command("stripe")(run_stripe)
 run_app.command("hubspot")(run_hubspot)
+run_app.command("salesforce")(run_salesforce)
