@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -26,11 +27,16 @@ def test_two_workers_share_one_budget(key: str) -> None:
 
 def test_take_waits_for_refill_and_gives_up_past_patience(key: str) -> None:
     slept: list[float] = []
-    bucket = TokenBucket(redis.Redis.from_url(REDIS_URL), key, capacity=2, refill_per_s=1000, sleep=slept.append)
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    bucket = TokenBucket(redis.Redis.from_url(REDIS_URL), key, capacity=2, refill_per_s=5, sleep=sleep)
     bucket.take()
     bucket.take()
-    bucket.take()  # the third waits for a refill (a millisecond here)
-    assert slept and all(0 < s <= 0.002 for s in slept)
+    bucket.take()  # the third waits for a refill: about 0.2 s at 5 tokens/s
+    assert slept and 0 < sum(slept) <= 0.25
     slow = TokenBucket(redis.Redis.from_url(REDIS_URL), key + "-slow", capacity=1, refill_per_s=0.01)
     slow.take()
     with pytest.raises(BudgetExhausted) as exc:
