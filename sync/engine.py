@@ -9,7 +9,7 @@ account, one GET and at most one PATCH (or one POST for a new account). Unchange
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +78,14 @@ class SyncEngine:
 
     # -- runs ----------------------------------------------------------------------------------------------
 
-    def run(self, connector: Connector, stream: str, mode: str = "incremental", dry_run: bool = False) -> RunReport:
+    def run(
+        self,
+        connector: Connector,
+        stream: str,
+        mode: str = "incremental",
+        dry_run: bool = False,
+        progress: Callable[[RunReport], None] | None = None,
+    ) -> RunReport:
         """Pull ``stream`` (everything when ``mode == "full"``, else since the committed cursor) and apply it.
 
         The cursor advances after each committed page, never past uncommitted work; a dry run writes nothing.
@@ -99,6 +106,8 @@ class SyncEngine:
                 if page.cursor is not None and not dry_run:
                     self._advance(connector, stream, page.cursor)
                 self.ledger.extend(lock_name, held[lock_name], self.lock_ttl_ms * 10)
+                if progress is not None:
+                    progress(report)
             report.finish("succeeded")
         except FatalError as exc:
             report.finish("failed", str(exc))
@@ -139,6 +148,25 @@ class SyncEngine:
             self.apply_records(connector, stream, records, report)  # parks what still fails, anew
             self.ledger.drop_dead_letters([entry_id for entry_id, _ in parked])  # then drops the old entries
         return self._store(report.finish("succeeded"), False)
+
+    def reconcile_deletes(self, connector: Connector, stream: str, batch_size: int = 100) -> RunReport:
+        """Fetch every record the ledger links and unlink those the CRM no longer has (deleted, purged, merged
+        away): the safety net for deletes no pull or webhook reported."""
+        report = RunReport(connector.source, stream, "reconcile")
+        ids = self.ledger.record_ids(connector.source, stream)
+        try:
+            for start in range(0, len(ids), batch_size):
+                chunk = ids[start : start + batch_size]
+                records = list(connector.fetch(stream, chunk))
+                found = {r.id for r in records}
+                records += [
+                    CrmRecord(connector.source, stream, rid, {}, deleted=True) for rid in chunk if rid not in found
+                ]
+                self.apply_records(connector, stream, records, report)
+            report.finish("succeeded")
+        except FatalError as exc:
+            report.finish("failed", str(exc))
+        return self._store(report, False)
 
     def _store(self, report: RunReport, dry_run: bool) -> RunReport:
         if not dry_run:

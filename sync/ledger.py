@@ -161,6 +161,11 @@ class Ledger:
             pipe.delete(self.idx_key(kind, value))
         pipe.execute()
 
+    def record_ids(self, source: str, obj: str) -> list[str]:
+        """Ids of every record of ``source``/``obj`` the ledger knows (a SCAN: for reconciliation, not per batch)."""
+        prefix = f"{self.ns}:rec:{source}:{obj}:"
+        return sorted(str(k)[len(prefix) :] for k in self.redis.scan_iter(match=f"{prefix}*", count=1000))
+
     # -- account index watermark ----------------------------------------------------------------------
 
     def index_watermark(self) -> str | None:
@@ -176,7 +181,15 @@ class Ledger:
         return cast(str | None, self.redis.get(f"{self.ns}:cursor:{source}:{stream}"))
 
     def set_cursor(self, source: str, stream: str, raw: str) -> None:
-        self.redis.set(f"{self.ns}:cursor:{source}:{stream}", raw)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(f"{self.ns}:cursor:{source}:{stream}", raw)
+        pipe.set(f"{self.ns}:cursor_at:{source}:{stream}", repr(time.time()))
+        pipe.execute()
+
+    def cursor_written_at(self, source: str, stream: str) -> float | None:
+        """When the cursor was last committed (epoch seconds), for ``crmsync status``."""
+        raw = cast(str | None, self.redis.get(f"{self.ns}:cursor_at:{source}:{stream}"))
+        return float(raw) if raw else None
 
     def clear_cursor(self, source: str, stream: str) -> None:
         self.redis.delete(f"{self.ns}:cursor:{source}:{stream}")

@@ -6,6 +6,15 @@ import typer
 
 from sandbox.cli import sandbox_app
 from workers.cli_metrics import metrics_app
+from workers.cli_ops import (
+    beat_command,
+    config_option,
+    dlq_app,
+    status_command,
+    sync_command,
+    webhooks_app,
+    worker_command,
+)
 from workers.demo import demo_command
 
 app = typer.Typer(
@@ -13,8 +22,15 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+app.callback()(config_option)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(dlq_app, name="dlq")
+app.command("worker")(worker_command)
+app.command("beat")(beat_command)
+app.command("sync")(sync_command)
+app.command("status")(status_command)
 app.command("demo")(demo_command)
 
 

@@ -415,3 +415,16 @@ def test_two_way_field_echo_writes_nothing_either_way(
         engine.run(conn, "accounts")
         engine.sync_outbound(conn, "accounts")
     assert writes(posthog) == 0 and crm.pushed_records == pushes
+
+
+def test_reconcile_unlinks_records_gone_from_the_crm(
+    engine: SyncEngine, conn: MemoryConnector, crm: MemoryCrm, ph: PostHogClient
+) -> None:
+    seed(crm, 4)
+    engine.run(conn, "accounts")
+    del crm.records["00100002"], crm.versions["00100002"]  # purged without any event
+    report = engine.reconcile_deletes(conn, "accounts")
+    assert report.counts["unlinked"] == 1 and report.counts["unchanged"] == 3
+    gone = next(a for a in ph.iter_accounts() if a.external_id == "acct-2")
+    assert gone.properties.sfdc_id is None
+    assert engine.reconcile_deletes(conn, "accounts").counts["seen"] == 3  # the forgotten record is not re-checked

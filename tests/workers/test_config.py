@@ -1,0 +1,69 @@
+"""crmsync.yaml: validated at start-up with the offending key named; the beat schedule built from it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sync.errors import ConfigError
+from tests.sync.test_engine import MAPPING
+from workers.config import load_config, parse_config
+from workers.schedule import beat_schedule
+
+
+def raw(**extra: Any) -> dict[str, Any]:
+    return {
+        **MAPPING,
+        "posthog": {"host": "http://127.0.0.1:8010", "project_id": 1},
+        "sources": {"memcrm": {"schedule": {"every_s": 60}, "full_schedule": {"cron": "0 3 * * 0"}}},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"sources": {"memcrm": {"schedule": {"every_s": -1}}}}, "sources.memcrm.schedule.every_s"),
+        ({"sources": {"memcrm": {"schedule": {"every_s": 5, "cron": "* * * * *"}}}}, "sources.memcrm.schedule"),
+        ({"sources": {"memcrm": {"schedule": {"cron": "* *"}}}}, "sources.memcrm.schedule"),
+        ({"sources": {"ghostcrm": {}}}, "sources.ghostcrm"),
+        ({"webhooks": {"max_body_bytes": 1}}, "webhooks.max_body_bytes"),
+        ({"redis": "x"}, "redis"),
+    ],
+)
+def test_bad_keys_are_named(change: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(raw(**change))
+    assert exc.value.key.startswith(key), exc.value.key
+
+
+def test_posthog_settings_come_from_file_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "crmsync.yaml"
+    path.write_text(yaml.safe_dump(raw()))
+    monkeypatch.delenv("POSTHOG_PERSONAL_API_KEY", raising=False)
+    config = load_config(path)
+    with pytest.raises(ConfigError) as missing:
+        config.posthog_settings()
+    assert missing.value.key == "posthog.personal_api_key"
+    monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", "phx_from_env")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/5")
+    config = load_config(path)
+    assert config.posthog_settings().personal_api_key.get_secret_value() == "phx_from_env"
+    assert config.redis_url.endswith("/5")
+    with pytest.raises(ConfigError):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_beat_schedule_from_config() -> None:
+    schedule = beat_schedule(parse_config(raw()))
+    assert set(schedule) == {"sync:memcrm", "full:memcrm", "reconcile:memcrm", "outbound"}
+    assert schedule["sync:memcrm"]["schedule"] == timedelta(seconds=60)
+    assert schedule["sync:memcrm"]["kwargs"] == {"mode": "incremental"}
+    assert schedule["full:memcrm"]["schedule"].minute == {0}
+    assert all(entry["options"]["queue"] == "bulk" for entry in schedule.values())
+    disabled = beat_schedule(parse_config(raw(sources={"memcrm": {"enabled": False}})))
+    assert disabled == {}

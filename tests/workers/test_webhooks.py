@@ -1,0 +1,124 @@
+"""The webhook receiver over loopback HTTP: verify, reject, dedupe, coalesce, enqueue; then the refresh task."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.common import serving
+from tests.conftest import POSTHOG_KEY, PostHogSandbox
+from tests.support.memory_crm import MemoryConnector, MemoryCrm
+from tests.sync.test_engine import MAPPING
+from workers.config import parse_config
+from workers.runtime import Runtime, set_runtime
+from workers.tasks import pending_key, refresh
+
+
+@pytest.fixture
+def runtime(posthog: PostHogSandbox, ledger: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", POSTHOG_KEY)
+    raw = {
+        **MAPPING,
+        "posthog": {"host": posthog.url, "project_id": 1},
+        "sources": {"memcrm": {"config": {}}},
+        "webhooks": {"coalesce_s": 5, "max_body_bytes": 2048},
+    }
+    rt = Runtime(parse_config(raw))
+    rt.__dict__["redis"] = ledger.redis
+    rt.__dict__["ledger"] = ledger
+    rt.install_connector("memcrm", MemoryConnector(MemoryCrm()))
+    set_runtime(rt)
+    yield rt
+    set_runtime(None)
+
+
+@pytest.fixture
+def enqueued() -> list[tuple[str, str, float]]:
+    return []
+
+
+@pytest.fixture
+def http(runtime: Runtime, enqueued: list[tuple[str, str, float]]) -> Iterator[httpx.Client]:
+    from workers.webhooks import create_webhook_app
+
+    app = create_webhook_app(runtime, enqueue=lambda s, o, c: enqueued.append((s, o, c)))
+    with serving(app) as server, httpx.Client(base_url=server.url) as client:
+        yield client
+
+
+def deliver(http: httpx.Client, runtime: Runtime, events: list[dict[str, str]], *, sign: bool = True) -> httpx.Response:
+    body = json.dumps(events).encode()
+    connector = runtime.connector("memcrm")
+    assert isinstance(connector, MemoryConnector)
+    headers = {"X-Memory-Signature": connector.sign(body) if sign else "0" * 64}
+    return http.post("/webhooks/memcrm", content=body, headers=headers)
+
+
+def test_valid_deliveries_are_deduped_and_coalesced(
+    http: httpx.Client, runtime: Runtime, enqueued: list[tuple[str, str, float]]
+) -> None:
+    first = deliver(http, runtime, [{"id": "001A", "event_id": "e1"}, {"id": "001B", "event_id": "e2"}])
+    assert first.status_code == 200 and first.json() == {"received": 2, "new": 2}
+    again = deliver(http, runtime, [{"id": "001A", "event_id": "e1"}, {"id": "001C", "event_id": "e3"}])
+    assert again.json() == {"received": 2, "new": 1}  # e1 replayed: dropped
+    assert deliver(http, runtime, [{"id": "001A", "event_id": "e1"}]).json() == {"received": 1, "new": 0}
+    assert enqueued == [("memcrm", "accounts", 5)]  # one refresh for the whole window
+    pending = runtime.redis.smembers(pending_key(runtime, "memcrm", "accounts"))
+    assert pending == {"001A", "001B", "001C"}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b'[{"id": "1", "event_id": "e"}]', {"X-Memory-Signature": "bad"}, 401),
+        (b"[]", {}, 401),
+        (b"x" * 5000, {}, 413),
+    ],
+)
+def test_bad_deliveries_are_rejected_and_enqueue_nothing(
+    http: httpx.Client, enqueued: list[tuple[str, str, float]], body: bytes, headers: dict[str, str], status: int
+) -> None:
+    assert http.post("/webhooks/memcrm", content=body, headers=headers).status_code == status
+    assert enqueued == []
+
+
+def test_malformed_but_signed_body_is_a_400(
+    http: httpx.Client, runtime: Runtime, enqueued: list[tuple[str, str, float]]
+) -> None:
+    connector = runtime.connector("memcrm")
+    assert isinstance(connector, MemoryConnector)
+    body = b'{"not": "a list"}'
+    response = http.post("/webhooks/memcrm", content=body, headers={"X-Memory-Signature": connector.sign(body)})
+    assert response.status_code == 400 and enqueued == []
+    assert http.post("/webhooks/nope", content=b"[]").status_code == 404
+
+
+def test_health_readiness_and_metrics(http: httpx.Client, runtime: Runtime) -> None:
+    deliver(http, runtime, [{"id": "001A", "event_id": "e1"}])
+    deliver(http, runtime, [{"id": "001A", "event_id": "e2"}], sign=False)
+    assert http.get("/healthz").json() == {"ok": True}
+    assert http.get("/readyz").status_code == 200
+    metrics = http.get("/metrics").text
+    assert 'crmsync_webhooks_total{outcome="accepted",source="memcrm"} 1.0' in metrics
+    assert 'crmsync_webhooks_total{outcome="rejected",source="memcrm"} 1.0' in metrics
+    assert 'crmsync_queue_depth{queue="realtime"}' in metrics
+
+
+def test_refresh_task_applies_everything_gathered(
+    http: httpx.Client, runtime: Runtime, posthog: PostHogSandbox
+) -> None:
+    connector = runtime.connector("memcrm")
+    assert isinstance(connector, MemoryConnector)
+    connector.crm.put("001A", name="Acme", ext="acct-a")
+    connector.crm.put("001B", name="Bolt", ext="acct-b")
+    deliver(http, runtime, [{"id": "001A", "event_id": "e1"}, {"id": "001B", "event_id": "e2"}])
+    result = refresh.run("memcrm", "accounts")
+    (run,) = result["runs"]
+    assert run["mode"] == "refresh" and run["counts"]["created"] == 2
+    assert connector.crm.fetches == 1  # one fetch for the coalesced ids
+    assert refresh.run("memcrm", "accounts") == {"runs": []}  # nothing left pending
+    assert posthog.count("POST", status=201) == 2

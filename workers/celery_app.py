@@ -1,0 +1,67 @@
+"""The one Celery app: broker and results on Redis, settings per docs/architecture.md.
+
+- ``acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is redelivered, which is safe because
+  every task is idempotent (the ledger absorbs repeats).
+- prefetch 1: a long sync never holds a second task hostage.
+- JSON only; tasks take ids and small payloads.
+- Two queues: ``bulk`` (scheduled and manual syncs) and ``realtime`` (webhook refreshes), so a webhook never
+  waits behind a full sync; a worker consumes both unless told otherwise.
+- The Redis visibility timeout (2 h) is above every retry countdown (at most ``MAX_COUNTDOWN_S``), so a task
+  waiting to retry is never redelivered as well (lesson from Codecov's experience).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from celery import Celery
+from kombu import Queue  # type: ignore[attr-defined]
+
+VISIBILITY_TIMEOUT_S = 2 * 3600
+MAX_COUNTDOWN_S = 900
+
+app = Celery("crmsync", include=["workers.tasks"])
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_default_queue="bulk",
+    task_queues=(Queue("bulk"), Queue("realtime")),  # type: ignore[no-untyped-call]
+    task_routes={"crmsync.refresh": {"queue": "realtime"}},
+    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+    result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+    result_expires=24 * 3600,
+    task_track_started=True,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    timezone="UTC",
+)
+
+
+def configure(redis_url: str, beat_schedule: dict[str, dict[str, object]] | None = None) -> Celery:
+    """Point the app at a Redis and (for beat) install a schedule."""
+    app.conf.broker_url = redis_url
+    app.conf.result_backend = redis_url
+    if beat_schedule is not None:
+        app.conf.beat_schedule = beat_schedule
+    return app
+
+
+def _configure_from_environment() -> None:
+    """Worker processes started by ``celery -A workers.celery_app`` read ``CRMSYNC_CONFIG`` / ``REDIS_URL``."""
+    config_path = os.environ.get("CRMSYNC_CONFIG")
+    if config_path and Path(config_path).exists():
+        from workers.config import load_config
+        from workers.schedule import beat_schedule
+
+        config = load_config(config_path)
+        configure(config.redis_url, beat_schedule(config))
+    else:
+        configure(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+_configure_from_environment()

@@ -1,0 +1,320 @@
+"""Operating commands: ``worker``, ``beat``, ``webhooks serve``, ``sync``, ``status``, ``dlq``.
+
+Every command reads the config from ``--config`` / ``CRMSYNC_CONFIG`` (default ``crmsync.yaml``); a bad key stops
+it at once, naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sync.errors import CrmsyncError
+from sync.report import COUNT_KEYS, RunReport
+from workers.config import load_config
+from workers.logs import configure_logging, remember_secrets, secrets_of
+from workers.runtime import Runtime, set_runtime
+
+console = Console(stderr=True)
+out = Console()
+webhooks_app = typer.Typer(help="The webhook receiver.")
+dlq_app = typer.Typer(help="The dead-letter stream: records that could not be applied, with their reasons.")
+
+
+def runtime_from_env() -> Runtime:
+    """Load and validate the config (failing with the bad key named), and install it for this process."""
+    try:
+        config = load_config()
+        runtime = Runtime(config)
+        remember_secrets([*secrets_of(config), runtime.settings.personal_api_key.get_secret_value()])
+    except CrmsyncError as exc:
+        console.print(f"[red]config error:[/] {exc}")
+        raise typer.Exit(2) from None
+    set_runtime(runtime)
+    return runtime
+
+
+def _sources(runtime: Runtime, source: str) -> list[str]:
+    if source == "all":
+        return runtime.config.enabled_sources()
+    if source not in runtime.config.sources:
+        console.print(f"[red]unknown source {source!r}[/]; configured: {', '.join(runtime.config.sources) or 'none'}")
+        raise typer.Exit(2)
+    return [source]
+
+
+def worker_command(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "bulk,realtime",
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+) -> None:
+    """Run a Celery worker (scale out by running more of them, on any host, against the same Redis)."""
+    runtime_from_env()
+    configure_logging(loglevel)
+    from workers.celery_app import app
+
+    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", "crmsync@%h"])
+
+
+def beat_command(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
+    """Run Celery beat: exactly one per deployment; it only enqueues, workers do the work."""
+    runtime = runtime_from_env()
+    configure_logging(loglevel)
+    from workers.celery_app import configure
+    from workers.schedule import beat_schedule
+
+    app = configure(runtime.config.redis_url, beat_schedule(runtime.config))
+    state = Path(tempfile.gettempdir()) / "crmsync-beat-schedule"
+    app.Beat(schedule=str(state), loglevel=loglevel).run()
+
+
+@webhooks_app.command("serve")
+def webhooks_serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8090,
+) -> None:
+    """Serve /webhooks/{hubspot,stripe}, /webhooks/salesforce/<token>, /healthz, /readyz, /metrics."""
+    import uvicorn
+
+    from workers.webhooks import create_webhook_app
+
+    runtime = runtime_from_env()
+    configure_logging()
+    uvicorn.run(create_webhook_app(runtime), host=host, port=port, log_level="warning", access_log=False)
+
+
+def run_inline(runtime: Runtime, sources: list[str], full: bool, dry_run: bool, quiet: bool) -> list[RunReport]:
+    """Run the syncs in this process, with a progress bar per stream."""
+    reports: list[RunReport] = []
+    mode = "full" if full else "incremental"
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    ) as progress:
+        for source in sources:
+            connector = runtime.connector(source)
+            for stream in runtime.streams(source):
+                task = progress.add_task(f"{source}/{stream}", total=None, counts="")
+
+                def show(report: RunReport, task: Any = task) -> None:
+                    c = report.counts
+                    summary = f"seen {c['seen']} · created {c['created']} · updated {c['updated']}"
+                    progress.update(task, counts=summary)
+
+                report = runtime.engine.run(connector, stream, mode, dry_run, show)
+                show(report)
+                progress.update(task, total=1, completed=1)
+                reports.append(report)
+    return reports
+
+
+def run_enqueued(runtime: Runtime, sources: list[str], full: bool, dry_run: bool, quiet: bool) -> list[dict[str, Any]]:
+    """Enqueue one ``crmsync.sync_source`` per source and follow the workers' progress until done."""
+    from workers.celery_app import configure
+    from workers.tasks import sync_source
+
+    configure(runtime.config.redis_url)
+    mode = "full" if full else "incremental"
+    results = {s: sync_source.apply_async((s,), {"mode": mode, "dry_run": dry_run}, queue="bulk") for s in sources}
+    runs: list[dict[str, Any]] = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
+        tasks = {s: progress.add_task(f"{s} (queued)", total=None, info="") for s in sources}
+        pending = dict(results)
+        while pending:
+            for source, result in list(pending.items()):
+                state = result.state
+                info = result.info if isinstance(result.info, dict) else {}
+                counts = info.get("counts") or {}
+                label = f"{source} ({state.lower()})"
+                detail = f"seen {counts.get('seen', 0)} · updated {counts.get('updated', 0)}" if counts else ""
+                progress.update(tasks[source], description=label, info=detail)
+                if result.ready():
+                    progress.update(tasks[source], total=1, completed=1)
+                    value = result.get(propagate=False)
+                    if isinstance(value, dict):
+                        runs.extend(value.get("runs", []))
+                    else:
+                        runs.append({"source": source, "status": "failed", "reason": str(value)})
+                    del pending[source]
+            time.sleep(0.2)
+    return runs
+
+
+def sync_command(
+    source: Annotated[str, typer.Argument(help="hubspot, stripe, salesforce or all")],
+    full: Annotated[bool, typer.Option("--full", help="Read everything, not only changes since the cursor.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide everything, write nothing.")] = False,
+    inline: Annotated[bool, typer.Option("--inline", help="Run in this process instead of on the workers.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+) -> None:
+    """Sync one source (or all) now: enqueued on the workers and followed, or ``--inline``."""
+    runtime = runtime_from_env()
+    configure_logging("WARNING")
+    sources = _sources(runtime, source)
+    try:
+        if inline:
+            runs = [r.as_dict() for r in run_inline(runtime, sources, full, dry_run, as_json)]
+        else:
+            runs = run_enqueued(runtime, sources, full, dry_run, as_json)
+    except CrmsyncError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        out.print_json(json.dumps({"runs": runs}))
+    else:
+        out.print(runs_table(runs))
+    if any(r.get("status") == "failed" for r in runs):
+        raise typer.Exit(1)
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(title="Runs")
+    for column in ("source", "stream", "mode", "status", *COUNT_KEYS, "errors"):
+        table.add_column(column, justify="right" if column in COUNT_KEYS else "left")
+    for run in runs:
+        counts = run.get("counts", {})
+        table.add_row(
+            run.get("source", ""),
+            run.get("stream", ""),
+            run.get("mode", ""),
+            run.get("status", ""),
+            *(str(counts.get(k, 0)) for k in COUNT_KEYS),
+            str(len(run.get("errors", []))),
+        )
+    return table
+
+
+def status_data(runtime: Runtime) -> dict[str, Any]:
+    """Per source: last run, outcome, counts, cursor age, DLQ size, next scheduled run."""
+    from workers.schedule import next_run_in
+
+    ledger = runtime.ledger
+    recent = ledger.recent_runs(500)
+    parked = [entry for _, entry in ledger.dead_letters(100_000)]
+    now = time.time()
+    sources: dict[str, Any] = {}
+    for source in runtime.config.sources:
+        last = next((r for r in recent if r.get("source") == source and r.get("mode") != "outbound"), None)
+        cursors = {}
+        for stream in runtime.config.mapping.mappings.get(source, {}):
+            at = ledger.cursor_written_at(source, stream)
+            cursors[stream] = {
+                "present": ledger.get_cursor(source, stream) is not None,
+                "age_s": round(now - at, 1) if at else None,
+            }
+        finished = _epoch(last.get("finished_at")) if last else None
+        sources[source] = {
+            "enabled": runtime.config.sources[source].enabled,
+            "last_run": last,
+            "cursors": cursors,
+            "dlq": sum(1 for e in parked if e.get("source") == source),
+            "next_run_in_s": next_run_in(runtime.config, f"sync:{source}", now - finished if finished else None),
+        }
+    return {"sources": sources, "dlq_total": ledger.dlq_size()}
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Per source: last run, outcome, counts, cursor age, DLQ size, next scheduled run."""
+    runtime = runtime_from_env()
+    data = status_data(runtime)
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table(title="crmsync status")
+    for column in ("source", "last run", "status", "seen", "updated", "failed", "cursor age", "dlq", "next run"):
+        table.add_column(column)
+    for source, info in data["sources"].items():
+        last = info["last_run"] or {}
+        counts = last.get("counts", {})
+        ages = [c["age_s"] for c in info["cursors"].values() if c["age_s"] is not None]
+        nxt = info["next_run_in_s"]
+        table.add_row(
+            source,
+            last.get("finished_at") or "never",
+            last.get("status", "-"),
+            str(counts.get("seen", "-")),
+            str(counts.get("updated", "-")),
+            str(counts.get("failed", "-")),
+            f"{max(ages):.0f}s" if ages else "-",
+            str(info["dlq"]),
+            f"{nxt:.0f}s" if nxt is not None else "-",
+        )
+    out.print(table)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+) -> None:
+    """Show parked records with source, id, field and reason."""
+    runtime = runtime_from_env()
+    entries = [{"entry": eid, **e} for eid, e in runtime.ledger.dead_letters(limit)]
+    if as_json:
+        out.print_json(json.dumps({"entries": entries, "total": runtime.ledger.dlq_size()}))
+        return
+    table = Table(title=f"Dead letters ({runtime.ledger.dlq_size()})")
+    for column in ("entry", "source", "object", "id", "field", "reason"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(*(str(e.get(k) or "") for k in ("entry", "source", "object", "id", "field", "reason")))
+    out.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    source: Annotated[str, typer.Argument(help="A source, or all")] = "all",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Fetch the parked records' current state and apply it (in this process); what still fails stays parked."""
+    runtime = runtime_from_env()
+    runs = []
+    for name in _sources(runtime, source):
+        for stream in runtime.streams(name):
+            runs.append(runtime.engine.replay_dead_letters(runtime.connector(name), stream).as_dict())
+    if as_json:
+        out.print_json(json.dumps({"runs": runs}))
+    else:
+        out.print(runs_table(runs))
+
+
+def config_option(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Config file (default: $CRMSYNC_CONFIG or crmsync.yaml).")
+    ] = None,
+) -> None:
+    """Global ``--config``: exported as ``CRMSYNC_CONFIG`` so worker processes read the same file."""
+    if config is not None:
+        os.environ["CRMSYNC_CONFIG"] = str(config)
+    set_runtime(None)  # each command builds the runtime from this config

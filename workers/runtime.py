@@ -1,0 +1,87 @@
+"""Everything a worker process needs, built once from the config: Redis, PostHog client, ledger, engine, connectors."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+import redis
+
+from connectors.base import Connector
+from connectors.registry import build_connector
+from sync.engine import SyncEngine
+from sync.errors import ConfigError
+from sync.ledger import Ledger
+from sync.posthog.client import PostHogClient
+from workers.config import AppConfig, load_config
+
+
+class Runtime:
+    """One per process (Celery worker, webhook server, CLI). Connectors are built on first use."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self.settings = config.posthog_settings()
+        self._connectors: dict[str, Connector] = {}
+        self._lock = threading.Lock()
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.config.redis_url, decode_responses=True, health_check_interval=30)
+
+    @cached_property
+    def posthog(self) -> PostHogClient:
+        return PostHogClient(self.settings)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.redis, self.settings.project_id)
+
+    @cached_property
+    def engine(self) -> SyncEngine:
+        return SyncEngine(self.posthog, self.ledger, self.config.mapping)
+
+    def connector(self, source: str) -> Connector:
+        with self._lock:
+            if source not in self._connectors:
+                block = self.config.sources.get(source)
+                if block is None or not block.enabled:
+                    raise ConfigError(f"sources.{source}", "not configured or not enabled")
+                self._connectors[source] = build_connector(source, block.config, self.redis)
+            return self._connectors[source]
+
+    def install_connector(self, source: str, connector: Connector) -> None:
+        """Use this connector object for ``source`` instead of building one from the config (embedding, tests)."""
+        with self._lock:
+            self._connectors[source] = connector
+
+    def streams(self, source: str) -> list[str]:
+        """The streams of ``source`` that have a mapping (in the connector's order)."""
+        mapped = self.config.mapping.mappings.get(source, {})
+        return [s for s in self.connector(source).streams if s in mapped]
+
+    def close(self) -> None:
+        if "posthog" in self.__dict__:
+            self.posthog.close()
+        if "redis" in self.__dict__:
+            self.redis.close()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime, from ``CRMSYNC_CONFIG`` (built on first use)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime(load_config())
+        return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install a runtime (the CLI's ``--config``, tests); None forgets it."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = runtime

@@ -1,0 +1,144 @@
+"""Celery tasks: thin wrappers that call the engine with ids and small payloads, and retry what is retryable.
+
+Every task is idempotent (the ledger absorbs repeats), which is what makes ``acks_late`` safe. Retryable errors
+retry with exponential backoff and jitter, each countdown below the broker's visibility timeout; fatal errors end
+the run as failed with the reason in its report (already stored in the ledger by the engine).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from celery import Task
+
+from sync.errors import ConfigError, RetryableError
+from sync.report import RunReport
+from workers.celery_app import MAX_COUNTDOWN_S, app
+from workers.metrics import record_api_calls, record_run
+from workers.runtime import Runtime, get_runtime
+
+log = structlog.get_logger("crmsync.tasks")
+MAX_RETRIES = 6
+PENDING_BATCH = 500
+
+
+def countdown(retries: int, retry_after: float | None) -> float:
+    """Backoff with full jitter (30 s, 60 s, ... capped), or the vendor's hint; always below the visibility timeout."""
+    if retry_after is not None:
+        return float(min(MAX_COUNTDOWN_S, max(1.0, retry_after)))
+    return float(min(MAX_COUNTDOWN_S, 30.0 * (2**retries) * random.uniform(0.5, 1.0)))
+
+
+def pending_key(runtime: Runtime, source: str, obj: str) -> str:
+    """Redis set of record ids waiting for a coalesced webhook refresh."""
+    return f"{runtime.ledger.ns}:pending:{source}:{obj}"
+
+
+def _finish(runtime: Runtime, reports: list[RunReport]) -> dict[str, Any]:
+    calls = runtime.posthog.stats.total, runtime.posthog.stats.statuses[429]  # since the last task
+    for report in reports:
+        record_run(runtime.redis, runtime.ledger.ns, report)
+        log.info(
+            "run finished",
+            source=report.source,
+            stream=report.stream,
+            mode=report.mode,
+            status=report.status,
+            counts=report.counts,
+            reason=report.reason,
+        )
+    record_api_calls(runtime.redis, runtime.ledger.ns, "posthog", *calls)
+    runtime.posthog.stats.requests.clear()
+    runtime.posthog.stats.statuses.clear()
+    return {"runs": [r.as_dict() for r in reports]}
+
+
+def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str) -> dict[str, Any]:
+    runtime = get_runtime()
+    try:
+        reports = work(runtime)
+    except RetryableError as exc:
+        if task.request.retries >= MAX_RETRIES:
+            log.error("giving up after retries", task=label, reason=str(exc))
+            raise
+        delay = countdown(task.request.retries, exc.retry_after)
+        log.warning("retrying", task=label, reason=str(exc), countdown=round(delay, 1))
+        raise task.retry(exc=exc, countdown=delay, max_retries=MAX_RETRIES) from None
+    except ConfigError as exc:
+        failed = RunReport(label, "-", "config").finish("failed", str(exc))
+        runtime.ledger.append_run(failed.as_dict())
+        return _finish(runtime, [failed])
+    return _finish(runtime, reports)
+
+
+@app.task(name="crmsync.sync_source", bind=True)
+def sync_source(self: Task, source: str, mode: str = "incremental", dry_run: bool = False) -> dict[str, Any]:
+    """Pull ``source`` (every mapped stream) and apply it; ``mode`` is ``incremental`` or ``full``."""
+    if mode not in ("incremental", "full"):
+        raise ValueError(f"mode must be incremental or full, not {mode!r}")
+
+    def work(rt: Runtime) -> list[RunReport]:
+        def progress(report: RunReport) -> None:
+            self.update_state(state="PROGRESS", meta={"stream": report.stream, "counts": report.counts})
+
+        connector = rt.connector(source)
+        return [rt.engine.run(connector, stream, mode, dry_run, progress) for stream in rt.streams(source)]
+
+    return _guarded(self, work, source)
+
+
+@app.task(name="crmsync.refresh", bind=True)
+def refresh(self: Task, source: str, object: str, ids: list[str] | None = None) -> dict[str, Any]:
+    """Fetch the current state of ``ids`` (or of every id waiting in the coalescing set) and apply it."""
+
+    def work(rt: Runtime) -> list[RunReport]:
+        wanted = list(ids or [])
+        if ids is None:
+            while True:
+                batch = rt.redis.spop(pending_key(rt, source, object), PENDING_BATCH)
+                if not batch:
+                    break
+                wanted.extend(str(i) for i in batch)
+        if not wanted:
+            return []
+        reports = []
+        for start in range(0, len(wanted), PENDING_BATCH):
+            reports.append(rt.engine.refresh(rt.connector(source), object, wanted[start : start + PENDING_BATCH]))
+        return reports
+
+    return _guarded(self, work, source)
+
+
+@app.task(name="crmsync.sync_outbound", bind=True)
+def sync_outbound(self: Task, source: str | None = None) -> dict[str, Any]:
+    """Push PostHog-side changes to every enabled CRM (or one)."""
+
+    def work(rt: Runtime) -> list[RunReport]:
+        sources = [source] if source else rt.config.enabled_sources()
+        return [rt.engine.sync_outbound(rt.connector(s), stream) for s in sources for stream in rt.streams(s)]
+
+    return _guarded(self, work, source or "outbound")
+
+
+@app.task(name="crmsync.reconcile_deletes", bind=True)
+def reconcile_deletes(self: Task, source: str) -> dict[str, Any]:
+    """Unlink accounts whose CRM record is gone without a delete event."""
+
+    def work(rt: Runtime) -> list[RunReport]:
+        return [rt.engine.reconcile_deletes(rt.connector(source), stream) for stream in rt.streams(source)]
+
+    return _guarded(self, work, source)
+
+
+@app.task(name="crmsync.replay_dlq", bind=True)
+def replay_dlq(self: Task, source: str | None = None) -> dict[str, Any]:
+    """Retry the parked records of every enabled source (or one)."""
+
+    def work(rt: Runtime) -> list[RunReport]:
+        sources = [source] if source else rt.config.enabled_sources()
+        return [rt.engine.replay_dead_letters(rt.connector(s), stream) for s in sources for stream in rt.streams(s)]
+
+    return _guarded(self, work, source or "dlq")
