@@ -1,4 +1,4 @@
-"""``crmsync sandbox run hubspot``: serve the HubSpot stand-in in the foreground on 127.0.0.1."""
+"""``crmsync sandbox run hubspot``: serve the HubSpot stand-in in the foreground (127.0.0.1 unless told)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from sandbox.hubspot.config import HubSpotSandboxConfig
 
 
 def run_hubspot(
-    port: int = typer.Option(8020, help="Port on 127.0.0.1."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (127.0.0.1 unless told; 0.0.0.0 in a container)."),
+    port: int = typer.Option(8020, help="Port to listen on."),
     seed: int = typer.Option(0, help="Seed this many identities (companies with their deals) at start-up."),
     seed_start: int = typer.Option(0, help="First identity index to seed."),
     token: str = typer.Option("pat-sandbox", help="Private-app token accepted as 'Authorization: Bearer'."),
@@ -30,7 +31,7 @@ def run_hubspot(
         search_limit_per_s=search_limit,
     )
     app = create_app(config)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     typer.echo(f"HubSpot stand-in on {url}")
     typer.echo(f"  token:       {token}   (Authorization: Bearer {token})")
     typer.echo(f"  SDK:         hubspot.HubSpot(access_token={token!r}, host={url!r})")
@@ -38,4 +39,4 @@ def run_hubspot(
     typer.echo(f"  webhooks:    {webhook_url or 'off'} (app secret {app_secret!r})")
     typer.echo(f"  rate limits: {app_limit or 'no limit'}/10 s, search {search_limit or 'no limit'}/s")
     typer.echo(f"  admin:       {url}/_sandbox/health, /_sandbox/stats, /_sandbox/seed, ...")
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info")

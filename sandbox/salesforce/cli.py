@@ -15,7 +15,9 @@ HOST = "127.0.0.1"
 
 
 def run_salesforce(
-    port: int = typer.Option(8040, help="Port to listen on (127.0.0.1 only)."),
+    host: str = typer.Option(HOST, help="Interface to bind (127.0.0.1 unless told; 0.0.0.0 in a container)."),
+    port: int = typer.Option(8040, help="Port to listen on."),
+    tls_name: list[str] = typer.Option([], help="Extra host name for the certificate (e.g. a service name)."),
     seed: int = typer.Option(0, help="Seed this many deterministic accounts (and 10 sales-rep users) at start."),
     seed_start: int = typer.Option(0, help="Identity index of the first seeded account."),
     ca_out: Path | None = typer.Option(None, help="Also write the CA certificate (PEM) here for clients."),
@@ -34,7 +36,7 @@ def run_salesforce(
     ),
 ) -> None:
     """Run the Salesforce stand-in (REST API over TLS, Outbound Messages, admin routes under /_sandbox)."""
-    cert_path, key_path, ca_path = make_tls(data_dir)
+    cert_path, key_path, ca_path = make_tls(data_dir, tuple(tls_name))
     if ca_out is not None:
         ca_out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ca_path, ca_out)
@@ -54,7 +56,7 @@ def run_salesforce(
         jwt_public_key_pem=jwt_public_key.read_text() if jwt_public_key else None,
     )
     app = create_app(config)
-    url = f"https://{HOST}:{port}"
+    url = f"https://{host if host != '0.0.0.0' else HOST}:{port}"
     typer.echo(f"Salesforce stand-in on {url}  (instance_url; API v59.0)")
     typer.echo(f"  CA certificate:  {ca_out or ca_path}")
     typer.echo(
@@ -64,4 +66,4 @@ def run_salesforce(
     typer.echo(f"  SDK login:       domain={login_domain(url)!r} with a requests.Session trusting the CA")
     typer.echo(f"  Outbound URL:    {outbound_url or '(none; POST /_sandbox/outbound to set)'}")
     typer.echo(f"  Seeded accounts: {seed} from index {seed_start}; admin routes under {url}/_sandbox/")
-    uvicorn.run(app, host=HOST, port=port, ssl_certfile=str(cert_path), ssl_keyfile=str(key_path), log_level="info")
+    uvicorn.run(app, host=host, port=port, ssl_certfile=str(cert_path), ssl_keyfile=str(key_path), log_level="info")

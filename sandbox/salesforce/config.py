@@ -63,8 +63,9 @@ class SalesforceSandboxConfig:
     outbound_retry_base_s: float = 0.25
 
 
-def make_tls(data_dir: Path | str) -> tuple[Path, Path, Path]:
-    """Write (or reuse) a throwaway CA and a server certificate for 127.0.0.1 and localhost.
+def make_tls(data_dir: Path | str, extra_names: tuple[str, ...] = ()) -> tuple[Path, Path, Path]:
+    """Write (or reuse) a throwaway CA and a server certificate for 127.0.0.1, localhost and ``extra_names``
+    (e.g. a container's service name).
 
     Returns ``(cert_path, key_path, ca_path)`` inside ``data_dir``; existing files are reused so clients
     that already trust the CA keep working across restarts.
@@ -75,7 +76,7 @@ def make_tls(data_dir: Path | str) -> tuple[Path, Path, Path]:
     if cert_path.exists() and key_path.exists() and ca_path.exists():
         return cert_path, key_path, ca_path
     ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
+    server = ca.issue_cert("127.0.0.1", "localhost", *extra_names)
     ca.cert_pem.write_to_path(str(ca_path))
     server.private_key_pem.write_to_path(str(key_path))
     cert_path.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))

@@ -1,4 +1,4 @@
-"""``crmsync sandbox run stripe``: the Stripe stand-in in the foreground on 127.0.0.1."""
+"""``crmsync sandbox run stripe``: the Stripe stand-in in the foreground (127.0.0.1 unless told)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from sandbox.stripe.config import StripeSandboxConfig
 
 
 def run_stripe(
-    port: int = typer.Option(8030, help="Port on 127.0.0.1."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (127.0.0.1 unless told; 0.0.0.0 in a container)."),
+    port: int = typer.Option(8030, help="Port to listen on."),
     seed: int = typer.Option(0, help="Customers (each with a subscription) to seed at start."),
     api_key: str = typer.Option("sk_test_sandbox", help="The secret key the stand-in accepts."),
     webhook_url: str | None = typer.Option(None, help="Where to POST signed event webhooks."),
@@ -20,7 +21,7 @@ def run_stripe(
     """Run the Stripe stand-in until interrupted."""
     config = StripeSandboxConfig(api_key=api_key, webhook_url=webhook_url, webhook_secret=webhook_secret, seed=seed)
     app = create_app(config)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     console = Console()
     console.print(f"[bold]Stripe stand-in[/bold] on {url}  ({seed} customers seeded)")
     console.print(f"  secret key:     {api_key}")
@@ -30,4 +31,4 @@ def run_stripe(
     console.print(f"  webhooks:       {webhook_url or '(none; PUT /_sandbox/webhooks to set)'}")
     console.print(f"  webhook secret: {webhook_secret}")
     console.print(f"  admin:          {url}/_sandbox/stats, POST {url}/_sandbox/seed")
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
