@@ -170,7 +170,7 @@ def _link(
         if stored is None or stored.get("v") != mine:
             entry.provenance[f"properties.{key}"] = Provenance(patch.source, mine, patch.record_id).dump()
         return True
-    if holder:
+    if holder and str(holder) not in patch.merged_ids:  # a merge survivor always takes its merged record's link
         held_rank = stored.get("v") if stored and stored.get("f") == holder else None
         theirs = ranks.get((patch.source, str(holder)), held_rank or 0)
         if mine <= theirs:

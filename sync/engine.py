@@ -220,8 +220,16 @@ class SyncEngine:
             roles = self.members.roles_for(emails) if emails else {}
             for account_id, group in by_account.items():
                 self._apply_existing(account_id, group, entries[account_id], roles, report, out, dry_run)
-            for group in new.values():
-                self._apply_new(group, roles, report, out, dry_run)
+            # Another worker may have created one of our "new" accounts since we resolved: look again, now that
+            # we hold the new:<external id> locks (one round trip), and merge into it instead of creating.
+            keys = [k for k in new if k.startswith("ext:")]
+            created_meanwhile = dict(zip(keys, self.ledger.lookup([("external_id", k[4:]) for k in keys]), strict=True))
+            for key, group in new.items():
+                found = created_meanwhile.get(key)
+                if found:
+                    self._adopt(found, group, roles, report, out, dry_run)
+                else:
+                    self._apply_new(group, roles, report, out, dry_run)
             if not dry_run:
                 self.ledger.commit(out.records, out.accounts, out.index, out.unindex, out.forget)
                 self.ledger.park(out.parked)
@@ -359,13 +367,13 @@ class SyncEngine:
         try:
             account = self.posthog.create_account(state.name, state.external_id, state.properties, state.tags or None)
         except PostHogConflict:
-            # Someone created it first (another worker, a person): find it by external_id and merge into it.
+            # Someone created it first (a person, or a worker the index has not seen): find it and merge into it.
             existing = self.index.find_by_external_id(state.external_id or "")
             if existing is None:
                 self._park(group, out, report, "external_id", "conflict on create, and no account found")
                 return
             report.add("conflicts")
-            self._write(existing, group, AccountEntry(), roles, report, out, dry_run)
+            self._adopt(existing.id, group, roles, report, out, dry_run)
             return
         except PostHogValidationError as exc:
             self._park(group, out, report, exc.attr, exc.detail or str(exc))
@@ -376,6 +384,20 @@ class SyncEngine:
         report.add("created")
         report.add("updated", max(0, len(group) - 1 - len(result.superseded)))
         self._remember(account.id, AccountState.empty(), result, group, out)
+
+    def _adopt(
+        self,
+        account_id: str,
+        group: list[_Item],
+        roles: dict[str, Any],
+        report: RunReport,
+        out: _Outcome,
+        dry_run: bool,
+    ) -> None:
+        """Apply records that were headed for a new account to an account that exists after all, under its lock."""
+        with self.ledger.locks([f"acct:{account_id}"], ttl_ms=self.lock_ttl_ms):
+            (entry,) = self.ledger.get_accounts([account_id])
+            self._apply_existing(account_id, group, entry, roles, report, out, dry_run)
 
     def _patch(self, account_id: str, before: AccountState, after: AccountState) -> None:
         """PATCH only what differs; ``properties`` and ``tags`` go whole (PostHog replaces them)."""
@@ -537,7 +559,7 @@ def _key(record: CrmRecord) -> RecordKey:
 
 
 def _ranks(group: list[_Item]) -> dict[tuple[str, str], int]:
-    return {(i.record.source, i.record.id): i.record.link_rank for i in group}
+    return {(i.record.source, i.record.id): i.patch.link_rank for i in group}
 
 
 def _ts(account: Account) -> str:

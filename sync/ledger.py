@@ -20,6 +20,7 @@ Every batch operation is one round trip (``MGET`` or one pipelined ``MULTI``/``E
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -231,20 +232,26 @@ class Ledger:
 
     @contextmanager
     def locks(self, names: Sequence[str], ttl_ms: int = 60_000, wait_s: float = 30.0) -> Iterator[None]:
-        """Hold every named lock for the block, waiting (bounded) for ones held elsewhere."""
+        """Hold every named lock for the block, waiting (bounded) for ones held elsewhere.
+
+        All or nothing: a partial set is released before waiting again, so two workers wanting overlapping sets
+        can never hold one part each and wait for each other forever.
+        """
         wanted = list(dict.fromkeys(names))
         held: dict[str, str] = {}
         deadline = time.monotonic() + wait_s
         delay = 0.005
         try:
             while True:
-                held.update(self.try_lock([n for n in wanted if n not in held], ttl_ms))
+                held = self.try_lock(wanted, ttl_ms)
                 if len(held) == len(wanted):
                     break
+                missing = [n for n in wanted if n not in held]
+                self.release(held)
+                held = {}
                 if time.monotonic() > deadline:
-                    missing = [n for n in wanted if n not in held]
                     raise LockNotAcquired(f"locks busy: {', '.join(missing[:5])}")
-                time.sleep(delay)
+                time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.2)
             yield
         finally:

@@ -344,6 +344,8 @@ class AccountPatch:
     version: int | None = None
     deleted: bool = False
     errors: tuple[BadRecordError, ...] = ()
+    link_rank: int = 0
+    merged_ids: tuple[str, ...] = ()
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -351,9 +353,19 @@ class AccountPatch:
         return tuple(value) if isinstance(value, list | tuple) else ()
 
     def fingerprint(self, mapping_fingerprint: str) -> str:
-        return _digest(
-            {"m": mapping_fingerprint, "v": self.values, "d": self.deleted, "l": self.link_key, "id": self.record_id}
-        )
+        """Changes when anything the engine acts on changes: mapped values, deletion, link rank, merges."""
+        payload: dict[str, Any] = {
+            "m": mapping_fingerprint,
+            "v": self.values,
+            "d": self.deleted,
+            "l": self.link_key,
+            "id": self.record_id,
+        }
+        if self.link_rank:
+            payload["r"] = self.link_rank
+        if self.merged_ids:
+            payload["mi"] = sorted(self.merged_ids)
+        return _digest(payload)
 
 
 def normalise_tags(values: Sequence[str]) -> list[str]:
@@ -421,6 +433,8 @@ def map_record(record: CrmRecord, mapping: ObjectMapping) -> AccountPatch:
         version=record.version,
         deleted=record.deleted,
         errors=tuple(errors),
+        link_rank=record.link_rank,
+        merged_ids=tuple(record.merged_ids),
     )
 
 

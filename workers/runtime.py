@@ -35,7 +35,7 @@ class Runtime:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.redis, self.settings.project_id)
+        return Ledger(self.redis, self.settings.project_id, prefix=self.config.ledger_prefix)
 
     @cached_property
     def engine(self) -> SyncEngine:

@@ -4,7 +4,8 @@ Two objects, as a connector sees them in a real org with the PostHog fields adde
 
 - ``Account`` (key prefix ``001``): ``Name``, ``Website``, ``OwnerId`` → User (relationship ``Owner``),
   ``CSM__c`` → User (relationship ``CSM__r``), ``PostHog_External_Id__c`` (an External ID text field),
-  ``PostHog_Account_Id__c``, and the system fields ``IsDeleted``, ``CreatedDate``, ``CreatedById``
+  ``PostHog_Account_Id__c``, ``PostHog_CSM_Email__c`` (an Email field crmsync writes the PostHog CSM into),
+  and the system fields ``IsDeleted``, ``CreatedDate``, ``CreatedById``
   (``CreatedBy``), ``LastModifiedDate``, ``LastModifiedById`` (``LastModifiedBy``), ``SystemModstamp``.
 - ``User`` (key prefix ``005``): ``Username``, ``Email``, ``FirstName``, ``LastName``, ``Name`` (computed),
   ``IsActive`` and the date fields. Users are never deleted (deactivated instead), so ``User`` has no
@@ -144,6 +145,7 @@ ACCOUNT = ObjectSpec(
         FieldSpec("CSM__c", FieldType.REFERENCE, "CSM", length=18, reference_to="User", relationship_name="CSM__r"),
         FieldSpec("PostHog_External_Id__c", FieldType.STRING, "PostHog External Id", length=255, external_id=True),
         FieldSpec("PostHog_Account_Id__c", FieldType.STRING, "PostHog Account Id", length=255),
+        FieldSpec("PostHog_CSM_Email__c", FieldType.EMAIL, "PostHog CSM Email", length=80),
         *_system_fields(),
     ),
 )

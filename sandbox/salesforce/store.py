@@ -372,6 +372,7 @@ class Store:
                     "CSM__c": csm,
                     "PostHog_External_Id__c": who.external_id,
                     "PostHog_Account_Id__c": None,
+                    "PostHog_CSM_Email__c": None,
                     **self._stamps(created, created + timedelta(hours=1), ADMIN_USER_ID),
                 }
                 self._replace(ACCOUNT, record)

@@ -1,0 +1,456 @@
+"""The official HubSpot SDK (``hubspot-api-client`` 12) behind one small typed surface.
+
+``HubSpotClient`` is the only place that calls the SDK. Every call:
+
+1. takes a token from the shared budget it draws on (``TokenBucket`` in Redis: the 10-second app budget, or the
+   separate search budget), so all workers together stay inside HubSpot's windows;
+2. runs with an explicit ``_request_timeout`` (the SDK has none by default);
+3. reads the ``X-HubSpot-RateLimit-*`` headers (a budget HubSpot reports spent is drained for every worker);
+4. on 429, 5xx and network errors retries up to ``max_retries`` times, waiting ``Retry-After`` when HubSpot sends
+   it and a jittered exponential backoff when it does not; a 429 also drains the shared budget. A ``Retry-After``
+   longer than ``max_backoff_s`` is not slept through: the error goes up with ``retry_after`` for a job retry;
+5. translates whatever still fails into the project's error tree (``connectors.hubspot.errors``).
+
+urllib3's own retries are switched off (``Retry(0)``) so that retrying lives here only. One SDK client (and one
+connection pool per API) per ``HubSpotClient``; no module globals.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import urllib3
+from hubspot import HubSpot
+from hubspot.crm.associations.v4 import (
+    BatchInputPublicFetchAssociationsBatchRequest,
+    PublicFetchAssociationsBatchRequest,
+)
+from hubspot.crm.companies import BatchReadInputSimplePublicObjectId as CompanyBatchRead
+from hubspot.crm.companies import PublicObjectSearchRequest as CompanySearchRequest
+from hubspot.crm.companies import SimplePublicObjectId as CompanyId
+from hubspot.crm.deals import (
+    BatchInputSimplePublicObjectBatchInput,
+    BatchReadInputSimplePublicObjectId,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
+    SimplePublicObjectId,
+)
+from hubspot.crm.properties import PropertyCreate
+from urllib3.util.retry import Retry
+
+from connectors.hubspot.config import HubSpotConfig
+from connectors.hubspot.errors import (
+    SDK_EXCEPTIONS,
+    HubSpotPagingLoop,
+    HubSpotRateLimited,
+    HubSpotRequestError,
+    translate,
+)
+from sync.errors import CrmsyncError, RetryableError
+from sync.ratelimit import TokenBucket
+
+PRIMARY_DEAL_TO_COMPANY = 5
+"""HubSpot-defined association type id of a deal's primary company (v4)."""
+PRIMARY_V3_TYPE = "deal_to_company"
+"""The v3 ``associations`` type name of the primary link (unlabeled links are ``deal_to_company_unlabeled``)."""
+ASSOCIATIONS_BATCH_MAX = 1000
+
+
+@dataclass(frozen=True)
+class Link:
+    """One association: the id at the other end, and whether it is the primary one (deal → company)."""
+
+    to_id: str
+    primary: bool
+
+
+@dataclass(frozen=True)
+class HsObject:
+    """One deal or company: id, properties as HubSpot sent them (strings), and, for deals read with
+    ``associations=companies``, the company links (None: not asked, look them up in batch)."""
+
+    id: str
+    properties: dict[str, str | None]
+    archived: bool = False
+    company_links: tuple[Link, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ObjectPage:
+    results: list[HsObject]
+    next_after: str | None
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class Owner:
+    id: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+
+    def as_fields(self) -> dict[str, str | None]:
+        return {"id": self.id, "email": self.email, "firstName": self.first_name, "lastName": self.last_name}
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """One search filter (``GTE``, ``GT``, ``EQ`` ...); values go on the wire as strings."""
+
+    property: str
+    operator: str
+    value: str
+
+
+@dataclass
+class BatchWrite:
+    """What one batch update did: ids written, and per-id errors for the inputs HubSpot refused (207)."""
+
+    ok: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RateLimitState:
+    """The latest ``X-HubSpot-RateLimit-*`` values seen (None until a response carried them)."""
+
+    max: int | None = None
+    remaining: int | None = None
+    interval_ms: int | None = None
+    search_max: int | None = None
+    search_remaining: int | None = None
+    daily: int | None = None
+    daily_remaining: int | None = None
+
+
+@dataclass
+class ClientStats:
+    """Counters for run reports and tests: requests sent, retries, 429s seen, per operation."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    by_operation: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The two shared budgets (None when no Redis was given: nothing is shared, 429s are still handled)."""
+
+    app: TokenBucket | None
+    search: TokenBucket | None
+
+
+def bucket_shape(limit: float, interval_s: float, share: float, burst: float) -> tuple[float, float]:
+    """(capacity, refill per second) of a token bucket that never exceeds ``limit * share`` in any window of
+    ``interval_s``: a burst of ``capacity`` plus ``refill * interval_s`` adds up to exactly that."""
+    usable = limit * share
+    capacity = max(1.0, usable * burst)
+    return capacity, (usable - capacity) / interval_s
+
+
+def shared_budgets(client: redis.Redis, config: HubSpotConfig) -> Budgets:
+    """The app and search buckets every worker using this app shares (keyed by ``config.budget_id``)."""
+    prefix = f"{config.budget_namespace}:hubspot:{config.budget_id}"
+    app_cap, app_rate = bucket_shape(config.app_limit_per_10s, 10.0, config.budget_share, config.budget_burst)
+    search_cap, search_rate = bucket_shape(config.search_limit_per_s, 1.0, config.budget_share, config.budget_burst)
+    return Budgets(
+        app=TokenBucket(client, f"{prefix}:app", app_cap, app_rate),
+        search=TokenBucket(client, f"{prefix}:search", search_cap, search_rate),
+    )
+
+
+def _headers(raw: Any) -> dict[str, str]:
+    if not raw:
+        return {}
+    return {str(k).lower(): str(v) for k, v in raw.items()}
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _properties(raw: Mapping[str, Any] | None) -> dict[str, str | None]:
+    return {str(k): (None if v is None else str(v)) for k, v in (raw or {}).items()}
+
+
+def _v3_company_links(associations: Any) -> tuple[Link, ...]:
+    """Company links from a v3 ``associations`` block; a company listed under several types appears once."""
+    block = (associations or {}).get("companies")
+    primary: dict[str, bool] = {}
+    for item in getattr(block, "results", None) or []:
+        cid = str(item.id)
+        primary[cid] = primary.get(cid, False) or item.type == PRIMARY_V3_TYPE
+    return tuple(Link(cid, is_primary) for cid, is_primary in primary.items())
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class HubSpotClient:
+    """Typed HubSpot calls with shared budgets, retries and error translation (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: HubSpotConfig,
+        redis_client: redis.Redis | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.sleep = sleep
+        sdk = HubSpot(
+            access_token=config.access_token.get_secret_value(),
+            host=config.base_url,
+            retry=Retry(total=0, redirect=0, raise_on_status=False),
+        )
+        crm = sdk.crm
+        # Each SDK property builds a new ApiClient with its own connection pool: build each API once.
+        self._deals = crm.deals.basic_api
+        self._deals_batch = crm.deals.batch_api
+        self._deals_search = crm.deals.search_api
+        self._companies_batch = crm.companies.batch_api
+        self._companies_search = crm.companies.search_api
+        self._associations = crm.associations.v4.batch_api
+        self._owners = crm.owners.owners_api
+        self._properties = crm.properties.core_api
+        self.budgets = shared_budgets(redis_client, config) if redis_client is not None else Budgets(None, None)
+        self.stats = ClientStats()
+        self.limits = RateLimitState()
+        self._random = random.Random()
+
+    # -- the one call path ------------------------------------------------------------------------------------
+
+    def _call(self, operation: str, fn: Callable[..., Any], *args: Any, search: bool = False, **kwargs: Any) -> Any:
+        """Run ``fn`` (an SDK ``*_with_http_info`` method); return its data. See the module docstring."""
+        attempt = 0
+        while True:
+            bucket = self.budgets.search if search else self.budgets.app
+            if bucket is not None:
+                bucket.take(1, max_wait_s=self.config.max_budget_wait_s)
+            self.stats.requests += 1
+            self.stats.by_operation[operation] = self.stats.by_operation.get(operation, 0) + 1
+            error: CrmsyncError
+            try:
+                data, _status, headers = fn(*args, _request_timeout=self.config.request_timeout, **kwargs)
+            except SDK_EXCEPTIONS as exc:
+                self._observe(getattr(exc, "headers", None), search)
+                error = translate(exc, operation)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                error = translate(exc, operation)
+            else:
+                self._observe(headers, search)
+                return data
+            if isinstance(error, HubSpotRateLimited):
+                self.stats.throttled += 1
+                if bucket is not None:
+                    bucket.drain()
+            if not isinstance(error, RetryableError) or attempt >= self.config.max_retries:
+                raise error
+            if error.retry_after is not None and error.retry_after > self.config.max_backoff_s:
+                raise error  # a long wait is the job's to take (a Celery retry), not a blocked worker's
+            delay = error.retry_after if error.retry_after is not None else self._backoff(attempt)
+            self.stats.retries += 1
+            self.sleep(delay)
+            attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.config.max_backoff_s, self.config.backoff_s * (2**attempt))
+        return float(ceiling * self._random.uniform(0.5, 1.0))
+
+    def _observe(self, raw_headers: Any, search: bool) -> None:
+        """Remember the rate-limit headers; a budget HubSpot reports spent is drained for every worker."""
+        headers = _headers(raw_headers)
+        remaining = _int(headers.get("x-hubspot-ratelimit-remaining"))
+        limit = _int(headers.get("x-hubspot-ratelimit-max"))
+        if search:
+            self.limits.search_max = limit if limit is not None else self.limits.search_max
+            self.limits.search_remaining = remaining
+        else:
+            self.limits.max = limit if limit is not None else self.limits.max
+            self.limits.remaining = remaining
+            self.limits.interval_ms = _int(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
+            daily = _int(headers.get("x-hubspot-ratelimit-daily"))
+            if daily is not None:
+                self.limits.daily = daily
+                self.limits.daily_remaining = _int(headers.get("x-hubspot-ratelimit-daily-remaining"))
+        bucket = self.budgets.search if search else self.budgets.app
+        if remaining == 0 and bucket is not None:
+            bucket.drain()
+
+    # -- deals ----------------------------------------------------------------------------------------------
+
+    def list_deals(self, after: str | None, properties: list[str], *, archived: bool = False) -> ObjectPage:
+        """One ``get_page`` of deals in id order (with their company links unless ``archived``)."""
+        data = self._call(
+            "deals.get_page",
+            self._deals.get_page_with_http_info,
+            limit=self.config.page_size,
+            after=after,
+            properties=properties,
+            associations=None if archived else ["companies"],
+            archived=archived,
+        )
+        results = [
+            HsObject(
+                str(d.id),
+                _properties(d.properties),
+                bool(d.archived),
+                None if archived else _v3_company_links(d.associations),
+            )
+            for d in data.results or []
+        ]
+        paging = getattr(getattr(data, "paging", None), "next", None)
+        next_after = str(paging.after) if paging is not None and paging.after is not None else None
+        if next_after is not None and next_after == after:
+            raise HubSpotPagingLoop(f"HubSpot deals.get_page: paging token {next_after!r} repeated")
+        return ObjectPage(results, next_after)
+
+    def read_deals(self, ids: Sequence[str], properties: list[str]) -> tuple[list[HsObject], list[str]]:
+        """Active deals by id (batch reads of ``batch_size``); the second list names the ids not found."""
+        found: list[HsObject] = []
+        for chunk in _chunks(list(dict.fromkeys(ids)), self.config.batch_size):
+            body = BatchReadInputSimplePublicObjectId(
+                inputs=[SimplePublicObjectId(id=i) for i in chunk], properties=properties, properties_with_history=[]
+            )
+            data = self._call("deals.batch.read", self._deals_batch.read_with_http_info, body, archived=False)
+            found.extend(HsObject(str(d.id), _properties(d.properties)) for d in data.results or [])
+        returned = {o.id for o in found}
+        return found, [i for i in dict.fromkeys(ids) if i not in returned]
+
+    def search(
+        self,
+        object_type: str,
+        filters: Sequence[SearchFilter],
+        sort_property: str,
+        after: int,
+        limit: int,
+        properties: list[str],
+    ) -> ObjectPage:
+        """One page of ``POST /crm/v3/objects/{deals|companies}/search``, ascending on ``sort_property``."""
+        request_type, api = (
+            (PublicObjectSearchRequest, self._deals_search)
+            if object_type == "deals"
+            else (CompanySearchRequest, self._companies_search)
+        )
+        body = request_type(
+            filter_groups=[
+                FilterGroup(
+                    filters=[Filter(property_name=f.property, operator=f.operator, value=f.value) for f in filters]
+                )
+            ],
+            sorts=[{"propertyName": sort_property, "direction": "ASCENDING"}],
+            properties=properties,
+            limit=limit,
+            after=str(after),
+        )
+        data = self._call(f"{object_type}.search", api.do_search_with_http_info, body, search=True)
+        results = [HsObject(str(o.id), _properties(o.properties)) for o in data.results or []]
+        paging = getattr(getattr(data, "paging", None), "next", None)
+        next_after = str(paging.after) if paging is not None and paging.after is not None else None
+        return ObjectPage(results, next_after, int(data.total or 0))
+
+    def update_deals(self, inputs: Sequence[tuple[str, Mapping[str, str]]]) -> BatchWrite:
+        """One ``batch/update`` of at most ``batch_size`` deals. A 207 names refused ids; a 400 (one bad value
+        fails the whole batch) raises ``HubSpotRequestError`` so the caller can split the batch."""
+        body = BatchInputSimplePublicObjectBatchInput(
+            inputs=[SimplePublicObjectBatchInput(id=rid, properties=dict(props)) for rid, props in inputs]
+        )
+        data = self._call("deals.batch.update", self._deals_batch.update_with_http_info, body)
+        outcome = BatchWrite(ok=[str(d.id) for d in data.results or []])
+        for error in getattr(data, "errors", None) or []:
+            context = error.context or {}
+            message = f"{error.category}: {error.message}"[:300]
+            for rid in context.get("ids") or context.get("id") or []:
+                outcome.errors[str(rid)] = message
+        return outcome
+
+    # -- companies, associations, owners --------------------------------------------------------------------
+
+    def read_companies(self, ids: Sequence[str], properties: list[str]) -> dict[str, HsObject]:
+        """Active companies by id (batch reads of ``batch_size``); unknown ids are left out."""
+        found: dict[str, HsObject] = {}
+        for chunk in _chunks(list(dict.fromkeys(ids)), self.config.batch_size):
+            body = CompanyBatchRead(
+                inputs=[CompanyId(id=i) for i in chunk], properties=properties, properties_with_history=[]
+            )
+            data = self._call("companies.batch.read", self._companies_batch.read_with_http_info, body, archived=False)
+            for c in data.results or []:
+                found[str(c.id)] = HsObject(str(c.id), _properties(c.properties))
+        return found
+
+    def associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[Link]]:
+        """v4 batch read of links (``deals``→``companies`` or back); ids without links are left out.
+
+        The ``primary`` flag is meaningful for deal → company links (association type 5)."""
+        links: dict[str, list[Link]] = {}
+        for chunk in _chunks(list(dict.fromkeys(ids)), ASSOCIATIONS_BATCH_MAX):
+            body = BatchInputPublicFetchAssociationsBatchRequest(
+                inputs=[PublicFetchAssociationsBatchRequest(id=i) for i in chunk]
+            )
+            data = self._call(
+                f"associations.{from_type}.{to_type}",
+                self._associations.get_page_with_http_info,
+                from_type,
+                to_type,
+                body,
+            )
+            for result in data.results or []:
+                targets = links.setdefault(str(result._from.id), [])
+                for target in result.to or []:
+                    types = target.association_types or []
+                    primary = any(t.type_id == PRIMARY_DEAL_TO_COMPANY for t in types)
+                    targets.append(Link(str(target.to_object_id), primary))
+        return links
+
+    def owners(self) -> dict[str, Owner]:
+        """Every owner, active and archived (deals may still name a deactivated user), by owner id."""
+        owners: dict[str, Owner] = {}
+        for archived in (False, True):
+            after: str | None = None
+            while True:
+                data = self._call(
+                    "owners.get_page", self._owners.get_page_with_http_info, limit=500, after=after, archived=archived
+                )
+                for o in data.results or []:
+                    owners.setdefault(str(o.id), Owner(str(o.id), o.email, o.first_name, o.last_name))
+                paging = getattr(getattr(data, "paging", None), "next", None)
+                next_after = str(paging.after) if paging is not None and paging.after is not None else None
+                if next_after is None:
+                    break
+                if next_after == after:
+                    raise HubSpotPagingLoop(f"HubSpot owners.get_page: paging token {next_after!r} repeated")
+                after = next_after
+        return owners
+
+    # -- properties ------------------------------------------------------------------------------------------
+
+    def property_names(self, object_type: str) -> set[str]:
+        """Names of every (non-archived) property of ``object_type``."""
+        data = self._call("properties.get_all", self._properties.get_all_with_http_info, object_type, archived=False)
+        return {str(p.name) for p in data.results or []}
+
+    def create_property(self, object_type: str, name: str, label: str, group: str, description: str) -> bool:
+        """Create a single-line text property; False if it already existed (409)."""
+        body = PropertyCreate(
+            name=name, label=label, type="string", field_type="text", group_name=group, description=description
+        )
+        try:
+            self._call("properties.create", self._properties.create_with_http_info, object_type, body)
+        except HubSpotRequestError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True

@@ -1,0 +1,152 @@
+"""HubSpot failures in the project's error tree. Every SDK sub-package has its own ``ApiException`` (no shared
+base), so ``translate`` is the one place that knows them all; nothing above this module sees an SDK exception.
+
+    RetryableError
+    ├── HubSpotUnavailable        5xx, timeouts, dropped connections
+    └── HubSpotRateLimited        429 on the 10-second or the search budget (``retry_after`` when sent)
+    FatalError
+    ├── HubSpotAuthError          401: bad or revoked token
+    ├── HubSpotForbidden          403: the token lacks a scope
+    ├── HubSpotDailyLimit         429 with policy DAILY: no retry helps before tomorrow
+    ├── HubSpotPagingLoop         a page token came back twice: stop instead of looping
+    └── HubSpotRequestError       another 4xx: a request HubSpot refuses (``status``, ``category``)
+        └── HubSpotNotFound       404
+
+Messages carry the operation, status, HubSpot's category and message (truncated); never the token or headers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import urllib3
+from hubspot.crm.associations.v4 import ApiException as AssociationsApiException
+from hubspot.crm.companies import ApiException as CompaniesApiException
+from hubspot.crm.deals import ApiException as DealsApiException
+from hubspot.crm.owners import ApiException as OwnersApiException
+from hubspot.crm.properties import ApiException as PropertiesApiException
+
+from sync.errors import CrmsyncError, FatalError, RetryableError
+
+SDK_EXCEPTIONS: tuple[type[Exception], ...] = (
+    DealsApiException,
+    CompaniesApiException,
+    OwnersApiException,
+    AssociationsApiException,
+    PropertiesApiException,
+)
+"""The ``ApiException`` of each SDK sub-package the connector calls."""
+
+_MESSAGE_MAX = 300
+
+
+class HubSpotUnavailable(RetryableError):
+    """HubSpot did not answer usefully (5xx, timeout, connection error); the same call may work later."""
+
+    def __init__(self, message: str, status: int = 0, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after)
+        self.status = status
+
+
+class HubSpotRateLimited(RetryableError):
+    """A 429 on a rolling budget (``policy``: ``TEN_SECONDLY_ROLLING``, ``SECONDLY``, ...)."""
+
+    def __init__(self, message: str, policy: str | None, retry_after: float | None) -> None:
+        super().__init__(message, retry_after)
+        self.policy = policy
+        self.status = 429
+
+
+class HubSpotFatal(FatalError):
+    """Base of the HubSpot failures no retry fixes; ``status`` and ``category`` as HubSpot sent them."""
+
+    def __init__(self, message: str, status: int = 0, category: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.category = category
+
+
+class HubSpotAuthError(HubSpotFatal):
+    """401: the access token is wrong, expired or revoked."""
+
+
+class HubSpotForbidden(HubSpotFatal):
+    """403: the private app lacks a scope this call needs."""
+
+
+class HubSpotDailyLimit(HubSpotFatal):
+    """429 with policy ``DAILY``: the portal's daily allowance is spent."""
+
+
+class HubSpotPagingLoop(HubSpotFatal):
+    """A paging token repeated: HubSpot (or a stand-in) would make the read loop forever."""
+
+
+class HubSpotRequestError(HubSpotFatal):
+    """A 4xx other than auth and rate limits: HubSpot refuses this request as built."""
+
+
+class HubSpotNotFound(HubSpotRequestError):
+    """404: the object (or route) does not exist."""
+
+
+def error_fields(body: Any) -> dict[str, Any]:
+    """HubSpot's error JSON (``{"status": "error", "message", "category", ...}``) as a dict; {} if unparsable."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not isinstance(body, str) or not body:
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (HubSpot sends one only sometimes); None when absent or odd."""
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if key.lower() == "retry-after":
+            try:
+                seconds = float(value)
+            except (TypeError, ValueError):
+                return None
+            return max(0.0, seconds)
+    return None
+
+
+def translate(exc: BaseException, operation: str) -> CrmsyncError:
+    """The project error for an SDK or urllib3 exception raised by ``operation`` (e.g. ``deals.search``)."""
+    if isinstance(exc, SDK_EXCEPTIONS):
+        status = int(getattr(exc, "status", 0) or 0)
+        headers = getattr(exc, "headers", None)
+        fields = error_fields(getattr(exc, "body", None))
+        category = fields.get("category")
+        detail = str(fields.get("message") or getattr(exc, "reason", "") or "")[:_MESSAGE_MAX]
+        message = f"HubSpot {operation}: {status} {category or ''}: {detail}".replace("  ", " ")
+        wait = retry_after_s(headers)
+        if status == 0:
+            return HubSpotUnavailable(f"HubSpot {operation}: connection failed: {detail}")
+        if status == 429:
+            policy = fields.get("policyName")
+            if policy == "DAILY":
+                return HubSpotDailyLimit(message, status, category)
+            return HubSpotRateLimited(message, policy, wait)
+        if status >= 500:
+            return HubSpotUnavailable(message, status, wait)
+        if status == 401:
+            return HubSpotAuthError(message, status, category)
+        if status == 403:
+            return HubSpotForbidden(message, status, category)
+        if status == 404:
+            return HubSpotNotFound(message, status, category)
+        return HubSpotRequestError(message, status, category)
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
+        cause = getattr(exc, "reason", None)  # MaxRetryError wraps the timeout or connection error
+        name = type(cause).__name__ if isinstance(cause, BaseException) else type(exc).__name__
+        return HubSpotUnavailable(f"HubSpot {operation}: {name}")
+    raise TypeError(f"not a HubSpot transport error: {type(exc).__name__}") from exc

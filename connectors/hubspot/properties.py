@@ -1,0 +1,52 @@
+"""Custom properties crmsync writes: which ones a mapping needs, and creating those a portal lacks.
+
+HubSpot refuses a whole batch update that names a property the portal does not have (400
+``PROPERTY_DOESNT_EXIST``), so ``crmsync setup hubspot`` (and the connector before its first push) lists the
+object's properties once and creates each missing one through the properties API (201; 409 if another worker
+created it first, which is fine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from connectors.hubspot.client import HubSpotClient
+from sync.mapping import ObjectMapping
+
+
+def push_properties(mapping: ObjectMapping) -> list[str]:
+    """Deal properties a mapping writes: the account id field, the other systems' ids, the outbound fields."""
+    names: list[str] = []
+    if mapping.account_id_field:
+        names.append(mapping.account_id_field)
+    names.extend(mapping.link_fields.values())
+    names.extend(str(fm.source) for fm in mapping.outbound)
+    return list(dict.fromkeys(names))
+
+
+def _label(name: str) -> str:
+    words = name.replace("_", " ").split()
+    return " ".join(w if w.lower() != "posthog" else "PostHog" for w in (w.capitalize() for w in words))
+
+
+def ensure_properties(
+    client: HubSpotClient, object_type: str, names: Iterable[str], group: str
+) -> tuple[list[str], list[str]]:
+    """Make ``names`` exist on ``object_type`` (single-line text, in property group ``group``).
+
+    Returns (created, already present). Costs one request to list the properties plus one per missing one."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return [], []
+    existing = client.property_names(object_type)
+    created: list[str] = []
+    present = [n for n in wanted if n in existing]
+    for name in wanted:
+        if name in existing:
+            continue
+        description = "Written by crmsync (PostHog account sync). Do not edit by hand."
+        if client.create_property(object_type, name, _label(name), group, description):
+            created.append(name)
+        else:
+            present.append(name)
+    return created, present

@@ -1,0 +1,20 @@
+"""Salesforce: Accounts through SOQL ``queryAll``, push-back through sObject Collections, Outbound Messages.
+
+See ``docs/connectors/salesforce.md``.
+"""
+
+from connectors.salesforce.config import JwtAuth, PasswordAuth, SalesforceConfig, SessionAuth, load_salesforce_config
+from connectors.salesforce.connector import SalesforceConnector, build, mapping_fields
+from connectors.salesforce.cursor import SalesforceCursor
+
+__all__ = [
+    "JwtAuth",
+    "PasswordAuth",
+    "SalesforceConfig",
+    "SalesforceConnector",
+    "SalesforceCursor",
+    "SessionAuth",
+    "build",
+    "load_salesforce_config",
+    "mapping_fields",
+]

@@ -1,0 +1,206 @@
+"""The one simple-salesforce client a connector uses, and the HTTP session under it.
+
+- **Login** goes through the SDK's own ``SalesforceLogin`` (OAuth 2.0 username-password or JWT bearer flow) against
+  the configured ``login_url``; a session id with its instance URL is used as given.
+- **Timeouts** are explicit on every request, logins included (the SDK sets none).
+- **Budget**: every HTTP attempt first takes a token from the org's shared Redis token bucket, so all workers
+  together stay polite; a concurrent-request refusal empties the bucket, so every worker backs off.
+- **Short retries** of 5xx answers, timeouts and dropped connections, with jittered backoff bounded in count and
+  time (``sync.retry.RetryPolicy``). ``REQUEST_LIMIT_EXCEEDED`` is never retried here.
+- **Session refresh**: an expired session (401 ``INVALID_SESSION_ID``) logs in again once and the call is
+  retried once; a second 401, or a session id given in the config, is an authentication failure.
+- **Allowance**: a response hook reads ``Sforce-Limit-Info`` (and the server's ``Date``) from every response,
+  errors included, into ``Allowance``.
+
+Errors leave this module already translated into ``sync.errors`` (see ``connectors.salesforce.errors``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from simple_salesforce.api import Salesforce
+from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
+from simple_salesforce.login import SalesforceLogin
+
+from connectors.salesforce.allowance import Allowance
+from connectors.salesforce.config import JwtAuth, PasswordAuth, SalesforceConfig, SessionAuth
+from connectors.salesforce.errors import (
+    SalesforceAuthFailed,
+    SalesforceRateLimited,
+    is_transient,
+    retry_after_of,
+    translate,
+)
+from sync.ratelimit import TokenBucket
+from sync.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+SALESFORCE_SUFFIX = ".salesforce.com"
+
+
+def login_target(login_url: str) -> tuple[str, str | None]:
+    """How the SDK must be told to reach ``login_url``: ``(domain, token_host)``.
+
+    The SDK always posts to ``https://{domain}.salesforce.com/services/oauth2/token``. A Salesforce host maps
+    onto ``domain`` (``login``, ``test``, ``acme.my``) and ``token_host`` is None. Any other host (a stand-in,
+    a proxy) is reached with ``token_host = "<host:port>/services/oauth2/token#"``: the SDK's
+    ``.salesforce.com/...`` tail becomes a URL fragment, which is never sent; ``domain`` stays ``login`` so a
+    JWT assertion keeps the standard audience.
+    """
+    parts = urlsplit(login_url)
+    host = parts.hostname or ""
+    if host.endswith(SALESFORCE_SUFFIX) and parts.port in (None, 443):
+        return host[: -len(SALESFORCE_SUFFIX)], None
+    return "login", f"{parts.netloc}/services/oauth2/token#"
+
+
+class TimeoutSession(requests.Session):
+    """A ``requests.Session`` that puts a default ``timeout`` on every request, the SDK's logins included."""
+
+    def __init__(self, timeout: tuple[float, float]) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+class SalesforceClient:
+    """An authenticated ``Salesforce`` for one org; ``call`` runs one SDK call with the policies above."""
+
+    def __init__(
+        self,
+        config: SalesforceConfig,
+        budget: TokenBucket | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.config = config
+        self.budget = budget
+        self.retry = retry or RetryPolicy(
+            max_retries=config.max_retries,
+            backoff_s=config.backoff_s,
+            max_backoff_s=config.max_backoff_s,
+            max_total_s=config.max_retry_total_s,
+        )
+        self.allowance = Allowance(config.max_share_per_run, config.max_share_total)
+        self.session = TimeoutSession(config.timeout)
+        self.session.verify = config.ca_bundle or True
+        self.session.trust_env = config.trust_env
+        self.session.hooks["response"].append(self._observe)
+        self.server_time: float | None = None
+        self.last_retry_after: float | None = None
+        self.logins = 0
+        self.refreshes = 0
+        self._sf: Salesforce | None = None
+
+    # -- observation ---------------------------------------------------------------------------------------
+
+    def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.allowance.observe(response.headers.get("Sforce-Limit-Info"))
+        self.last_retry_after = retry_after_of(response)
+        date = response.headers.get("Date")
+        if date:
+            with contextlib.suppress(TypeError, ValueError):
+                self.server_time = parsedate_to_datetime(date).timestamp()
+
+    # -- session -------------------------------------------------------------------------------------------
+
+    @property
+    def can_refresh(self) -> bool:
+        return not isinstance(self.config.auth, SessionAuth)
+
+    def sdk(self) -> Salesforce:
+        """The SDK client, logging in first when there is no live session yet."""
+        if self._sf is None:
+            auth = self.config.auth
+            if isinstance(auth, SessionAuth):
+                token, instance = auth.session_id.get_secret_value(), auth.instance_url
+            else:
+                token, host = self._login(auth)
+                instance = f"https://{host}"
+            self._sf = Salesforce(
+                instance_url=instance, session_id=token, session=self.session, version=self.config.api_version
+            )
+        return self._sf
+
+    def _login(self, auth: PasswordAuth | JwtAuth) -> tuple[str, str]:
+        domain, token_host = login_target(self.config.login_url)
+        self.logins += 1
+        if isinstance(auth, PasswordAuth):
+            password = auth.password.get_secret_value()
+            if auth.security_token is not None:
+                password += auth.security_token.get_secret_value()
+            token, host = SalesforceLogin(
+                username=auth.username,
+                password=password,
+                consumer_key=auth.client_id,
+                consumer_secret=auth.client_secret.get_secret_value(),
+                domain=token_host or domain,
+                session=self.session,
+            )
+        else:
+            token, host = SalesforceLogin(
+                username=auth.username,
+                consumer_key=auth.client_id,
+                privatekey=auth.private_key.get_secret_value(),
+                domain=domain,
+                instance_url=token_host,
+                session=self.session,
+            )
+        if not token or not host:
+            raise SalesforceAuthFailed("login answered without an access token or instance URL")
+        return str(token), str(host)
+
+    def close(self) -> None:
+        """Close the HTTP session (its pooled TLS connections)."""
+        self._sf = None
+        self.session.close()
+
+    # -- calls ---------------------------------------------------------------------------------------------
+
+    def call(self, what: str, fn: Callable[[Salesforce], T]) -> T:
+        """Run ``fn`` with the SDK client: budget token, short retries, one session refresh, translated errors."""
+        refreshed = False
+        retries = 0
+        started = time.monotonic()
+        while True:
+            if self.budget is not None:
+                self.budget.take(1, self.config.max_budget_wait_s)
+            try:
+                return fn(self.sdk())
+            except SalesforceExpiredSession as exc:
+                if refreshed or not self.can_refresh:
+                    reason = (
+                        "even after a fresh login" if refreshed else "and a configured session id cannot be renewed"
+                    )
+                    raise SalesforceAuthFailed(f"{what}: the session expired {reason}") from exc
+                refreshed = True
+                self.refreshes += 1
+                self._sf = None
+                log.info("salesforce session expired during %s; logging in again", what)
+            except (SalesforceError, requests.RequestException) as exc:
+                server_wait = self.last_retry_after if isinstance(exc, SalesforceError) else None
+                if is_transient(exc):
+                    retries += 1
+                    wait = self.retry.next_delay(retries, server_wait, time.monotonic() - started)
+                    if wait is not None:
+                        log.warning(
+                            "salesforce %s failed (%s); retry %d in %.1fs", what, type(exc).__name__, retries, wait
+                        )
+                        self.retry.sleep(wait)
+                        continue
+                error = translate(exc, what, server_wait or self.config.rate_limited_retry_after_s)
+                if isinstance(error, SalesforceRateLimited) and self.budget is not None:
+                    self.budget.drain()
+                raise error from exc

@@ -1,0 +1,265 @@
+"""Settings of one Salesforce connector (one org), validated at start-up with the offending key named.
+
+Everything that decides what the connector reads, what it may write and how much of the org's API allowance it
+may spend is explicit here: login host and flow, timeouts, page sizes, the share of the daily allowance one run
+may use, the shared request budget, retries, and the Outbound Message endpoint's organisation id and token.
+Secrets are ``SecretStr``: they never appear in ``repr``, logs, reports or exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from sync.errors import ConfigError
+
+FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+PATH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
+ORG_ID_RE = re.compile(r"^00D[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?$")
+SYSTEM_FIELDS: tuple[str, ...] = ("Id", "IsDeleted", "SystemModstamp", "LastModifiedDate", "CreatedDate")
+"""Fields every read selects: the id, the delete flag, and the stamps the cursor, version and link rank use."""
+
+
+class PasswordAuth(BaseModel):
+    """OAuth 2.0 username-password flow of a connected app (``grant_type=password``).
+
+    ``security_token`` is appended to the password, as Salesforce requires outside trusted IP ranges.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flow: Literal["password"] = "password"
+    username: str = Field(min_length=3)
+    password: SecretStr
+    security_token: SecretStr | None = None
+    client_id: str = Field(min_length=1, description="the connected app's consumer key")
+    client_secret: SecretStr
+
+
+class JwtAuth(BaseModel):
+    """OAuth 2.0 JWT bearer flow: an RS256 assertion signed with the key whose certificate the app holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flow: Literal["jwt"]
+    username: str = Field(min_length=3)
+    client_id: str = Field(min_length=1, description="the connected app's consumer key")
+    private_key: SecretStr = Field(description="PEM of the RSA private key that signs the assertion")
+
+    @field_validator("private_key")
+    @classmethod
+    def _pem(cls, value: SecretStr) -> SecretStr:
+        if "PRIVATE KEY-----" not in value.get_secret_value():
+            raise ValueError("must be a PEM private key (-----BEGIN ... PRIVATE KEY-----)")
+        return value
+
+
+class SessionAuth(BaseModel):
+    """A session id (access token) obtained elsewhere, and the instance it belongs to. It cannot be refreshed:
+    when it expires the run fails with an authentication error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flow: Literal["session"]
+    session_id: SecretStr
+    instance_url: str
+
+    @field_validator("instance_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        return _https_url(value)
+
+
+Auth = Annotated[PasswordAuth | JwtAuth | SessionAuth, Field(discriminator="flow")]
+
+
+def _https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("must be an https:// URL (the Salesforce SDK speaks https only)")
+    if parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise ValueError("must be a bare host URL such as https://login.salesforce.com")
+    return f"https://{parts.netloc}"
+
+
+class SalesforceConfig(BaseModel):
+    """How to reach one org, what to read and write there, and how much of its API allowance to spend.
+
+    - ``auth``: ``{flow: password, ...}``, ``{flow: jwt, ...}`` or ``{flow: session, ...}``.
+    - ``login_url``: the OAuth host (``https://login.salesforce.com``, ``https://test.salesforce.com``, a My
+      Domain, or a stand-in); ``api_version`` the REST version.
+    - ``ca_bundle``: a CA file to trust instead of the system store; ``trust_env``: honour proxy and CA
+      environment variables (``REQUESTS_CA_BUNDLE`` overrides ``ca_bundle`` when true).
+    - ``connect_timeout_s`` / ``read_timeout_s``: per HTTP attempt (the SDK has no default timeout).
+    - ``page_size``: rows per query page (``Sforce-Query-Options: batchSize``, 200..2000).
+    - ``overlap_s``: rows are read again until they are this much older than the server's clock at the read,
+      so rows whose transaction committed late are still seen (see ``docs/connectors/salesforce.md``).
+    - ``fields``: fields or one-hop relationship paths read on every Account (``Owner.Email``), besides the
+      system fields, ``external_id_field``, ``account_id_field``, ``outbound_fields`` and the CSM lookup.
+    - ``external_id_field``: the External ID field holding the PostHog external id.
+    - ``account_id_field``: where push-back writes the PostHog account id; ``outbound_fields``: the other fields
+      the mapping writes, read on every pull so that a value the record already holds is never pushed again.
+    - ``csm_lookup``: the relationship name of a custom User lookup holding the CSM (``CSM__r``); its
+      ``Email`` is read as ``<csm_lookup>.Email``.
+    - ``push_batch_size``: records per sObject Collections request (at most 200); ``fetch_batch_size``: ids
+      per ``Id IN (...)`` query.
+    - ``max_share_per_run`` / ``max_share_total``: a pull stops cleanly once this run has used that share of
+      the org's daily allowance, or once the org as a whole has (read from ``Sforce-Limit-Info``).
+    - ``requests_per_s`` / ``burst``: the request budget all workers of this org share (a Redis token bucket),
+      keeping them under Salesforce's concurrent-request limits; ``budget_key`` names it (default: derived
+      from the login host and user, never from a secret).
+    - ``max_retries`` / ``backoff_s`` / ``max_backoff_s`` / ``max_retry_total_s``: short retries of 5xx answers,
+      timeouts and dropped connections. ``REQUEST_LIMIT_EXCEEDED`` is never retried here.
+    - ``rate_limited_retry_after_s``: the wait suggested to the job after a concurrent-request refusal.
+    - ``organization_id`` / ``webhook_token``: Outbound Messages are accepted only from this org and only on
+      the endpoint whose last path segment is this token; ``webhook_max_body_bytes`` bounds a delivery.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    auth: Auth
+    login_url: str = "https://login.salesforce.com"
+    api_version: str = Field("59.0", pattern=r"^[1-9][0-9]\.0$")
+    ca_bundle: str | None = None
+    trust_env: bool = True
+    connect_timeout_s: float = Field(10.0, gt=0, le=120)
+    read_timeout_s: float = Field(120.0, gt=0, le=600)
+
+    page_size: int = Field(2000, ge=200, le=2000)
+    overlap_s: int = Field(300, ge=0, le=86_400)
+    fields: tuple[str, ...] = ("Name", "Website", "Owner.Email")
+    external_id_field: str = "PostHog_External_Id__c"
+    account_id_field: str = "PostHog_Account_Id__c"
+    outbound_fields: tuple[str, ...] = ("PostHog_CSM_Email__c",)
+    csm_lookup: str | None = None
+
+    push_batch_size: int = Field(200, ge=1, le=200)
+    fetch_batch_size: int = Field(200, ge=1, le=500)
+
+    max_share_per_run: float = Field(0.25, gt=0, le=1)
+    max_share_total: float = Field(0.8, gt=0, le=1)
+
+    requests_per_s: float = Field(20.0, gt=0, le=1000)
+    burst: float = Field(40.0, ge=1, le=10_000)
+    budget_key: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    max_budget_wait_s: float = Field(60.0, ge=0, le=3600)
+    max_retries: int = Field(3, ge=0, le=10)
+    backoff_s: float = Field(1.0, ge=0, le=60)
+    max_backoff_s: float = Field(30.0, ge=0, le=600)
+    max_retry_total_s: float = Field(120.0, ge=0, le=3600)
+    rate_limited_retry_after_s: float = Field(30.0, ge=0, le=3600)
+
+    organization_id: str | None = None
+    webhook_token: SecretStr | None = None
+    webhook_max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+
+    @field_validator("login_url")
+    @classmethod
+    def _login_url(cls, value: str) -> str:
+        return _https_url(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not PATH_RE.match(path):
+                raise ValueError(f"{path!r}: expected a field name or Relationship.Field")
+        return value
+
+    @field_validator("external_id_field", "account_id_field")
+    @classmethod
+    def _field_name(cls, value: str) -> str:
+        if not FIELD_RE.match(value):
+            raise ValueError("expected a field name such as PostHog_Account_Id__c")
+        return value
+
+    @field_validator("outbound_fields")
+    @classmethod
+    def _field_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not FIELD_RE.match(name):
+                raise ValueError(f"{name!r}: only plain fields can be written (no relationship paths)")
+            if name.lower() in {f.lower() for f in SYSTEM_FIELDS}:
+                raise ValueError(f"{name}: a system field cannot be written")
+        return value
+
+    @field_validator("csm_lookup")
+    @classmethod
+    def _relationship(cls, value: str | None) -> str | None:
+        if value is not None and not FIELD_RE.match(value):
+            raise ValueError("expected a relationship name such as CSM__r")
+        return value
+
+    @field_validator("organization_id")
+    @classmethod
+    def _org_id(cls, value: str | None) -> str | None:
+        if value is not None and not ORG_ID_RE.match(value):
+            raise ValueError("expected a 15- or 18-character organization id starting with 00D")
+        return value
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            token = value.get_secret_value()
+            if len(token) < 16 or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
+                raise ValueError("must be at least 16 URL-safe characters (letters, digits, - and _)")
+        return value
+
+    @model_validator(mode="after")
+    def _shares(self) -> SalesforceConfig:
+        if self.max_share_per_run > self.max_share_total:
+            raise ValueError("max_share_per_run cannot exceed max_share_total")
+        return self
+
+    @property
+    def read_fields(self) -> tuple[str, ...]:
+        """Every field path a read selects, system fields first, each once (names compare case-insensitively)."""
+        wanted = [
+            *SYSTEM_FIELDS,
+            *self.fields,
+            self.external_id_field,
+            self.account_id_field,
+            *self.outbound_fields,
+        ]
+        if self.csm_lookup:
+            wanted.append(f"{self.csm_lookup}.Email")
+        seen: set[str] = set()
+        out: list[str] = []
+        for path in wanted:
+            if path.lower() not in seen:
+                seen.add(path.lower())
+                out.append(path)
+        return tuple(out)
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """``timeout=`` for every HTTP call: (connect, read) seconds."""
+        return (self.connect_timeout_s, self.read_timeout_s)
+
+    @property
+    def bucket_key(self) -> str:
+        """The Redis key of the org's shared request budget (a digest of host and user, never a secret)."""
+        if self.budget_key:
+            return f"crmsync:budget:salesforce:{self.budget_key}"
+        who = self.auth.instance_url if isinstance(self.auth, SessionAuth) else f"{self.login_url}|{self.auth.username}"
+        return f"crmsync:budget:salesforce:{hashlib.sha256(who.encode()).hexdigest()[:16]}"
+
+
+def load_salesforce_config(raw: Mapping[str, Any], prefix: str = "connectors.salesforce") -> SalesforceConfig:
+    """Validate a raw mapping (e.g. ``sources.salesforce.config`` of ``crmsync.yaml``).
+
+    A bad entry raises ``ConfigError`` naming its key path (``connectors.salesforce.auth.password``), never
+    echoing the value.
+    """
+    try:
+        return SalesforceConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = ".".join(str(part) for part in error["loc"])
+        raise ConfigError(f"{prefix}.{loc}" if loc else prefix, error["msg"]) from None

@@ -1,0 +1,141 @@
+"""Writing fields back to Stripe customers, each write idempotent by construction.
+
+A ``PushUpdate`` names fields by dotted path: ``metadata.<key>`` (metadata keys merge; ``None`` deletes the key)
+or a top-level customer field in ``WRITABLE``. Stripe has no batch update, so each customer costs one
+``POST /v1/customers/{id}``, sent with ``Idempotency-Key: <prefix><digest of (customer id, parameters)>``: the
+same write retried (by the SDK, by Celery, by a re-run) is replayed by Stripe and cannot apply twice, and a
+different write gets a different key.
+
+Stripe replays a key's first response for 24 hours, whatever happened since. So a replayed answer is checked
+against the customer as it is now: if it already holds the values (the usual case: a retry after a lost
+response), the push is done; if not (the same values were written, changed by someone, and are written again
+within 24 hours), the write is sent once more under a key that also names the state it found, itself stable
+under retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import stripe
+
+from connectors.base import PushResult, PushUpdate
+from connectors.stripe.errors import StripeRateLimited, describe, is_missing, translate
+from connectors.stripe.records import JSON
+from sync.errors import FatalError, RetryableError
+from sync.mapping import get_path
+
+WRITABLE: tuple[str, ...] = ("name", "email", "description", "phone")
+"""Top-level customer fields a push may set (besides ``metadata.<key>``)."""
+
+
+@dataclass
+class PushStats:
+    """What pushes cost and how Stripe answered."""
+
+    sent: int = 0
+    replayed: int = 0
+    rewritten: int = 0
+    checks: int = 0
+
+
+class InvalidPushField(ValueError):
+    """A field path this connector cannot write on a Stripe customer."""
+
+
+def update_params(fields: Mapping[str, str | None]) -> JSON:
+    """Stripe update parameters for ``fields``; ``None`` becomes ``""`` (Stripe's way to unset or delete)."""
+    params: JSON = {}
+    metadata: dict[str, str] = {}
+    for path, value in sorted(fields.items()):
+        text = "" if value is None else str(value)
+        head, _, key = path.partition(".")
+        if head == "metadata" and key and "." not in key and len(key) <= 40:
+            metadata[key] = text
+        elif path in WRITABLE:
+            params[path] = text
+        else:
+            raise InvalidPushField(f"{path}: not writable (metadata.<key> or one of {', '.join(WRITABLE)})")
+    if metadata:
+        params["metadata"] = metadata
+    return params
+
+
+def idempotency_key(prefix: str, customer_id: str, params: Mapping[str, Any], found: str = "") -> str:
+    """``<prefix><sha256 of (customer id, parameters[, state found])>``: stable for one write, unique per write."""
+    raw = json.dumps([customer_id, params, found], sort_keys=True, separators=(",", ":"))
+    return prefix + hashlib.sha256(raw.encode()).hexdigest()[:48]
+
+
+def holds(customer: Mapping[str, Any], fields: Mapping[str, str | None]) -> bool:
+    """Whether the customer already holds every value of ``fields`` (``None``: absent or empty)."""
+    for path, want in fields.items():
+        have = get_path(customer, path)
+        if want is None or want == "":
+            if have not in (None, ""):
+                return False
+        elif have is None or str(have) != want:
+            return False
+    return True
+
+
+class StripePusher:
+    """Sends ``PushUpdate``s, one idempotent request each."""
+
+    def __init__(self, client: stripe.StripeClient, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.stats = PushStats()
+
+    def push(self, update: PushUpdate) -> PushResult:
+        """Write one update and say how it went.
+
+        Raises ``FatalError`` when no write can succeed (bad key, missing permission) and ``RetryableError`` when
+        Stripe's rate limit or the shared budget says to stop for now; other failures concern this record only.
+        """
+        try:
+            params = update_params(update.fields)
+        except InvalidPushField as exc:
+            return PushResult(update.record_id, ok=False, error=str(exc))
+        customer_id = update.record_id
+        try:
+            replayed = self._send(customer_id, params, idempotency_key(self.prefix, customer_id, params))
+            if replayed:
+                found = self._current(customer_id)
+                if not holds(found, update.fields):
+                    state = json.dumps({p: get_path(found, p) for p in sorted(update.fields)}, sort_keys=True)
+                    self._send(customer_id, params, idempotency_key(self.prefix, customer_id, params, state))
+                    self.stats.rewritten += 1
+        except stripe.StripeError as error:
+            return self._failed(customer_id, error)
+        return PushResult(customer_id, ok=True)
+
+    def _send(self, customer_id: str, params: JSON, key: str) -> bool:
+        """POST the update under ``key``; True when Stripe replayed an earlier response for that key."""
+        self.stats.sent += 1
+        customer = self.client.v1.customers.update(
+            customer_id, params=cast(stripe.params.CustomerUpdateParams, params), options={"idempotency_key": key}
+        )
+        response = customer.last_response
+        replayed = response is not None and str(response.headers.get("Idempotent-Replayed", "")).lower() == "true"
+        self.stats.replayed += replayed
+        return replayed
+
+    def _current(self, customer_id: str) -> JSON:
+        self.stats.checks += 1
+        return self.client.v1.customers.retrieve(customer_id).to_dict()
+
+    def _failed(self, customer_id: str, error: stripe.StripeError) -> PushResult:
+        translated = translate(error, f"update customer {customer_id}")
+        if isinstance(translated, FatalError) and error.http_status in (401, 403):
+            raise translated from error
+        if isinstance(translated, StripeRateLimited):
+            raise translated from error
+        if isinstance(error, stripe.InvalidRequestError) and is_missing(error):
+            return PushResult(customer_id, ok=False, error=f"customer is gone: {describe(error)}")
+        retryable = isinstance(translated, RetryableError)
+        return PushResult(customer_id, ok=False, error=str(translated), retryable=retryable)

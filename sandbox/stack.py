@@ -1,0 +1,221 @@
+"""All four stand-ins in one process, seeded with overlapping identities, plus the config that points at them.
+
+Used by ``crmsync sandbox up``, ``make demo``, end-to-end tests and benchmarks. With ``seed = N``:
+
+| system | identities (``sandbox.identities.company(i)``) |
+|---|---|
+| Salesforce | ``[0, N)`` |
+| HubSpot | ``[N/3, N/3 + N)`` (a deal per company, some companies with two) |
+| Stripe | ``[2N/3, 2N/3 + N)`` (a customer per company, with a subscription) |
+| PostHog | ``[0, N/5)`` already exist as accounts (same ``external_id``) |
+
+so ``[2N/3, N)`` is in all three CRMs, and every CRM shares some companies with PostHog. The ten sales reps
+(``sales_rep_email(k)``) are CRM owners and PostHog organisation members (user ids 101..110).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from sandbox.common import ServerThread
+from sandbox.identities import sales_rep_email
+
+POSTHOG_KEY = "phx_sandbox"
+HUBSPOT_TOKEN = "pat-sandbox"
+HUBSPOT_APP_SECRET = "sandbox-app-secret"
+STRIPE_KEY = "sk_test_sandbox"
+STRIPE_WEBHOOK_SECRET = "whsec_sandbox"
+SALESFORCE_ORG = "00D000000000001AAA"
+SALESFORCE_WEBHOOK_TOKEN = "sandbox-outbound-token"
+SALESFORCE_LOGIN = {
+    "username": "admin@sandbox.example",
+    "password": "sandbox",
+    "client_id": "sandbox",
+    "client_secret": "sandbox",
+}
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "crmsync.yaml"
+
+
+def ranges(seed: int) -> dict[str, tuple[int, int]]:
+    """(start, count) of the identities each system is seeded with."""
+    return {
+        "salesforce": (0, seed),
+        "hubspot": (seed // 3, seed),
+        "stripe": (2 * seed // 3, seed),
+        "posthog": (0, seed // 5),
+    }
+
+
+@dataclass
+class SandboxStack:
+    """Start with ``start()``; ``config()`` is a complete crmsync config for it; ``stop()`` ends everything."""
+
+    seed: int = 300
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    webhook_port: int = 0
+    data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="crmsync-sandbox-")))
+    servers: dict[str, ServerThread] = field(default_factory=dict)
+    ca_file: Path | None = None
+    webhooks: bool = True  # False: the CRMs send no webhooks until ``wire_webhooks()``
+    ledger_prefix: str = "crmsync"
+
+    @property
+    def webhooks_url(self) -> str:
+        return f"http://127.0.0.1:{self.webhook_port}"
+
+    def url(self, name: str) -> str:
+        return self.servers[name].url
+
+    def start(self) -> SandboxStack:
+        from sandbox.hubspot.app import create_app as hubspot_app
+        from sandbox.hubspot.config import HubSpotSandboxConfig
+        from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig
+        from sandbox.posthog.app import create_app as posthog_app
+        from sandbox.salesforce.app import create_app as salesforce_app
+        from sandbox.salesforce.config import SalesforceSandboxConfig, make_tls
+        from sandbox.stripe.app import create_app as stripe_app
+        from sandbox.stripe.config import StripeSandboxConfig
+
+        if not self.webhook_port:
+            self.webhook_port = _free_port()
+        hooks = self.webhooks_url
+        members = tuple(Member(101 + k, sales_rep_email(k), f"Rep {k}") for k in range(10))
+        posthog = PostHogSandboxConfig(
+            db_path=str(self.data_dir / "posthog.sqlite3"), keys=(ApiKey(POSTHOG_KEY, ("*",)),), members=members
+        )
+        at = ranges(self.seed)
+        hubspot = HubSpotSandboxConfig(
+            token=HUBSPOT_TOKEN,
+            app_secret=HUBSPOT_APP_SECRET,
+            webhook_url=f"{hooks}/webhooks/hubspot" if self.webhooks else None,
+            seed=at["hubspot"][1],
+            seed_start=at["hubspot"][0],
+        )
+        stripe = StripeSandboxConfig(
+            api_key=STRIPE_KEY,
+            webhook_url=f"{hooks}/webhooks/stripe" if self.webhooks else None,
+            webhook_secret=STRIPE_WEBHOOK_SECRET,
+        )
+        cert, key, ca = make_tls(self.data_dir / "salesforce")
+        self.ca_file = ca
+        salesforce = SalesforceSandboxConfig(
+            username=SALESFORCE_LOGIN["username"],
+            password=SALESFORCE_LOGIN["password"],
+            client_id=SALESFORCE_LOGIN["client_id"],
+            client_secret=SALESFORCE_LOGIN["client_secret"],
+            org_id=SALESFORCE_ORG,
+            outbound_url=f"{hooks}/webhooks/salesforce/{SALESFORCE_WEBHOOK_TOKEN}" if self.webhooks else None,
+            seed=at["salesforce"][1],
+            seed_start=at["salesforce"][0],
+            data_dir=self.data_dir / "salesforce",
+        )
+        self.servers = {
+            "posthog": ServerThread(posthog_app(posthog)),
+            "hubspot": ServerThread(hubspot_app(hubspot)),
+            "stripe": ServerThread(stripe_app(stripe)),
+            "salesforce": ServerThread(salesforce_app(salesforce), ssl_certfile=str(cert), ssl_keyfile=str(key)),
+        }
+        for server in self.servers.values():
+            server.start()
+        with httpx.Client(timeout=60) as http:
+            start, count = at["stripe"]
+            http.post(f"{self.url('stripe')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
+            start, count = at["posthog"]
+            http.post(f"{self.url('posthog')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
+        return self
+
+    def wire_webhooks(self) -> None:
+        """Point every CRM stand-in's webhooks at the receiver (for a stack started with ``webhooks=False``)."""
+        hooks = self.webhooks_url
+        with httpx.Client(timeout=10, verify=str(self.ca_file)) as http:
+            http.put(f"{self.url('hubspot')}/_sandbox/webhook", json={"url": f"{hooks}/webhooks/hubspot"})
+            http.put(f"{self.url('stripe')}/_sandbox/webhooks", json={"url": f"{hooks}/webhooks/stripe"})
+            http.post(
+                f"{self.url('salesforce')}/_sandbox/outbound",
+                json={"url": f"{hooks}/webhooks/salesforce/{SALESFORCE_WEBHOOK_TOKEN}"},
+            )
+        self.webhooks = True
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+        self.servers = {}
+
+    def __enter__(self) -> SandboxStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def config(self) -> dict[str, Any]:
+        """A complete ``crmsync.yaml`` for this stack: the example mappings plus every endpoint and credential."""
+        example = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+        return {
+            "posthog": {"host": self.url("posthog"), "project_id": 1, "personal_api_key": POSTHOG_KEY},
+            "redis_url": self.redis_url,
+            "ledger_prefix": self.ledger_prefix,
+            "sources": {
+                "salesforce": {
+                    "schedule": {"every_s": 60},
+                    "config": {
+                        "auth": {"flow": "password", **SALESFORCE_LOGIN},
+                        "login_url": self.url("salesforce"),
+                        "ca_bundle": str(self.ca_file),
+                        "trust_env": False,
+                        "organization_id": SALESFORCE_ORG,
+                        "webhook_token": SALESFORCE_WEBHOOK_TOKEN,
+                    },
+                },
+                "hubspot": {
+                    "schedule": {"every_s": 60},
+                    "config": {
+                        "access_token": HUBSPOT_TOKEN,
+                        "host": self.url("hubspot"),
+                        "client_secret": HUBSPOT_APP_SECRET,
+                    },
+                },
+                "stripe": {
+                    "schedule": {"every_s": 60},
+                    "config": {
+                        "requests_per_s": 100,  # Stripe's live-mode rate; the stand-in takes it
+                        "burst": 100,
+                        "api_key": STRIPE_KEY,
+                        "api_base": self.url("stripe"),
+                        "webhook_secrets": [STRIPE_WEBHOOK_SECRET],
+                    },
+                },
+            },
+            "outbound": {"schedule": {"every_s": 60}},
+            "webhooks": {"coalesce_s": 1.0},
+            **{k: example[k] for k in ("ownership", "mappings", "identity") if k in example},
+        }
+
+    def endpoints(self) -> dict[str, Any]:
+        """The JSON ``--endpoints-out`` writes, for scripts."""
+        return {
+            "posthog": {"url": self.url("posthog"), "api_key": POSTHOG_KEY, "project_id": 1},
+            "hubspot": {"url": self.url("hubspot"), "token": HUBSPOT_TOKEN},
+            "stripe": {"url": self.url("stripe"), "api_key": STRIPE_KEY},
+            "salesforce": {"url": self.url("salesforce"), "ca_file": str(self.ca_file), **SALESFORCE_LOGIN},
+            "webhooks": {"url": self.webhooks_url},
+        }
+
+    def write(self, config_out: Path, endpoints_out: Path | None = None) -> None:
+        config_out.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        if endpoints_out is not None:
+            endpoints_out.write_text(json.dumps(self.endpoints(), indent=2))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,120 @@
+"""Push-back: one idempotent update per customer; a retried push is replayed by Stripe and changes nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors.base import PushUpdate
+from connectors.stripe import StripeConnector
+from connectors.stripe.push import idempotency_key, update_params
+from sandbox.stripe.seed import customer_id
+from sync.errors import FatalError
+from tests.connectors.stripe.conftest import Connect, StripeStandIn
+
+POST = ("POST", "/v1/customers/{customer_id}")
+
+
+def updated_events(standin: StripeStandIn, cid: str) -> list[dict[str, Any]]:
+    return [e for e in standin.events(type="customer.updated") if e["data"]["object"]["id"] == cid]
+
+
+def test_a_retried_push_is_replayed_and_changes_nothing_more(
+    standin: StripeStandIn, connector: StripeConnector
+) -> None:
+    standin.seed(2)
+    cid = customer_id(1)
+    update = PushUpdate(cid, {"metadata.posthog_account_id": "acc-1", "metadata.posthog_csm_email": "ana@x.io"}, "f1")
+    assert connector.push("customers", [update])[0].ok
+    assert standin.api(f"/v1/customers/{cid}")["metadata"]["posthog_account_id"] == "acc-1"
+    (event,) = updated_events(standin, cid)
+    params = update_params(update.fields)
+    assert event["request"]["idempotency_key"] == idempotency_key("crmsync-", cid, params)
+
+    standin.reset_counters()
+    again = connector.push("customers", [update])  # e.g. a Celery retry after the first answer was lost
+    assert again[0].ok
+    assert connector.pusher.stats.replayed == 1  # the stand-in answered Idempotent-Replayed: true
+    assert standin.count(*POST) == 1 and standin.count("GET", "/v1/customers/{customer_id}") == 1  # one check
+    assert len(updated_events(standin, cid)) == 1  # nothing was applied a second time
+
+
+def test_the_same_values_pushed_again_after_someone_changed_them_are_written(
+    standin: StripeStandIn, connector: StripeConnector
+) -> None:
+    standin.seed(1)
+    cid = customer_id(0)
+    update = PushUpdate(cid, {"metadata.posthog_account_id": "acc-1"}, "f1")
+    assert connector.push("customers", [update])[0].ok
+    standin.edit(cid, metadata={"posthog_account_id": "someone-else"})
+    assert connector.push("customers", [update])[0].ok  # same key → replay → checked → written anew
+    assert standin.api(f"/v1/customers/{cid}")["metadata"]["posthog_account_id"] == "acc-1"
+    assert connector.pusher.stats.rewritten == 1
+    assert connector.push("customers", [update])[0].ok  # and a retry of that is a replay again
+    assert len(updated_events(standin, cid)) == 3  # ours, theirs, ours: no more
+
+
+def test_a_different_write_gets_a_different_key() -> None:
+    one = update_params({"metadata.posthog_account_id": "a"})
+    two = update_params({"metadata.posthog_account_id": "b"})
+    assert idempotency_key("p-", "cus_1", one) == idempotency_key("p-", "cus_1", dict(one))
+    assert idempotency_key("p-", "cus_1", one) != idempotency_key("p-", "cus_1", two)
+    assert idempotency_key("p-", "cus_1", one) != idempotency_key("p-", "cus_2", one)
+    assert len(idempotency_key("p-", "cus_1", one)) <= 255
+
+
+def test_fields_map_to_stripe_parameters_and_none_clears(standin: StripeStandIn, connector: StripeConnector) -> None:
+    standin.seed(1)
+    cid = customer_id(0)
+    standin.edit(cid, metadata={"old_key": "x"}, description="before")
+    assert update_params({"metadata.a": "1", "metadata.old_key": None, "description": None}) == {
+        "description": "",
+        "metadata": {"a": "1", "old_key": ""},
+    }
+    update = PushUpdate(cid, {"metadata.a": "1", "metadata.old_key": None, "description": None}, "f")
+    assert connector.push("customers", [update])[0].ok
+    customer = standin.api(f"/v1/customers/{cid}")
+    assert customer["metadata"].get("a") == "1" and "old_key" not in customer["metadata"]
+    assert customer["description"] is None
+
+
+def test_per_record_failures_do_not_stop_the_batch(standin: StripeStandIn, connector: StripeConnector) -> None:
+    standin.seed(3)
+    standin.delete(customer_id(1))
+    updates = [
+        PushUpdate(customer_id(0), {"metadata.posthog_account_id": "a0"}, "f0"),
+        PushUpdate(customer_id(1), {"metadata.posthog_account_id": "a1"}, "f1"),  # deleted in Stripe
+        PushUpdate(customer_id(2), {"invoice_settings.footer": "x"}, "f2"),  # not writable
+        PushUpdate("cus_never", {"metadata.posthog_account_id": "a3"}, "f3"),
+        PushUpdate(customer_id(2), {"metadata.posthog_account_id": "a2"}, "f4"),
+    ]
+    results = connector.push("customers", updates)
+    assert [(r.record_id, r.ok, r.retryable) for r in results] == [
+        (customer_id(0), True, False),
+        (customer_id(1), False, False),
+        (customer_id(2), False, False),
+        ("cus_never", False, False),
+        (customer_id(2), True, False),
+    ]
+    assert results[1].error is not None and "customer is gone" in results[1].error
+    assert results[2].error is not None and "not writable" in results[2].error
+    assert standin.count(*POST) == 4  # the unwritable field never reached Stripe
+
+
+def test_rate_limited_pushes_stop_and_leave_the_rest_for_a_retry(standin: StripeStandIn, connect: Connect) -> None:
+    standin.seed(3)
+    connector = connect(max_network_retries=0)
+    standin.faults(rate_429=1.0)
+    updates = [PushUpdate(customer_id(i), {"metadata.posthog_account_id": f"a{i}"}, "f") for i in range(3)]
+    results = connector.push("customers", updates)
+    assert [(r.ok, r.retryable) for r in results] == [(False, True)] * 3
+    assert standin.count(status=429) == 1  # stopped at the first refusal
+
+
+def test_a_revoked_key_stops_the_push_with_a_fatal_error(standin: StripeStandIn, connect: Connect) -> None:
+    standin.seed(1)
+    connector = connect(api_key="sk_test_revoked")
+    with pytest.raises(FatalError) as caught:
+        connector.push("customers", [PushUpdate(customer_id(0), {"metadata.x": "1"}, "f")])
+    assert "401" in str(caught.value) and "sk_test_revoked" not in str(caught.value)

