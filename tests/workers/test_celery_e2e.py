@@ -1,0 +1,215 @@
+"""End to end on real processes: a Celery worker, beat, the CLI, the webhook receiver, the four stand-ins, Redis.
+
+One stack and one worker (2 pool processes) serve the module; each test asserts PostHog's state or the run
+reports, never timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from sandbox.common import ServerThread
+from sandbox.stack import POSTHOG_KEY, SandboxStack
+from sync.posthog import AccountFilter
+from tests.conftest import REDIS_URL
+from workers.config import parse_config
+from workers.runtime import Runtime, set_runtime
+from workers.webhooks import create_webhook_app
+
+SEED = 30
+
+
+@dataclass
+class Deployment:
+    stack: SandboxStack
+    runtime: Runtime
+    config_path: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "workers.cli", "--config", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+        )
+
+    def runs(self, source: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.runtime.ledger.recent_runs(200) if source is None or r.get("source") == source]
+
+
+def _wait(predicate: Any, timeout_s: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    workdir = tmp_path_factory.mktemp("e2e")
+    prefix = f"crmsync-e2e-{uuid.uuid4().hex[:8]}"
+    stack = SandboxStack(seed=SEED, redis_url=REDIS_URL, ledger_prefix=prefix, data_dir=workdir / "sandbox")
+    stack.start()
+    raw = stack.config()
+    raw["sources"]["stripe"]["schedule"] = {"every_s": 2}
+    config_path = workdir / "crmsync.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    env = {
+        **os.environ,
+        "CRMSYNC_CONFIG": str(config_path),
+        "REDIS_URL": REDIS_URL,
+        "POSTHOG_PERSONAL_API_KEY": POSTHOG_KEY,
+    }
+    os.environ["POSTHOG_PERSONAL_API_KEY"] = POSTHOG_KEY
+    runtime = Runtime(parse_config(raw))
+    set_runtime(runtime)
+    from workers.celery_app import configure
+
+    app = configure(REDIS_URL)
+    app.control.purge()
+    log = (workdir / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "--config",
+            str(config_path),
+            "worker",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    receiver = ServerThread(create_webhook_app(runtime), port=stack.webhook_port).start()
+    try:
+        _wait(lambda: bool(app.control.ping(timeout=0.5)), 60, "the worker")
+        yield Deployment(stack, runtime, config_path, env)
+    finally:
+        receiver.stop()
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+        app.control.purge()
+        keys = list(runtime.redis.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            runtime.redis.delete(*keys[start : start + 500])
+        runtime.close()
+        stack.stop()
+        set_runtime(None)
+
+
+def test_manual_sync_through_the_cli_on_the_worker(deployment: Deployment) -> None:
+    result = deployment.cli("sync", "all", "--full", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    runs = {r["source"]: r for r in report["runs"]}
+    assert set(runs) == {"salesforce", "hubspot", "stripe"}
+    assert all(r["status"] == "succeeded" and r["counts"]["failed"] == 0 for r in runs.values())
+    assert set(runs["hubspot"]["counts"]) >= {
+        "seen",
+        "created",
+        "updated",
+        "unchanged",
+        "unlinked",
+        "pushed",
+        "conflicts",
+        "failed",
+    }
+    accounts = list(deployment.runtime.posthog.iter_accounts())
+    by_external = {a.external_id: a for a in accounts if a.external_id}
+    # identities [2N/3, N) are in all three CRMs: one account each, carrying all three links
+    for i in range(2 * SEED // 3, SEED):
+        if i % 5 == 4:
+            continue  # the Stripe stand-in seeds these customers without an external id: nothing links them
+        account = by_external[f"acct-{i:05d}"]
+        props = account.properties
+        assert props.sfdc_id and props.hubspot_deal_id and props.stripe_customer_id, account.name
+
+
+def test_overlapping_triggers_run_once(deployment: Deployment) -> None:
+    from workers.tasks import sync_source
+
+    httpx.post(
+        f"{deployment.stack.url('salesforce')}/_sandbox/faults",
+        json={"latency_ms": 150},
+        verify=str(deployment.stack.ca_file),
+    )
+    try:
+        first = sync_source.apply_async(("salesforce",), {"mode": "full"}, queue="bulk")
+        second = sync_source.apply_async(("salesforce",), {"mode": "full"}, queue="bulk")
+        statuses = sorted(r["status"] for result in (first, second) for r in result.get(timeout=120)["runs"])
+    finally:
+        httpx.post(
+            f"{deployment.stack.url('salesforce')}/_sandbox/faults", json={}, verify=str(deployment.stack.ca_file)
+        )
+    assert statuses == ["skipped", "succeeded"]
+
+
+def test_beat_triggers_scheduled_runs(deployment: Deployment) -> None:
+    before = len(deployment.runs("stripe"))
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "--config", str(deployment.config_path), "beat", "--loglevel", "WARNING"],
+        env=deployment.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: len(deployment.runs("stripe")) >= before + 2, 60, "two scheduled stripe runs")
+    finally:
+        beat.terminate()
+        beat.wait(timeout=20)
+    after = deployment.runs("stripe")
+    scheduled = after[: len(after) - before]  # newest first
+    assert all(r["mode"] == "incremental" and r["status"] in ("succeeded", "skipped") for r in scheduled)
+
+
+def test_webhook_refresh_reaches_posthog(deployment: Deployment) -> None:
+    new_name = f"Renamed by webhook {uuid.uuid4().hex[:6]}"
+    only_in_stripe = f"cus_S{SEED + 2 * SEED // 3 - 1:013d}"  # the last Stripe identity: in no other CRM
+    httpx.post(f"{deployment.stack.url('stripe')}/_sandbox/customers/{only_in_stripe}", json={"name": new_name})
+    _wait(
+        lambda: bool(list(deployment.runtime.posthog.iter_accounts(AccountFilter(search=new_name)))),
+        60,
+        "the webhook refresh",
+    )
+    refreshes = [r for r in deployment.runs("stripe") if r["mode"] == "refresh"]
+    assert refreshes and refreshes[0]["counts"]["updated"] >= 1
+
+
+def test_status_and_metrics_report_the_runs(deployment: Deployment) -> None:
+    result = deployment.cli("status", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    status = json.loads(result.stdout)["sources"]
+    for source in ("salesforce", "hubspot", "stripe"):
+        assert status[source]["last_run"]["status"] in ("succeeded", "skipped")
+        assert status[source]["dlq"] == 0
+        assert any(c["present"] for c in status[source]["cursors"].values())
+    metrics = httpx.get(f"{deployment.stack.webhooks_url}/metrics").text
+    assert 'crmsync_runs_total{source="hubspot",status="succeeded"}' in metrics
+    assert 'crmsync_records_total{outcome="created",source="salesforce"}' in metrics
+    assert 'crmsync_webhooks_total{outcome="accepted",source="stripe"}' in metrics
