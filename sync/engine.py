@@ -23,7 +23,7 @@ from sync.members import MemberDirectory
 from sync.outbound import desired_fields, echo_fingerprint, plan_push
 from sync.posthog.client import UNSET, PostHogClient
 from sync.posthog.errors import PostHogConflict, PostHogError, PostHogNotFound, PostHogValidationError
-from sync.posthog.models import Account, AccountFilter, AccountOrdering
+from sync.posthog.models import Account, AccountFilter, AccountOrdering, Role
 from sync.report import PlannedChange, RunReport
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,13 @@ class _Item:
 
 
 @dataclass
-class _Outcome:
-    """What a batch wrote, gathered for the single ledger commit at its end."""
+class _Batch:
+    """One batch in flight: its report, whether it is a dry run, the roles its emails resolved to, and what it
+    wrote, gathered for the single ledger commit at its end."""
 
+    report: RunReport
+    dry_run: bool = False
+    roles: dict[str, Role] = field(default_factory=dict)
     records: dict[RecordKey, RecordEntry] = field(default_factory=dict)
     accounts: dict[str, AccountEntry] = field(default_factory=dict)
     index: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -202,7 +206,7 @@ class SyncEngine:
         items = self._resolve(items, report)
         by_account: dict[str, list[_Item]] = {}
         new: dict[str, list[_Item]] = {}
-        out = _Outcome()
+        out = _Batch(report, dry_run)
         for item in items:
             if item.account_id:
                 by_account.setdefault(item.account_id, []).append(item)
@@ -217,9 +221,9 @@ class SyncEngine:
         with self.ledger.locks(lock_names, ttl_ms=self.lock_ttl_ms):
             entries = dict(zip(by_account, self.ledger.get_accounts(list(by_account)), strict=True))
             emails = {str(v) for i in items for t, v in i.patch.values.items() if t.startswith("roles.")}
-            roles = self.members.roles_for(emails) if emails else {}
+            out.roles = self.members.roles_for(emails) if emails else {}
             for account_id, group in by_account.items():
-                self._apply_existing(account_id, group, entries[account_id], roles, report, out, dry_run)
+                self._apply_existing(out, account_id, group, entries[account_id])
             # Another worker may have created one of our "new" accounts since we resolved: look again, now that
             # we hold the new:<external id> locks (one round trip), and merge into it instead of creating.
             keys = [k for k in new if k.startswith("ext:")]
@@ -227,14 +231,14 @@ class SyncEngine:
             for key, group in new.items():
                 found = created_meanwhile.get(key)
                 if found:
-                    self._adopt(found, group, roles, report, out, dry_run)
+                    self._adopt(out, found, group)
                 else:
-                    self._apply_new(group, roles, report, out, dry_run)
+                    self._apply_new(out, group)
             if not dry_run:
                 self.ledger.commit(out.records, out.accounts, out.index, out.unindex, out.forget)
                 self.ledger.park(out.parked)
         if not dry_run:
-            self._push_back(connector, stream, mapping, items, out, report)
+            self._push_back(connector, stream, mapping, items, out)
 
     def _changed(self, records: Sequence[CrmRecord], mapping: ObjectMapping, report: RunReport) -> list[_Item]:
         """Map every record and keep those whose mapping changed since it was last applied (one round trip)."""
@@ -288,21 +292,12 @@ class SyncEngine:
             kept.append(item)
         return kept
 
-    def _apply_existing(
-        self,
-        account_id: str,
-        group: list[_Item],
-        entry: AccountEntry,
-        roles: dict[str, Any],
-        report: RunReport,
-        out: _Outcome,
-        dry_run: bool,
-    ) -> None:
+    def _apply_existing(self, out: _Batch, account_id: str, group: list[_Item], entry: AccountEntry) -> None:
         try:
             account = self.posthog.get_account(account_id)
         except PostHogNotFound:
             # Deleted in PostHog by a person: forget it and treat its records as new (re-created per config).
-            report.notes.append(f"account {account_id} no longer exists in PostHog; its records are re-resolved")
+            out.report.notes.append(f"account {account_id} no longer exists in PostHog; its records are re-resolved")
             self.ledger.forget_account(account_id, [])
             alive = [i for i in group if not i.patch.deleted]
             for item in group:
@@ -310,56 +305,46 @@ class SyncEngine:
                 if item.patch.deleted:
                     out.forget.append(_key(item.record))
             if alive:
-                self._apply_new(alive, roles, report, out, dry_run)
+                self._apply_new(out, alive)
             return
         except (PostHogError, RetryableError) as exc:
-            self._park(group, out, report, None, str(exc))
+            self._park(out, group, None, str(exc))
             return
-        self._write(account, group, entry, roles, report, out, dry_run)
+        self._write(out, account, group, entry)
 
-    def _write(
-        self,
-        account: Account,
-        group: list[_Item],
-        entry: AccountEntry,
-        roles: dict[str, Any],
-        report: RunReport,
-        out: _Outcome,
-        dry_run: bool,
-    ) -> None:
+    def _write(self, out: _Batch, account: Account, group: list[_Item], entry: AccountEntry) -> None:
         before = AccountState.of(account)
-        result = merge(before, entry, [i.patch for i in group], self.mapping, roles, _ranks(group))
-        self._tally(result, report, account.id)
-        if dry_run:
+        result = merge(before, entry, [i.patch for i in group], self.mapping, out.roles, _ranks(group))
+        report = out.report
+        self._tally(report, result)
+        if out.dry_run:
             report.plan.extend(PlannedChange(account.id, c.field, c.before, c.after, c.source) for c in result.changes)
             return
         if result.changed:
             try:
                 self._patch(account.id, before, result.state)
             except PostHogValidationError as exc:
-                self._park(group, out, report, exc.attr, exc.detail or str(exc))
+                self._park(out, group, exc.attr, exc.detail or str(exc))
                 return
             except (PostHogError, RetryableError) as exc:
-                self._park(group, out, report, None, str(exc))
+                self._park(out, group, None, str(exc))
                 return
             report.add("updated", len([i for i in group if not i.patch.deleted]) - len(result.superseded))
         else:
             report.add("unchanged", len(group))
         report.add("unlinked", len(result.unlinked))
-        self._remember(account.id, before, result, group, out)
+        self._remember(out, account.id, before, result, group)
 
-    def _apply_new(
-        self, group: list[_Item], roles: dict[str, Any], report: RunReport, out: _Outcome, dry_run: bool
-    ) -> None:
-        result = merge(
-            AccountState.empty(), AccountEntry(), [i.patch for i in group], self.mapping, roles, _ranks(group)
-        )
-        self._tally(result, report, None)
+    def _apply_new(self, out: _Batch, group: list[_Item]) -> None:
+        empty = AccountState.empty()
+        result = merge(empty, AccountEntry(), [i.patch for i in group], self.mapping, out.roles, _ranks(group))
+        report = out.report
+        self._tally(report, result)
         state = result.state
         if not state.name:
-            self._park(group, out, report, "name", "required to create an account")
+            self._park(out, group, "name", "required to create an account")
             return
-        if dry_run:
+        if out.dry_run:
             label = f"new:{state.name}"
             report.plan.extend(PlannedChange(label, c.field, c.before, c.after, c.source) for c in result.changes)
             report.add("created")
@@ -370,34 +355,26 @@ class SyncEngine:
             # Someone created it first (a person, or a worker the index has not seen): find it and merge into it.
             existing = self.index.find_by_external_id(state.external_id or "")
             if existing is None:
-                self._park(group, out, report, "external_id", "conflict on create, and no account found")
+                self._park(out, group, "external_id", "conflict on create, and no account found")
                 return
             report.add("conflicts")
-            self._adopt(existing.id, group, roles, report, out, dry_run)
+            self._adopt(out, existing.id, group)
             return
         except PostHogValidationError as exc:
-            self._park(group, out, report, exc.attr, exc.detail or str(exc))
+            self._park(out, group, exc.attr, exc.detail or str(exc))
             return
         except (PostHogError, RetryableError) as exc:
-            self._park(group, out, report, None, str(exc))
+            self._park(out, group, None, str(exc))
             return
         report.add("created")
         report.add("updated", max(0, len(group) - 1 - len(result.superseded)))
-        self._remember(account.id, AccountState.empty(), result, group, out)
+        self._remember(out, account.id, empty, result, group)
 
-    def _adopt(
-        self,
-        account_id: str,
-        group: list[_Item],
-        roles: dict[str, Any],
-        report: RunReport,
-        out: _Outcome,
-        dry_run: bool,
-    ) -> None:
+    def _adopt(self, out: _Batch, account_id: str, group: list[_Item]) -> None:
         """Apply records that were headed for a new account to an account that exists after all, under its lock."""
         with self.ledger.locks([f"acct:{account_id}"], ttl_ms=self.lock_ttl_ms):
             (entry,) = self.ledger.get_accounts([account_id])
-            self._apply_existing(account_id, group, entry, roles, report, out, dry_run)
+            self._apply_existing(out, account_id, group, entry)
 
     def _patch(self, account_id: str, before: AccountState, after: AccountState) -> None:
         """PATCH only what differs; ``properties`` and ``tags`` go whole (PostHog replaces them)."""
@@ -409,14 +386,14 @@ class SyncEngine:
             tags=after.tags if sorted(after.tags) != sorted(before.tags) else UNSET,
         )
 
-    def _tally(self, result: MergeResult, report: RunReport, account_id: str | None) -> None:
+    def _tally(self, report: RunReport, result: MergeResult) -> None:
         for error in result.errors:
             report.error(error, failed=False)
         report.add("conflicts", len(result.conflicts))
         report.add("superseded", len(result.superseded))
 
     def _remember(
-        self, account_id: str, before: AccountState, result: MergeResult, group: list[_Item], out: _Outcome
+        self, out: _Batch, account_id: str, before: AccountState, result: MergeResult, group: list[_Item]
     ) -> None:
         result.entry.written_fp = result.state.fingerprint()
         out.accounts[account_id] = result.entry
@@ -437,11 +414,11 @@ class SyncEngine:
             else:
                 out.records[_key(item.record)] = RecordEntry(item.fp, account_id, item.record.version)
 
-    def _park(self, group: list[_Item], out: _Outcome, report: RunReport, attr: str | None, reason: str) -> None:
+    def _park(self, out: _Batch, group: list[_Item], attr: str | None, reason: str) -> None:
         """Records that could not be applied: reported, and parked in the dead-letter stream for replay."""
         for item in group:
             error = BadRecordError(item.record.source, item.record.id, attr, reason)
-            report.error(error)
+            out.report.error(error)
             item.account_id = None
             out.parked.append({**error.as_report(), "object": item.record.object})
 
@@ -453,10 +430,10 @@ class SyncEngine:
         stream: str,
         mapping: ObjectMapping,
         items: list[_Item],
-        out: _Outcome,
-        report: RunReport,
+        out: _Batch,
     ) -> None:
         """Tell each record just applied what PostHog now holds (account id, other links, outbound fields)."""
+        report = out.report
         linked = [i for i in items if i.account_id and i.account_id in out.states and not i.patch.deleted]
         if not linked:
             return
