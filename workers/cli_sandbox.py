@@ -24,13 +24,15 @@ def sandbox_up(
     config_out: Annotated[Path, typer.Option(help="Where to write the crmsync config.")] = Path("crmsync.sandbox.yaml"),
     endpoints_out: Annotated[Path | None, typer.Option(help="Also write endpoints and credentials as JSON.")] = None,
     webhook_port: Annotated[int, typer.Option(help="Port of the webhook receiver (0: any free port).")] = 0,
+    ledger_prefix: Annotated[str, typer.Option(help="Redis key prefix of the ledger in the config.")] = "crmsync",
 ) -> None:
     """Start all four stand-ins, seeded, and the webhook receiver; write a config that works at once with
     ``crmsync --config PATH sync all --inline --json``."""
     from workers.webhooks import create_webhook_app
 
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    stack = SandboxStack(seed=seed, redis_url=redis_url, webhook_port=webhook_port).start()
+    stack = SandboxStack(seed=seed, redis_url=redis_url, webhook_port=webhook_port, ledger_prefix=ledger_prefix)
+    stack.start()
     try:
         stack.write(config_out, endpoints_out)
         runtime = Runtime(parse_config(yaml.safe_load(config_out.read_text()), str(config_out)))

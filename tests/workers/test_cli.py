@@ -1,0 +1,90 @@
+"""The CLI as a user runs it: ``sandbox up`` then ``sync all --inline --json``; ``dlq``; bad config named."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REDIS_URL
+
+
+def crmsync(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "crmsync.sandbox.yaml"
+    endpoints = tmp_path / "endpoints.json"
+    env = {**os.environ, "REDIS_URL": REDIS_URL}
+    prefix = f"crmsync-cli-{uuid.uuid4().hex[:8]}"  # this test's ledger, apart from any other on the shared Redis
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "sandbox",
+            "up",
+            "--seed",
+            "20",
+            "--config-out",
+            str(config),
+            "--endpoints-out",
+            str(endpoints),
+            "--ledger-prefix",
+            prefix,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not endpoints.exists() and time.monotonic() < deadline:
+            assert up.poll() is None, up.stdout.read() if up.stdout else ""
+            time.sleep(0.2)
+        assert yaml.safe_load(config.read_text())["ledger_prefix"] == prefix
+        described = json.loads(endpoints.read_text())
+        assert set(described) == {"posthog", "hubspot", "stripe", "salesforce", "webhooks"}
+
+        result = crmsync("--config", str(config), "sync", "all", "--inline", "--json", env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs = json.loads(result.stdout)["runs"]
+        assert {r["source"] for r in runs} == {"salesforce", "hubspot", "stripe"}
+        assert all(r["status"] == "succeeded" and r["counts"]["failed"] == 0 for r in runs)
+        assert sum(r["counts"]["created"] for r in runs) > 0
+
+        dry = crmsync("--config", str(config), "sync", "salesforce", "--inline", "--dry-run", "--json", env=env)
+        assert dry.returncode == 0 and json.loads(dry.stdout)["runs"][0]["counts"]["updated"] == 0
+
+        listed = crmsync("--config", str(config), "dlq", "list", "--json", env=env)
+        assert listed.returncode == 0 and json.loads(listed.stdout) == {"entries": [], "total": 0}
+        replayed = crmsync("--config", str(config), "dlq", "replay", "all", "--json", env=env)
+        assert replayed.returncode == 0 and all(r["status"] == "succeeded" for r in json.loads(replayed.stdout)["runs"])
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=30)
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def test_bad_config_fails_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "crmsync.yaml"
+    config.write_text(yaml.safe_dump({"mappings": {}, "sources": {"hubspot": {"schedule": {"every_s": 0}}}}))
+    result = crmsync("--config", str(config), "status", env={**os.environ, "POSTHOG_PERSONAL_API_KEY": "k"})
+    assert result.returncode == 2
+    assert "sources.hubspot.schedule.every_s" in result.stdout + result.stderr
