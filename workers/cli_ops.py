@@ -58,8 +58,13 @@ def worker_command(
     loglevel: Annotated[str, typer.Option()] = "INFO",
 ) -> None:
     """Run a Celery worker (scale out by running more of them, on any host, against the same Redis)."""
-    runtime_from_env()
+    runtime = runtime_from_env()
     configure_logging(loglevel)
+    try:
+        runtime.check_posthog_key()  # a key missing a scope stops the worker here, the scope named
+    except CrmsyncError as exc:
+        console.print(f"[red]config error:[/] {exc}")
+        raise typer.Exit(2) from None
     from workers.celery_app import app
 
     app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", "crmsync@%h"])

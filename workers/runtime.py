@@ -13,6 +13,7 @@ from sync.engine import SyncEngine
 from sync.errors import ConfigError
 from sync.ledger import Ledger
 from sync.posthog.client import PostHogClient
+from sync.posthog.scopes import require_scopes
 from workers.config import AppConfig, load_config
 
 
@@ -54,6 +55,15 @@ class Runtime:
         """Use this connector object for ``source`` instead of building one from the config (embedding, tests)."""
         with self._lock:
             self._connectors[source] = connector
+
+    def check_posthog_key(self) -> None:
+        """Start-up check of a worker: raise ``ConfigError`` naming each PostHog scope the key lacks.
+
+        Five harmless probes (``sync/posthog/scopes.py``), so that a key without, say, ``usage_metric:write``
+        stops the worker at once instead of failing runs one by one later. A client of its own, closed at once:
+        the worker forks its pool after this, and children must not share an open connection."""
+        with PostHogClient(self.settings) as client:
+            require_scopes(client)
 
     def streams(self, source: str) -> list[str]:
         """The streams of ``source`` that have a mapping (in the connector's order)."""
