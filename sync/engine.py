@@ -9,7 +9,7 @@ account, one GET and at most one PATCH (or one POST for a new account). Unchange
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,7 +255,7 @@ class SyncEngine:
         items: list[_Item] = []
         for (record, patch), entry in zip(valid, entries, strict=True):
             fp = patch.fingerprint(self._mapping_fp)
-            if entry is not None and fp in (entry.fp, entry.echo_fp):
+            if entry is not None and (entry.unlinked or fp in (entry.fp, entry.echo_fp)):
                 report.add("unchanged")
                 continue
             items.append(_Item(record, patch, fp, entry))
@@ -296,21 +296,73 @@ class SyncEngine:
         try:
             account = self.posthog.get_account(account_id)
         except PostHogNotFound:
-            # Deleted in PostHog by a person: forget it and treat its records as new (re-created per config).
-            out.report.notes.append(f"account {account_id} no longer exists in PostHog; its records are re-resolved")
-            self.ledger.forget_account(account_id, [])
-            alive = [i for i in group if not i.patch.deleted]
-            for item in group:
-                item.account_id = None
-                if item.patch.deleted:
-                    out.forget.append(_key(item.record))
-            if alive:
-                self._apply_new(out, alive)
+            self._account_gone(out, account_id, group)
             return
         except (PostHogError, RetryableError) as exc:
             self._park(out, group, None, str(exc))
             return
         self._write(out, account, group, entry)
+
+    def _account_gone(self, out: _Batch, account_id: str, group: list[_Item]) -> None:
+        """A person deleted the account in PostHog: per ``identity.on_account_deleted``, re-create it from these
+        records, or unlink them for good. Either way it is settled once, never an error on every run."""
+        self.ledger.forget_account(account_id, [])
+        policy = self.mapping.identity.on_account_deleted
+        out.report.notes.append(f"account {account_id} was deleted in PostHog: {policy}")
+        alive = [i for i in group if not i.patch.deleted]
+        for item in group:
+            item.account_id = None
+            if item.patch.deleted:
+                out.forget.append(_key(item.record))
+        if policy == "unlink":
+            for item in alive:
+                out.records[_key(item.record)] = RecordEntry(item.fp, None, item.record.version, unlinked=True)
+            out.report.add("unlinked", len(alive))
+        elif alive:
+            self._apply_new(out, alive)
+
+    def reconcile_accounts(self, connectors: Mapping[str, Connector]) -> RunReport:
+        """Find accounts the ledger knows that PostHog no longer has (deleted by a person) and settle their linked
+        records per ``identity.on_account_deleted``: fetch and re-create, or unlink. One listing of every account,
+        then one fetch per source for the records concerned."""
+        report = RunReport("posthog", "accounts", "reconcile")
+        try:
+            existing = {a.id for page in self.posthog.iter_account_pages(page_size=1000) for a in page}
+            gone = [a for a in self.ledger.account_ids() if a not in existing]
+            entries = self.ledger.get_accounts(gone)
+            wanted: dict[tuple[str, str], list[str]] = {}
+            for account_id, entry in zip(gone, entries, strict=True):
+                links: list[tuple[str, str]] = []
+                for target, prov in entry.provenance.items():
+                    key = target.removeprefix("properties.")
+                    for stream, om in self.mapping.mappings.get(str(prov.get("s")), {}).items():
+                        if om.link == key and prov.get("f"):
+                            wanted.setdefault((str(prov["s"]), stream), []).append(str(prov["f"]))
+                            links.append((key, str(prov["f"])))
+                self.ledger.forget_account(account_id, links)
+            if gone:
+                report.notes.append(f"{len(gone)} accounts were deleted in PostHog")
+            for (source, stream), ids in wanted.items():
+                connector = connectors.get(source)
+                if connector is None:
+                    continue
+                records = list(connector.fetch(stream, ids))
+                if self.mapping.identity.on_account_deleted == "unlink":
+                    keys = [RecordKey(source, stream, r.id) for r in records]
+                    old = self.ledger.get_records(keys)
+                    tombstones = {
+                        k: RecordEntry(e.fp if e else "", None, e.version if e else None, unlinked=True)
+                        for k, e in zip(keys, old, strict=True)
+                    }
+                    self.ledger.commit(records=tombstones)
+                    report.add("unlinked", len(tombstones))
+                else:
+                    self.ledger.commit(forget=[RecordKey(source, stream, i) for i in ids])
+                    self.apply_records(connector, stream, records, report)
+            report.finish("succeeded")
+        except FatalError as exc:
+            report.finish("failed", str(exc))
+        return self._store(report, False)
 
     def _write(self, out: _Batch, account: Account, group: list[_Item], entry: AccountEntry) -> None:
         before = AccountState.of(account)

@@ -59,6 +59,7 @@ class RecordEntry:
     account_id: str | None
     version: int | None = None
     echo_fp: str | None = None  # fingerprint the record will show after our own push (an echo to skip)
+    unlinked: bool = False  # its account was deleted in PostHog and the config says unlink: never synced again
 
 
 @dataclass
@@ -161,6 +162,11 @@ class Ledger:
         for kind, value in index_pairs:
             pipe.delete(self.idx_key(kind, value))
         pipe.execute()
+
+    def account_ids(self) -> list[str]:
+        """Every account the ledger holds an entry for (a SCAN: for reconciliation, not per batch)."""
+        prefix = f"{self.ns}:acct:"
+        return sorted(str(k)[len(prefix) :] for k in self.redis.scan_iter(match=f"{prefix}*", count=1000))
 
     def record_ids(self, source: str, obj: str) -> list[str]:
         """Ids of every record of ``source``/``obj`` the ledger knows (a SCAN: for reconciliation, not per batch)."""

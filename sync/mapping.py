@@ -272,6 +272,11 @@ class IdentityConfig(BaseModel):
     match_domain: bool = Field(
         False, description="match records to accounts by exact domain; an ambiguous domain goes to review"
     )
+    on_account_deleted: Literal["recreate", "unlink"] = Field(
+        "recreate",
+        description="an account a person deleted in PostHog: re-create it from its CRM records, or unlink them "
+        "for good (they are not synced again)",
+    )
 
 
 class MappingConfig(BaseModel):

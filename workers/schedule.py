@@ -43,6 +43,8 @@ def beat_schedule(config: AppConfig) -> dict[str, dict[str, Any]]:
             add(f"reconcile:{source}", "crmsync.reconcile_deletes", config.reconcile.schedule, (source,))
     if config.outbound.enabled and config.enabled_sources():
         add("outbound", "crmsync.sync_outbound", config.outbound.schedule)
+    if config.reconcile.enabled and config.enabled_sources():
+        add("reconcile:accounts", "crmsync.reconcile_accounts", config.reconcile.schedule)
     return entries
 
 

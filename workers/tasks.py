@@ -133,6 +133,17 @@ def reconcile_deletes(self: Task, source: str) -> dict[str, Any]:
     return _guarded(self, work, source)
 
 
+@app.task(name="crmsync.reconcile_accounts", bind=True)
+def reconcile_accounts(self: Task) -> dict[str, Any]:
+    """Settle accounts people deleted in PostHog (re-create from, or unlink, their CRM records, per config)."""
+
+    def work(rt: Runtime) -> list[RunReport]:
+        connectors = {s: rt.connector(s) for s in rt.config.enabled_sources()}
+        return [rt.engine.reconcile_accounts(connectors)]
+
+    return _guarded(self, work, "posthog")
+
+
 @app.task(name="crmsync.replay_dlq", bind=True)
 def replay_dlq(self: Task, source: str | None = None) -> dict[str, Any]:
     """Retry the parked records of every enabled source (or one)."""

@@ -428,3 +428,42 @@ def test_reconcile_unlinks_records_gone_from_the_crm(
     gone = next(a for a in ph.iter_accounts() if a.external_id == "acct-2")
     assert gone.properties.sfdc_id is None
     assert engine.reconcile_deletes(conn, "accounts").counts["seen"] == 3  # the forgotten record is not re-checked
+
+
+def test_accounts_deleted_in_posthog_are_recreated_once(
+    engine: SyncEngine, conn: MemoryConnector, crm: MemoryCrm, ph: PostHogClient, posthog: PostHogSandbox
+) -> None:
+    seed(crm, 4)
+    engine.run(conn, "accounts")
+    doomed = {a.external_id: a.id for a in ph.iter_accounts()}
+    ph.delete_account(doomed["acct-1"])  # a person deletes one, unchanged in the CRM...
+    ph.delete_account(doomed["acct-2"])
+    crm.put("00100002", name="Changed after the delete")  # ...and one that changes too
+    report = engine.run(conn, "accounts")
+    assert report.counts["created"] == 1 and report.counts["failed"] == 0  # the changed one: re-created at once
+    reconciled = engine.reconcile_accounts({"memcrm": conn})
+    assert reconciled.counts["created"] == 1 and reconciled.counts["failed"] == 0  # the unchanged one
+    assert sorted(a.external_id or "" for a in ph.iter_accounts()) == ["acct-0", "acct-1", "acct-2", "acct-3"]
+    posthog.reset_counters()
+    assert engine.run(conn, "accounts").counts["failed"] == 0
+    assert engine.reconcile_accounts({"memcrm": conn}).counts["created"] == 0
+    assert writes(posthog) == 0  # settled once: never an error or a write on every run
+
+
+def test_accounts_deleted_in_posthog_can_be_unlinked_for_good(
+    ph: PostHogClient, ledger: Ledger, crm: MemoryCrm, conn: MemoryConnector, posthog: PostHogSandbox
+) -> None:
+    engine = SyncEngine(ph, ledger, load_mapping_config({**MAPPING, "identity": {"on_account_deleted": "unlink"}}))
+    seed(crm, 3)
+    engine.run(conn, "accounts")
+    doomed = {a.external_id: a.id for a in ph.iter_accounts()}
+    ph.delete_account(doomed["acct-1"])
+    ph.delete_account(doomed["acct-2"])
+    crm.put("00100002", name="Changed after the delete")
+    assert engine.run(conn, "accounts").counts["unlinked"] == 1
+    assert engine.reconcile_accounts({"memcrm": conn}).counts["unlinked"] == 1
+    crm.put("00100001", name="Changed much later")
+    posthog.reset_counters()
+    report = engine.run(conn, "accounts")
+    assert report.counts["created"] == 0 and writes(posthog) == 0
+    assert [a.external_id for a in ph.iter_accounts()] == ["acct-0"]

@@ -60,7 +60,7 @@ def test_posthog_settings_come_from_file_and_environment(monkeypatch: pytest.Mon
 
 def test_beat_schedule_from_config() -> None:
     schedule = beat_schedule(parse_config(raw()))
-    assert set(schedule) == {"sync:memcrm", "full:memcrm", "reconcile:memcrm", "outbound"}
+    assert set(schedule) == {"sync:memcrm", "full:memcrm", "reconcile:memcrm", "reconcile:accounts", "outbound"}
     assert schedule["sync:memcrm"]["schedule"] == timedelta(seconds=60)
     assert schedule["sync:memcrm"]["kwargs"] == {"mode": "incremental"}
     assert schedule["full:memcrm"]["schedule"].minute == {0}
