@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -34,11 +33,13 @@ from sandbox.identities import company, sales_rep_email
 from sandbox.stack import POSTHOG_KEY, SALESFORCE_LOGIN, SandboxStack
 from sync.posthog import AccountFilter, AccountOrdering
 from sync.usage_metrics import apply_plan, build_plan, load_metrics_file
+from workers.celery_app import configure
 from workers.cli_metrics import plan_table
 from workers.cli_ops import run_enqueued, runs_table
 from workers.config import parse_config
 from workers.embedded_redis import redis_for_demo
 from workers.logs import configure_logging
+from workers.processes import start_worker, stop_process, wait_for_worker
 from workers.runtime import Runtime, set_runtime
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -46,36 +47,6 @@ SEED = 200
 SOURCES = ["salesforce", "hubspot", "stripe"]
 HUBSPOT_DEAL_BASE = 9_000_000_000  # sandbox/hubspot/seeding.py: identity i → deal 9_000_000_000 + 2i
 HUBSPOT_OWNER_BASE = 170_000_000
-
-
-def _start_worker(config_path: Path, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CRMSYNC_CONFIG": str(config_path), "REDIS_URL": redis_url}
-    cmd = [
-        sys.executable,
-        "-m",
-        "workers.cli",
-        "--config",
-        str(config_path),
-        "worker",
-        "--concurrency",
-        "2",
-        "--loglevel",
-        "WARNING",
-    ]
-    return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-
-def _wait_for_worker(runtime: Runtime, worker: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    from workers.celery_app import configure
-
-    app = configure(runtime.config.redis_url)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with {worker.returncode}")
-        if app.control.ping(timeout=0.5):
-            return
-    raise RuntimeError("the worker did not come up")
 
 
 def _counts(runs: list[dict[str, Any]], key: str) -> int:
@@ -129,8 +100,9 @@ def demo_command() -> None:
                 console.print(f"  {name:<11} stand-in at {stack.url(name)}")
             console.print(f"  {SEED} records per CRM, overlapping; {SEED // 5} accounts already in PostHog")
 
-            worker = _start_worker(config_path, redis_url, workdir / "worker.log")
-            _wait_for_worker(runtime, worker)
+            env = {**os.environ, "REDIS_URL": redis_url}
+            worker = start_worker(config_path, env, (workdir / "worker.log").open("wb"))
+            wait_for_worker(configure(redis_url), worker)
             console.print(f"  Celery worker pid {worker.pid} consuming bulk and realtime")
 
             console.rule("Usage metrics as code")
@@ -185,11 +157,7 @@ def demo_command() -> None:
             if receiver is not None:
                 receiver.stop()
             if worker is not None:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+                stop_process(worker)
             if runtime is not None:
                 keys = list(runtime.redis.scan_iter(match=f"{prefix}:*", count=1000))
                 for start in range(0, len(keys), 500):

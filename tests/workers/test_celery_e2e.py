@@ -26,10 +26,12 @@ from sandbox.stack import POSTHOG_KEY, SandboxStack
 from sync.posthog import AccountFilter
 from tests.conftest import REDIS_URL
 from workers.config import parse_config
+from workers.processes import start_worker, stop_process, wait_for_worker
 from workers.runtime import Runtime, set_runtime
 from workers.webhooks import create_webhook_app
 
 SEED = 30
+E2E_REDIS = REDIS_URL.rsplit("/", 1)[0] + "/13"  # a database of its own: its Celery queues are this test's alone
 
 
 @dataclass
@@ -65,7 +67,7 @@ def _wait(predicate: Any, timeout_s: float = 60, what: str = "condition") -> Non
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     workdir = tmp_path_factory.mktemp("e2e")
     prefix = f"crmsync-e2e-{uuid.uuid4().hex[:8]}"
-    stack = SandboxStack(seed=SEED, redis_url=REDIS_URL, ledger_prefix=prefix, data_dir=workdir / "sandbox")
+    stack = SandboxStack(seed=SEED, redis_url=E2E_REDIS, ledger_prefix=prefix, data_dir=workdir / "sandbox")
     stack.start()
     raw = stack.config()
     raw["sources"]["stripe"]["schedule"] = {"every_s": 2}
@@ -74,7 +76,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     env = {
         **os.environ,
         "CRMSYNC_CONFIG": str(config_path),
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": E2E_REDIS,
         "POSTHOG_PERSONAL_API_KEY": POSTHOG_KEY,
     }
     os.environ["POSTHOG_PERSONAL_API_KEY"] = POSTHOG_KEY
@@ -82,38 +84,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     set_runtime(runtime)
     from workers.celery_app import configure
 
-    app = configure(REDIS_URL)
+    app = configure(E2E_REDIS)
     app.control.purge()
-    log = (workdir / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "workers.cli",
-            "--config",
-            str(config_path),
-            "worker",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "WARNING",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(config_path, env, (workdir / "worker.log").open("wb"))
     receiver = ServerThread(create_webhook_app(runtime), port=stack.webhook_port).start()
     try:
-        _wait(lambda: bool(app.control.ping(timeout=0.5)), 60, "the worker")
+        wait_for_worker(app, worker)
         yield Deployment(stack, runtime, config_path, env)
     finally:
         receiver.stop()
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
+        stop_process(worker)
         app.control.purge()
         keys = list(runtime.redis.scan_iter(match=f"{prefix}:*", count=1000))
         for start in range(0, len(keys), 500):
@@ -156,7 +136,7 @@ def test_overlapping_triggers_run_once(deployment: Deployment) -> None:
 
     httpx.post(
         f"{deployment.stack.url('salesforce')}/_sandbox/faults",
-        json={"latency_ms": 150},
+        json={"latency_ms": 800},  # long enough for the second trigger to start meanwhile
         verify=str(deployment.stack.ca_file),
     )
     try:
@@ -171,7 +151,10 @@ def test_overlapping_triggers_run_once(deployment: Deployment) -> None:
 
 
 def test_beat_triggers_scheduled_runs(deployment: Deployment) -> None:
-    before = len(deployment.runs("stripe"))
+    def scheduled() -> list[dict[str, Any]]:
+        return [r for r in deployment.runs("stripe") if r["mode"] == "incremental"]
+
+    before = len(scheduled())
     beat = subprocess.Popen(
         [sys.executable, "-m", "workers.cli", "--config", str(deployment.config_path), "beat", "--loglevel", "WARNING"],
         env=deployment.env,
@@ -179,13 +162,10 @@ def test_beat_triggers_scheduled_runs(deployment: Deployment) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait(lambda: len(deployment.runs("stripe")) >= before + 2, 60, "two scheduled stripe runs")
+        _wait(lambda: len(scheduled()) >= before + 2, 60, "two scheduled stripe runs")  # every 2 s in this config
     finally:
-        beat.terminate()
-        beat.wait(timeout=20)
-    after = deployment.runs("stripe")
-    scheduled = after[: len(after) - before]  # newest first
-    assert all(r["mode"] == "incremental" and r["status"] in ("succeeded", "skipped") for r in scheduled)
+        stop_process(beat)
+    assert all(r["status"] in ("succeeded", "skipped") for r in scheduled()[: len(scheduled()) - before])
 
 
 def test_webhook_refresh_reaches_posthog(deployment: Deployment) -> None:
