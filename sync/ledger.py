@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
@@ -41,6 +42,21 @@ for i, key in ipairs(KEYS) do
   end
 end
 return released
+"""
+
+_ACQUIRE = """
+local acquired = {}
+for i, key in ipairs(KEYS) do
+  local token = ARGV[i + 1]
+  local holder = redis.call('GET', key)
+  if holder == false or holder == token then
+    redis.call('SET', key, token, 'PX', ARGV[1])
+    acquired[i] = 1
+  else
+    acquired[i] = 0
+  end
+end
+return acquired
 """
 
 _EXTEND = """
@@ -78,6 +94,10 @@ class RecordKey:
     id: str
 
 
+lock_owner: ContextVar[str | None] = ContextVar("crmsync_lock_owner", default=None)
+"""Who takes locks in this context: the Celery task id while a task runs (set by ``workers.tasks``)."""
+
+
 class LockNotAcquired(RetryableError):
     """Another worker holds the lock; try again shortly."""
 
@@ -89,6 +109,7 @@ class Ledger:
         self.redis = client
         self.ns = f"{prefix}:{project_id}"
         self._release_many = client.register_script(_RELEASE_MANY)
+        self._acquire = client.register_script(_ACQUIRE)
         self._extend = client.register_script(_EXTEND)
 
     # -- keys ------------------------------------------------------------------------------------------
@@ -215,14 +236,18 @@ class Ledger:
     # -- locks -----------------------------------------------------------------------------------------------
 
     def try_lock(self, names: Sequence[str], ttl_ms: int) -> dict[str, str]:
-        """Try to take several locks in one round trip; returns {name: token} for those acquired."""
+        """Try to take several locks in one round trip; returns {name: token} for those acquired.
+
+        The token is the current ``lock_owner`` (a Celery task id) when one is set: a redelivery of a task whose
+        worker was killed then takes over the locks its dead first delivery still holds, instead of waiting for
+        them to expire. Without an owner each lock gets a fresh random token.
+        """
         if not names:
             return {}
-        tokens = {name: uuid.uuid4().hex for name in names}
-        pipe = self.redis.pipeline(transaction=False)
-        for name, token in tokens.items():
-            pipe.set(f"{self.ns}:lock:{name}", token, nx=True, px=ttl_ms)
-        results = pipe.execute()
+        owner = lock_owner.get()
+        tokens = {name: owner or uuid.uuid4().hex for name in names}
+        keys = [f"{self.ns}:lock:{name}" for name in tokens]
+        results = self._acquire(keys=keys, args=[ttl_ms, *tokens.values()])
         return {name: token for (name, token), ok in zip(tokens.items(), results, strict=True) if ok}
 
     def release(self, held: Mapping[str, str]) -> int:

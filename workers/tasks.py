@@ -15,6 +15,7 @@ import structlog
 from celery import Task
 
 from sync.errors import ConfigError, RetryableError
+from sync.ledger import lock_owner
 from sync.report import RunReport
 from workers.celery_app import MAX_COUNTDOWN_S, app
 from workers.metrics import record_api_calls, record_run
@@ -58,6 +59,7 @@ def _finish(runtime: Runtime, reports: list[RunReport]) -> dict[str, Any]:
 
 def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str) -> dict[str, Any]:
     runtime = get_runtime()
+    owner = lock_owner.set(task.request.id)  # a redelivered task takes over the locks its killed run left
     try:
         reports = work(runtime)
     except RetryableError as exc:
@@ -71,6 +73,8 @@ def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str)
         failed = RunReport(label, "-", "config").finish("failed", str(exc))
         runtime.ledger.append_run(failed.as_dict())
         return _finish(runtime, [failed])
+    finally:
+        lock_owner.reset(owner)
     return _finish(runtime, reports)
 
 

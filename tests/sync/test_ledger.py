@@ -70,3 +70,21 @@ def test_cursor_and_namespaces(ledger: Ledger) -> None:
     assert other.get_cursor("hubspot", "deals") is None  # one namespace per PostHog project
     ledger.clear_cursor("hubspot", "deals")
     assert ledger.get_cursor("hubspot", "deals") is None
+
+
+def test_a_redelivered_task_takes_over_its_own_locks(ledger: Ledger) -> None:
+    from sync.ledger import lock_owner
+
+    token = lock_owner.set("celery-task-1")
+    try:
+        assert ledger.try_lock(["run:hubspot:deals", "acct:1"], ttl_ms=600_000)  # then the worker is SIGKILLed
+        again = ledger.try_lock(["run:hubspot:deals", "acct:1"], ttl_ms=600_000)  # the same task, redelivered
+        assert again == {"run:hubspot:deals": "celery-task-1", "acct:1": "celery-task-1"}
+    finally:
+        lock_owner.reset(token)
+    assert ledger.try_lock(["run:hubspot:deals"], ttl_ms=1000) == {}  # any other trigger still waits
+    other = lock_owner.set("celery-task-2")
+    try:
+        assert ledger.try_lock(["acct:1"], ttl_ms=1000) == {}
+    finally:
+        lock_owner.reset(other)
