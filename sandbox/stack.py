@@ -43,6 +43,35 @@ SALESFORCE_LOGIN = {
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "crmsync.yaml"
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """Every secret a stack's stand-ins accept and its config carries (the module constants by default).
+
+    A test injects its own, e.g. long unique strings it then looks for in logs and reports."""
+
+    posthog_key: str = POSTHOG_KEY
+    hubspot_token: str = HUBSPOT_TOKEN
+    hubspot_app_secret: str = HUBSPOT_APP_SECRET
+    stripe_key: str = STRIPE_KEY
+    stripe_webhook_secret: str = STRIPE_WEBHOOK_SECRET
+    salesforce_org: str = SALESFORCE_ORG
+    salesforce_webhook_token: str = SALESFORCE_WEBHOOK_TOKEN
+    salesforce_username: str = SALESFORCE_LOGIN["username"]
+    salesforce_password: str = SALESFORCE_LOGIN["password"]
+    salesforce_client_id: str = SALESFORCE_LOGIN["client_id"]
+    salesforce_client_secret: str = SALESFORCE_LOGIN["client_secret"]
+
+    @property
+    def salesforce_login(self) -> dict[str, str]:
+        """The ``username``/``password``/``client_id``/``client_secret`` block (as ``SALESFORCE_LOGIN``)."""
+        return {
+            "username": self.salesforce_username,
+            "password": self.salesforce_password,
+            "client_id": self.salesforce_client_id,
+            "client_secret": self.salesforce_client_secret,
+        }
+
+
 def ranges(seed: int) -> dict[str, tuple[int, int]]:
     """(start, count) of the identities each system is seeded with."""
     return {
@@ -65,6 +94,7 @@ class SandboxStack:
     ca_file: Path | None = None
     webhooks: bool = True  # False: the CRMs send no webhooks until ``wire_webhooks()``
     ledger_prefix: str = "crmsync"
+    credentials: Credentials = field(default_factory=Credentials)
 
     @property
     def webhooks_url(self) -> str:
@@ -86,32 +116,33 @@ class SandboxStack:
         if not self.webhook_port:
             self.webhook_port = _free_port()
         hooks = self.webhooks_url
+        creds = self.credentials
         members = tuple(Member(101 + k, sales_rep_email(k), f"Rep {k}") for k in range(10))
         posthog = PostHogSandboxConfig(
-            db_path=str(self.data_dir / "posthog.sqlite3"), keys=(ApiKey(POSTHOG_KEY, ("*",)),), members=members
+            db_path=str(self.data_dir / "posthog.sqlite3"), keys=(ApiKey(creds.posthog_key, ("*",)),), members=members
         )
         at = ranges(self.seed)
         hubspot = HubSpotSandboxConfig(
-            token=HUBSPOT_TOKEN,
-            app_secret=HUBSPOT_APP_SECRET,
+            token=creds.hubspot_token,
+            app_secret=creds.hubspot_app_secret,
             webhook_url=f"{hooks}/webhooks/hubspot" if self.webhooks else None,
             seed=at["hubspot"][1],
             seed_start=at["hubspot"][0],
         )
         stripe = StripeSandboxConfig(
-            api_key=STRIPE_KEY,
+            api_key=creds.stripe_key,
             webhook_url=f"{hooks}/webhooks/stripe" if self.webhooks else None,
-            webhook_secret=STRIPE_WEBHOOK_SECRET,
+            webhook_secret=creds.stripe_webhook_secret,
         )
         cert, key, ca = make_tls(self.data_dir / "salesforce")
         self.ca_file = ca
         salesforce = SalesforceSandboxConfig(
-            username=SALESFORCE_LOGIN["username"],
-            password=SALESFORCE_LOGIN["password"],
-            client_id=SALESFORCE_LOGIN["client_id"],
-            client_secret=SALESFORCE_LOGIN["client_secret"],
-            org_id=SALESFORCE_ORG,
-            outbound_url=f"{hooks}/webhooks/salesforce/{SALESFORCE_WEBHOOK_TOKEN}" if self.webhooks else None,
+            username=creds.salesforce_username,
+            password=creds.salesforce_password,
+            client_id=creds.salesforce_client_id,
+            client_secret=creds.salesforce_client_secret,
+            org_id=creds.salesforce_org,
+            outbound_url=f"{hooks}/webhooks/salesforce/{creds.salesforce_webhook_token}" if self.webhooks else None,
             seed=at["salesforce"][1],
             seed_start=at["salesforce"][0],
             data_dir=self.data_dir / "salesforce",
@@ -139,7 +170,7 @@ class SandboxStack:
             http.put(f"{self.url('stripe')}/_sandbox/webhooks", json={"url": f"{hooks}/webhooks/stripe"})
             http.post(
                 f"{self.url('salesforce')}/_sandbox/outbound",
-                json={"url": f"{hooks}/webhooks/salesforce/{SALESFORCE_WEBHOOK_TOKEN}"},
+                json={"url": f"{hooks}/webhooks/salesforce/{self.credentials.salesforce_webhook_token}"},
             )
         self.webhooks = True
 
@@ -157,28 +188,29 @@ class SandboxStack:
     def config(self) -> dict[str, Any]:
         """A complete ``crmsync.yaml`` for this stack: the example mappings plus every endpoint and credential."""
         example = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+        creds = self.credentials
         return {
-            "posthog": {"host": self.url("posthog"), "project_id": 1, "personal_api_key": POSTHOG_KEY},
+            "posthog": {"host": self.url("posthog"), "project_id": 1, "personal_api_key": creds.posthog_key},
             "redis_url": self.redis_url,
             "ledger_prefix": self.ledger_prefix,
             "sources": {
                 "salesforce": {
                     "schedule": {"every_s": 60},
                     "config": {
-                        "auth": {"flow": "password", **SALESFORCE_LOGIN},
+                        "auth": {"flow": "password", **creds.salesforce_login},
                         "login_url": self.url("salesforce"),
                         "ca_bundle": str(self.ca_file),
                         "trust_env": False,
-                        "organization_id": SALESFORCE_ORG,
-                        "webhook_token": SALESFORCE_WEBHOOK_TOKEN,
+                        "organization_id": creds.salesforce_org,
+                        "webhook_token": creds.salesforce_webhook_token,
                     },
                 },
                 "hubspot": {
                     "schedule": {"every_s": 60},
                     "config": {
-                        "access_token": HUBSPOT_TOKEN,
+                        "access_token": creds.hubspot_token,
                         "host": self.url("hubspot"),
-                        "client_secret": HUBSPOT_APP_SECRET,
+                        "client_secret": creds.hubspot_app_secret,
                     },
                 },
                 "stripe": {
@@ -186,9 +218,9 @@ class SandboxStack:
                     "config": {
                         "requests_per_s": 100,  # Stripe's live-mode rate; the stand-in takes it
                         "burst": 100,
-                        "api_key": STRIPE_KEY,
+                        "api_key": creds.stripe_key,
                         "api_base": self.url("stripe"),
-                        "webhook_secrets": [STRIPE_WEBHOOK_SECRET],
+                        "webhook_secrets": [creds.stripe_webhook_secret],
                     },
                 },
             },
@@ -199,11 +231,12 @@ class SandboxStack:
 
     def endpoints(self) -> dict[str, Any]:
         """The JSON ``--endpoints-out`` writes, for scripts."""
+        creds = self.credentials
         return {
-            "posthog": {"url": self.url("posthog"), "api_key": POSTHOG_KEY, "project_id": 1},
-            "hubspot": {"url": self.url("hubspot"), "token": HUBSPOT_TOKEN},
-            "stripe": {"url": self.url("stripe"), "api_key": STRIPE_KEY},
-            "salesforce": {"url": self.url("salesforce"), "ca_file": str(self.ca_file), **SALESFORCE_LOGIN},
+            "posthog": {"url": self.url("posthog"), "api_key": creds.posthog_key, "project_id": 1},
+            "hubspot": {"url": self.url("hubspot"), "token": creds.hubspot_token},
+            "stripe": {"url": self.url("stripe"), "api_key": creds.stripe_key},
+            "salesforce": {"url": self.url("salesforce"), "ca_file": str(self.ca_file), **creds.salesforce_login},
             "webhooks": {"url": self.webhooks_url},
         }
 

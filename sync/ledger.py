@@ -258,6 +258,14 @@ class Ledger:
         keys = [f"{self.ns}:lock:{name}" for name in held]
         return int(self._release_many(keys=keys, args=list(held.values())))
 
+    def release_owned(self, owner: str) -> int:
+        """Release every lock still holding ``owner``'s token: what a task's killed first delivery left in batches
+        its redelivery did not repeat. One SCAN of the (few) lock keys, one compare-and-delete."""
+        keys = [str(k) for k in self.redis.scan_iter(match=f"{self.ns}:lock:*", count=1000)]
+        if not keys:
+            return 0
+        return int(self._release_many(keys=keys, args=[owner] * len(keys)))
+
     def extend(self, name: str, token: str, ttl_ms: int) -> bool:
         return bool(self._extend(keys=[f"{self.ns}:lock:{name}"], args=[token, ttl_ms]))
 

@@ -75,6 +75,8 @@ def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str)
         return _finish(runtime, [failed])
     finally:
         lock_owner.reset(owner)
+        if task.request.id:
+            runtime.ledger.release_owned(task.request.id)
     return _finish(runtime, reports)
 
 

@@ -86,5 +86,8 @@ def test_a_redelivered_task_takes_over_its_own_locks(ledger: Ledger) -> None:
     other = lock_owner.set("celery-task-2")
     try:
         assert ledger.try_lock(["acct:1"], ttl_ms=1000) == {}
+        assert ledger.try_lock(["acct:2"], ttl_ms=600_000)
     finally:
         lock_owner.reset(other)
+    assert ledger.release_owned("celery-task-1") == 2  # what the task held, and only that
+    assert ledger.try_lock(["acct:1"], ttl_ms=1000) and not ledger.try_lock(["acct:2"], ttl_ms=1000)
