@@ -9,10 +9,13 @@ import sys
 
 import pytest
 
+from tests.conftest import REDIS_URL
+
 
 @pytest.mark.timeout(240)
 def test_demo_runs_end_to_end() -> None:
-    env = {**os.environ, "COLUMNS": "120"}
+    own_db = REDIS_URL.rsplit("/", 1)[0] + "/12"  # Celery queues of its own, whatever else uses the server
+    env = {**os.environ, "COLUMNS": "120", "REDIS_URL": own_db}
     result = subprocess.run(
         [sys.executable, "-m", "workers.cli", "demo"], capture_output=True, text=True, timeout=230, env=env
     )
