@@ -43,7 +43,15 @@ app.conf.update(
 
 
 def configure(redis_url: str, beat_schedule: dict[str, dict[str, object]] | None = None) -> Celery:
-    """Point the app at a Redis and (for beat) install a schedule."""
+    """Point the app at a Redis and (for beat) install a schedule.
+
+    Pointing it elsewhere later in the same process (tests, benchmarks with several Redis servers) also drops the
+    connection pools and result backend Celery cached for the previous one, as it does itself after a fork.
+    """
+    if app.conf.broker_url not in (None, redis_url):
+        app._after_fork()
+        app._backend_cache = None
+        app._local.__dict__.pop("backend", None)
     app.conf.broker_url = redis_url
     app.conf.result_backend = redis_url
     if beat_schedule is not None:
