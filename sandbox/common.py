@@ -214,6 +214,13 @@ def install_sandbox(
     return kit
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class ServerThread:
     """Runs an ASGI app under uvicorn in a background thread, on 127.0.0.1 and a free port by default.
 

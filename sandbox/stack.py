@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import yaml
 
-from sandbox.common import ServerThread
+from sandbox.common import ServerThread, free_port
 from sandbox.identities import sales_rep_email
 
 POSTHOG_KEY = "phx_sandbox"
@@ -114,7 +114,7 @@ class SandboxStack:
         from sandbox.stripe.config import StripeSandboxConfig
 
         if not self.webhook_port:
-            self.webhook_port = _free_port()
+            self.webhook_port = free_port()
         hooks = self.webhooks_url
         creds = self.credentials
         members = tuple(Member(101 + k, sales_rep_email(k), f"Rep {k}") for k in range(10))
@@ -244,11 +244,3 @@ class SandboxStack:
         config_out.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         if endpoints_out is not None:
             endpoints_out.write_text(json.dumps(self.endpoints(), indent=2))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

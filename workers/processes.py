@@ -1,14 +1,19 @@
-"""Start a real ``crmsync worker`` process and wait until it answers: for the demo, tests and benchmarks."""
+"""Real processes for the demo, tests and benchmarks: a ``crmsync worker`` (started, awaited, stopped) and a
+private ``redis-server`` on a free loopback port."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import redis
 from celery import Celery
+
+from sandbox.common import free_port
 
 
 def start_worker(
@@ -58,3 +63,62 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20) -> Non
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout_s)
+
+
+class RedisServer:
+    """A ``redis-server`` of its own on a free loopback port, without persistence (``--save "" --appendonly no``).
+
+    For what must not touch a shared server: restarting Redis mid-run, a worker's queues, counting commands.
+    ``restart()`` gives an empty Redis on the same port, as after a crash of a server that keeps nothing.
+    """
+
+    def __init__(self, workdir: Path | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not on PATH")
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client = redis.Redis(port=self.port, decode_responses=True, socket_connect_timeout=0.5)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.workdir is not None:
+            args += ["--dir", str(self.workdir)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.client.ping():
+                    return self
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server on port {self.port} did not answer") from None
+                time.sleep(0.05)
+
+    def commandstats(self) -> dict[str, int]:
+        """Calls per command since the server started (``INFO commandstats``)."""
+        info: Any = self.client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()}
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+        self.client.connection_pool.disconnect()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

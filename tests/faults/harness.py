@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -229,61 +226,6 @@ def diff(clean: dict[str, list[str]], faulty: dict[str, list[str]], limit: int =
 def posthog_env() -> dict[str, str]:
     """The environment a test process (and a worker subprocess) needs: the stand-in's key and fast retries."""
     return {"POSTHOG_PERSONAL_API_KEY": POSTHOG_KEY, **FAST_POSTHOG_RETRIES}
-
-
-def free_port() -> int:
-    """A TCP port on loopback nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A private ``redis-server`` on a free loopback port, without persistence (``--save "" --appendonly no``).
-
-    The fault tests that restart Redis, or run a Celery worker, use one of their own so that they never touch the
-    shared server on 6379 (nor its queues, nor another test's worker). ``restart`` stops it and starts it again
-    on the same port: an empty Redis, as after a crash of a server without persistence."""
-
-    def __init__(self, binary: str = REDIS_SERVER) -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        try:
-            for _ in range(100):
-                try:
-                    if client.ping():
-                        return self
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-            raise RuntimeError(f"redis-server on port {self.port} did not answer")
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def edit_targets(dep: Deployment) -> dict[str, list[str]]:

@@ -19,7 +19,8 @@ import redis
 
 from sync.errors import RetryableError
 from sync.report import RunReport
-from tests.faults.harness import RedisServer, deployment, diff, final_state, settle, sync_all
+from tests.faults.harness import deployment, diff, final_state, settle, sync_all
+from workers.processes import RedisServer
 
 SEED = 60
 LATENCY_MS = 30

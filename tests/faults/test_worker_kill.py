@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +26,6 @@ from tests.faults.harness import (
     REDIS_URL,
     SOURCES,
     Deployment,
-    RedisServer,
     deployment,
     diff,
     final_state,
@@ -81,6 +78,7 @@ class Killed:
 def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Killed]:
     """Start a private Redis, a stack and a worker; kill the pool process mid-sync; yield; stop it all."""
     from workers.celery_app import configure
+    from workers.processes import RedisServer, start_worker, stop_process, wait_for_worker
     from workers.tasks import sync_source
 
     tmp_path = tmp_path_factory.mktemp("worker-kill")
@@ -94,15 +92,9 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Killed]:
             env = {**os.environ, "CRMSYNC_CONFIG": str(config_path), "REDIS_URL": private_redis.url}
             app.control.purge()
             log = (tmp_path / "worker.log").open("wb")
-            cli = [sys.executable, "-m", "workers.cli", "--config", str(config_path)]
-            worker = subprocess.Popen(
-                [*cli, "worker", "--concurrency", "1", "--loglevel", "WARNING"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            worker = start_worker(config_path, env, log, concurrency=1)
             try:
-                _wait(lambda: app.control.ping(timeout=0.5), 60, "the worker")
+                wait_for_worker(app, worker)
                 dep.faults("posthog", latency_ms=LATENCY_MS)
                 with dep.admin("posthog") as http:
                     http.post("/_sandbox/stats/reset").raise_for_status()
@@ -119,11 +111,7 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Killed]:
                 assert "WorkerLostError" in (tmp_path / "worker.log").read_text(errors="replace")
                 yield Killed(dep, app, writes_at_kill, redelivered)
             finally:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+                stop_process(worker)
                 log.close()
                 app.control.purge()
                 configure(REDIS_URL)

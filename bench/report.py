@@ -1,0 +1,190 @@
+"""Results: the machine, the ratios, the targets (met or not), ``bench/results/<date>.json`` and the Markdown table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    """nproc, memory, CPU model, Python and Redis versions, kernel."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    try:
+        redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+    except (OSError, IndexError):
+        redis_version = "unknown"
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": cpu or platform.processor(),
+        "python": platform.python_version(),
+        "redis": redis_version.removeprefix("v="),
+        "kernel": platform.release(),
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if not a or not b:
+        return None
+    return round(a / b, 2)
+
+
+def ratios_and_targets(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """crmsync/naive requests and time, throughput/ceiling, and the issue's targets with met/not met."""
+    crm = {m["scenario"]: m for m in results.get("crmsync", [])}
+    naive = {m["scenario"]: m for m in results.get("naive", [])}
+    ratios: dict[str, Any] = {}
+    for s in ("1", "2", "3"):
+        if s in crm and s in naive:
+            c, n = crm[s], naive[s]
+            ratios[s] = {
+                "posthog_requests_naive_over_crmsync": _ratio(n["posthog_requests"], c["posthog_requests"]),
+                "crmsync_over_naive_posthog_requests": _ratio(c["posthog_requests"], n["posthog_requests"]),
+                "crmsync_over_naive_time": _ratio(c["wall_s"], n["wall_s"]),
+            }
+    ceiling = results.get("ceiling")
+    if "1" in crm and ceiling and ceiling.get("records_per_s"):
+        ratios["throughput_over_ceiling"] = _ratio(crm["1"]["records_per_s"], ceiling["records_per_s"])
+    targets: list[dict[str, Any]] = []
+
+    def target(name: str, met: bool | None, value: Any) -> None:
+        targets.append({"target": name, "met": met, "value": value})
+
+    if "2" in crm:
+        writes = crm["2"]["posthog_writes"] + crm["2"]["crm_writes"]
+        target("scenario 2: 0 writes", writes == 0, f"{writes} writes")
+    if "3" in crm:
+        c = crm["3"]
+        expected = c.get("expected", {})
+        want_ph = expected.get("posthog_writes")
+        pushed = c["run_counts"].get("pushed")
+        target(
+            "scenario 3: writes exactly the changed records",
+            c["posthog_writes"] == want_ph and pushed == expected.get("crm_records_pushed"),
+            f"PostHog writes {c['posthog_writes']} (changed CRM records {want_ph}); CRM records pushed {pushed} "
+            f"(CRM records linked to changed accounts {expected.get('crm_records_pushed')}) in "
+            f"{c['crm_writes']} write requests",
+        )
+    for s, need in (("1", 5.0), ("3", 50.0)):
+        value = ratios.get(s, {}).get("posthog_requests_naive_over_crmsync")
+        target(
+            f"scenario {s}: ≥{need:g}x fewer PostHog requests than naive",
+            None if value is None else value >= need,
+            None if value is None else f"{value}x",
+        )
+    value = ratios.get("throughput_over_ceiling")
+    target("scenario 1: throughput ≥ 70% of ceiling", None if value is None else value >= 0.7, value)
+    if "4" in crm:
+        p99 = crm["4"]["webhook"]["latency_s"]["p99"]
+        target("webhook p99 < 1 s", p99 < 1.0, f"{p99} s")
+    return ratios, targets
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of ``docs/performance.md`` (scenarios, ratios, targets, scaling, webhooks, machine)."""
+    m = results["machine"]
+    lines = [
+        f"Run of {results['date']}, {results['records']:,} records per CRM (`{results['command']}`), on "
+        f"{m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}, Redis {m['redis']}, "
+        f"Linux {m['kernel']}. Raw figures: `bench/results/{results['date']}.json`.",
+        "",
+        "| scenario | engine | workers | wall s | records | rec/s | PostHog req (writes) | HubSpot req "
+        "| Stripe req | Salesforce req | req / changed rec | Redis cmd / rec | worker peak MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = [*results.get("crmsync", []), *results.get("naive", []), *results.get("scaling", [])]
+    for r in rows:
+        req = r["requests"]
+        lines.append(
+            f"| {r['scenario']} | {r['engine']} | {r['workers'] or '-'} | {_fmt(r['wall_s'])} | {_fmt(r['records'])} "
+            f"| {_fmt(r['records_per_s'])} | {_fmt(req['posthog']['total'])} ({_fmt(req['posthog']['writes'])}) "
+            f"| {_fmt(req['hubspot']['total'])} | {_fmt(req['stripe']['total'])} "
+            f"| {_fmt(req['salesforce']['total'])} | {_fmt(r['requests_per_changed_record'])} "
+            f"| {_fmt(r['redis_commands_per_record'])} | {_fmt(r['peak_worker_rss_mib'])} |"
+        )
+    lines += ["", "Requests by method:", "", "| scenario | engine | PostHog | HubSpot | Stripe | Salesforce |"]
+    lines.append("|---|---|---|---|---|---|")
+    for r in rows:
+        cells = [
+            ", ".join(f"{k} {v:,}" for k, v in r["requests"][n]["by_method"].items()) or "-"
+            for n in ("posthog", "hubspot", "stripe", "salesforce")
+        ]
+        lines.append(f"| {r['scenario']} | {r['engine']} ({r['workers'] or '-'}) | " + " | ".join(cells) + " |")
+    ceiling = results.get("ceiling")
+    if ceiling:
+        lines += ["", "Ceiling (scenario 1's requests replayed by one tight `httpx` loop per stand-in):", ""]
+        lines += ["| stand-in | requests | loop s | ceiling s | req/s |", "|---|---:|---:|---:|---:|"]
+        for name, c in ceiling["stand_ins"].items():
+            lines.append(
+                f"| {name} | {_fmt(c['requests'])} | {_fmt(c['loop_s'])} | {_fmt(c['ceiling_s'])} "
+                f"| {_fmt(c['requests_per_s'])} |"
+            )
+        lines.append(f"| **total** | | | {_fmt(ceiling['total_s'])} | {_fmt(ceiling['records_per_s'])} records/s |")
+    webhook = next((r["webhook"] for r in results.get("crmsync", []) if "webhook" in r), None)
+    if webhook:
+        lat = webhook["latency_s"]
+        lines += [
+            "",
+            f"Webhook burst: {webhook['deliveries']:,} Stripe deliveries ({webhook['duplicates']:,} duplicates, "
+            f"shuffled) for {webhook['customers']:,} customers; {webhook['reached_posthog']:,} reached PostHog. "
+            f"Delivery → PostHog state: p50 {lat['p50']} s, p95 {lat['p95']} s, p99 {lat['p99']} s, max {lat['max']} s "
+            f"(coalescing window {webhook['coalesce_s']} s, PostHog polled every {webhook['poll_interval_s']} s).",
+        ]
+    ratios = results.get("ratios", {})
+    if ratios:
+        lines += ["", "| ratio | value |", "|---|---:|"]
+        for s in ("1", "2", "3"):
+            if s in ratios:
+                r = ratios[s]
+                fewer = _fmt(r["posthog_requests_naive_over_crmsync"])
+                lines.append(f"| scenario {s}: naive / crmsync PostHog requests | {fewer}x |")
+                lines.append(f"| scenario {s}: crmsync / naive time | {_fmt(r['crmsync_over_naive_time'])} |")
+        if "throughput_over_ceiling" in ratios:
+            lines.append(f"| scenario 1: crmsync throughput / ceiling | {_fmt(ratios['throughput_over_ceiling'])} |")
+    if results.get("targets"):
+        lines += ["", "| target | met | measured |", "|---|---|---|"]
+        for t in results["targets"]:
+            met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+            lines.append(f"| {t['target']} | {met} | {_fmt(t['value'])} |")
+    return "\n".join(lines) + "\n"
+
+
+BEGIN = "<!-- bench:begin -->"
+END = "<!-- bench:end -->"
+
+
+def write_docs(path: Path, table: str) -> None:
+    """Replace the generated block of ``docs/performance.md`` (between the markers), keeping the prose around it."""
+    text = path.read_text() if path.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text:
+        text = text.rstrip() + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1] if END in rest else "\n"
+    path.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
