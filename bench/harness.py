@@ -151,6 +151,7 @@ class Env:
     stack: SandboxStack | None = None
     runtime: Runtime | None = None
     worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
     http: httpx.Client | None = None
     config_path: Path | None = None
     recorders: dict[str, Recorder] = field(default_factory=dict)
@@ -175,9 +176,13 @@ class Env:
         config["webhooks"] = {**config.get("webhooks", {}), "coalesce_s": self.coalesce_s}
         self.config_path = self.workdir / "crmsync.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        os.environ["POSTHOG_PERSONAL_API_KEY"] = POSTHOG_KEY
-        os.environ["REDIS_URL"] = self.redis.url
-        os.environ["CRMSYNC_CONFIG"] = str(self.config_path)
+        overrides = {
+            "POSTHOG_PERSONAL_API_KEY": POSTHOG_KEY,
+            "REDIS_URL": self.redis.url,
+            "CRMSYNC_CONFIG": str(self.config_path),
+        }
+        self._saved_env = {key: os.environ.get(key) for key in overrides}  # put back by close()
+        os.environ.update(overrides)
         self.runtime = Runtime(parse_config(config, str(self.config_path)))
         set_runtime(self.runtime)
         from workers.celery_app import configure
@@ -244,6 +249,12 @@ class Env:
         if self.runtime is not None:
             self.runtime.close()
         set_runtime(None)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
         if self.http is not None:
             self.http.close()
         if self.stack is not None:

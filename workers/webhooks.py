@@ -67,6 +67,10 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 
 def create_webhook_app(runtime: Runtime, enqueue: Enqueue = celery_enqueue) -> FastAPI:
     """The receiver for one runtime (one config, one Redis)."""
+    if enqueue is celery_enqueue:
+        from workers.celery_app import configure
+
+        configure(runtime.config.redis_url)  # enqueue on this runtime's broker, whatever the process did before
     app = FastAPI(title="crmsync webhooks", docs_url=None, redoc_url=None)
     settings = runtime.config.webhooks
     ns = runtime.ledger.ns
