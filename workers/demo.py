@@ -82,6 +82,7 @@ def demo_command() -> None:
     with redis_for_demo(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")) as (redis_url, embedded):
         console.rule("[bold]crmsync demo")
         console.print(f"Redis: {redis_url} ({'embedded' if embedded else 'already running'})")
+        os.environ["REDIS_URL"] = redis_url  # what every config read in this process and its worker resolves to
         prefix = f"crmsync-demo-{uuid.uuid4().hex[:8]}"
         stack = SandboxStack(
             seed=SEED, redis_url=redis_url, webhooks=False, ledger_prefix=prefix, data_dir=workdir / "sandbox"

@@ -30,3 +30,17 @@ def test_demo_runs_end_to_end() -> None:
         assert row is not None, step
         numbers = [int(n) for n in row.group(1).split("│")[:6]]  # seen, created, updated, unchanged, pushed, failed
         assert numbers[0] > 0 and numbers[5] == 0, (step, row.group(0))
+
+
+@pytest.mark.timeout(240)
+def test_demo_starts_an_embedded_redis_when_none_answers() -> None:
+    from sandbox.common import free_port
+
+    nothing_there = f"redis://127.0.0.1:{free_port()}/0"
+    env = {**os.environ, "COLUMNS": "120", "REDIS_URL": nothing_there}
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "demo"], capture_output=True, text=True, timeout=230, env=env
+    )
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 0, output[-4000:]
+    assert "(embedded)" in output and "PostHog showed the new name" in output
