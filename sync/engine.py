@@ -16,14 +16,14 @@ from typing import Any
 from connectors.base import Connector, CrmRecord, Cursor, PushUpdate
 from sync.apply import AccountState, MergeResult, merge
 from sync.errors import BadRecordError, FatalError, RetryableError
-from sync.identity import AccountIndex, index_pairs
+from sync.identity import AccountIndex, ChangedAccounts, index_pairs
 from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey
 from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
 from sync.members import MemberDirectory
 from sync.outbound import desired_fields, echo_fingerprint, plan_push
 from sync.posthog.client import UNSET, PostHogClient
 from sync.posthog.errors import PostHogConflict, PostHogError, PostHogNotFound, PostHogValidationError
-from sync.posthog.models import Account, AccountFilter, AccountOrdering, Role
+from sync.posthog.models import Account, Role
 from sync.report import PlannedChange, RunReport
 
 log = logging.getLogger(__name__)
@@ -526,19 +526,12 @@ class SyncEngine:
         mapping = self.mapping.object(connector.source, stream)
         report = RunReport(connector.source, stream, "outbound", dry_run=dry_run)
         wm_key = f"outwm:{connector.source}:{stream}"
-        watermark = self.ledger.get_cursor("posthog", wm_key)
-        newest: str | None = None
+        walk = ChangedAccounts(self.posthog, self.ledger.get_cursor("posthog", wm_key))
         try:
-            filt = AccountFilter(ordering=AccountOrdering.UPDATED_AT_DESC)
-            for accounts in self.posthog.iter_account_pages(filt, page_size=1000):
-                fresh = [a for a in accounts if watermark is None or _ts(a) >= watermark]
-                if fresh and newest is None:
-                    newest = _ts(fresh[0])
+            for fresh in walk:
                 self._push_accounts(connector, stream, mapping, fresh, report, dry_run)
-                if len(fresh) < len(accounts):
-                    break
-            if newest is not None and not dry_run:
-                self.ledger.set_cursor("posthog", wm_key, newest)
+            if walk.newest is not None and not dry_run:
+                self.ledger.set_cursor("posthog", wm_key, walk.newest)
             report.finish("succeeded")
         except FatalError as exc:
             report.finish("failed", str(exc))
@@ -553,9 +546,7 @@ class SyncEngine:
         report: RunReport,
         dry_run: bool,
     ) -> None:
-        linked = [
-            (a, str(a.properties.payload()[mapping.link])) for a in accounts if a.properties.payload().get(mapping.link)
-        ]
+        linked = [(a, str(link)) for a in accounts if (link := a.properties.payload().get(mapping.link))]
         report.add("seen", len(linked))
         keys = [RecordKey(connector.source, stream, rid) for _, rid in linked]
         last = self.ledger.get_outbound(keys)
@@ -589,7 +580,3 @@ def _key(record: CrmRecord) -> RecordKey:
 
 def _ranks(group: list[_Item]) -> dict[tuple[str, str], int]:
     return {(i.record.source, i.record.id): i.patch.link_rank for i in group}
-
-
-def _ts(account: Account) -> str:
-    return account.updated_at.isoformat(timespec="microseconds") if account.updated_at else ""

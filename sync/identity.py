@@ -9,6 +9,8 @@ writes update it directly. Because a create carries the ``external_id``, a creat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from sync.ledger import Ledger
 from sync.posthog.client import PostHogClient
 from sync.posthog.models import ID_KEYS, Account, AccountFilter, AccountOrdering
@@ -36,21 +38,14 @@ class AccountIndex:
 
     def refresh(self) -> int:
         """Index accounts changed since the watermark (all of them the first time); returns how many."""
-        watermark = self.ledger.index_watermark()
-        newest: str | None = None
         indexed = 0
-        newest_first = AccountFilter(ordering=AccountOrdering.UPDATED_AT_DESC)
-        for accounts in self.client.iter_account_pages(newest_first, self.page_size):
-            fresh = [a for a in accounts if watermark is None or _ts(a) >= watermark]
-            if fresh:
-                newest = newest or _ts(fresh[0])
-                index = {pair: a.id for a in fresh for pair in index_pairs(a.external_id, a.properties.payload())}
-                self.ledger.commit(index=index)
-                indexed += len(fresh)
-            if len(fresh) < len(accounts):
-                break  # reached accounts older than the watermark
-        if newest is not None:
-            self.ledger.set_index_watermark(newest)
+        walk = ChangedAccounts(self.client, self.ledger.index_watermark(), self.page_size)
+        for fresh in walk:
+            index = {pair: a.id for a in fresh for pair in index_pairs(a.external_id, a.properties.payload())}
+            self.ledger.commit(index=index)
+            indexed += len(fresh)
+        if walk.newest is not None:
+            self.ledger.set_index_watermark(walk.newest)
         return indexed
 
     def find_by_external_id(self, external_id: str) -> Account | None:
@@ -61,5 +56,28 @@ class AccountIndex:
         return None
 
 
-def _ts(account: Account) -> str:
+def account_ts(account: Account) -> str:
+    """``updated_at`` as a sortable string (ISO 8601 with microseconds, UTC): the watermarks' unit."""
     return account.updated_at.isoformat(timespec="microseconds") if account.updated_at else ""
+
+
+class ChangedAccounts:
+    """Pages of the accounts changed since ``watermark`` (every account when None), newest first, read down to the
+    watermark and no further (``>=``: the boundary is read again; callers are idempotent). After the walk,
+    ``newest`` is the watermark to store next time (None when nothing was read)."""
+
+    def __init__(self, client: PostHogClient, watermark: str | None, page_size: int = 1000) -> None:
+        self.client = client
+        self.watermark = watermark
+        self.page_size = page_size
+        self.newest: str | None = None
+
+    def __iter__(self) -> Iterator[list[Account]]:
+        newest_first = AccountFilter(ordering=AccountOrdering.UPDATED_AT_DESC)
+        for accounts in self.client.iter_account_pages(newest_first, self.page_size):
+            fresh = [a for a in accounts if self.watermark is None or account_ts(a) >= self.watermark]
+            if fresh:
+                self.newest = self.newest or account_ts(fresh[0])
+                yield fresh
+            if len(fresh) < len(accounts):
+                return  # reached accounts older than the watermark

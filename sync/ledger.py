@@ -67,6 +67,15 @@ return 0
 """
 
 
+def delete_keys(client: redis.Redis, pattern: str, batch: int = 500) -> int:
+    """Delete every key matching ``pattern`` (SCAN, then DEL in batches); returns how many. For tearing down a
+    namespace (tests, the demo), never on a sync's path."""
+    keys = list(client.scan_iter(match=pattern, count=1000))
+    for start in range(0, len(keys), batch):
+        client.delete(*keys[start : start + batch])
+    return len(keys)
+
+
 @dataclass
 class RecordEntry:
     """What the ledger remembers of one CRM record."""
@@ -186,12 +195,14 @@ class Ledger:
 
     def account_ids(self) -> list[str]:
         """Every account the ledger holds an entry for (a SCAN: for reconciliation, not per batch)."""
-        prefix = f"{self.ns}:acct:"
-        return sorted(str(k)[len(prefix) :] for k in self.redis.scan_iter(match=f"{prefix}*", count=1000))
+        return self._suffixes(f"{self.ns}:acct:")
 
     def record_ids(self, source: str, obj: str) -> list[str]:
         """Ids of every record of ``source``/``obj`` the ledger knows (a SCAN: for reconciliation, not per batch)."""
-        prefix = f"{self.ns}:rec:{source}:{obj}:"
+        return self._suffixes(f"{self.ns}:rec:{source}:{obj}:")
+
+    def _suffixes(self, prefix: str) -> list[str]:
+        """What follows ``prefix`` in every key that starts with it (one SCAN)."""
         return sorted(str(k)[len(prefix) :] for k in self.redis.scan_iter(match=f"{prefix}*", count=1000))
 
     # -- account index watermark ----------------------------------------------------------------------
@@ -261,7 +272,7 @@ class Ledger:
     def release_owned(self, owner: str) -> int:
         """Release every lock still holding ``owner``'s token: what a task's killed first delivery left in batches
         its redelivery did not repeat. One SCAN of the (few) lock keys, one compare-and-delete."""
-        keys = [str(k) for k in self.redis.scan_iter(match=f"{self.ns}:lock:*", count=1000)]
+        keys = [f"{self.ns}:lock:{name}" for name in self._suffixes(f"{self.ns}:lock:")]
         if not keys:
             return 0
         return int(self._release_many(keys=keys, args=[owner] * len(keys)))

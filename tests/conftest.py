@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import SecretStr
 
 from sandbox.common import ServerThread
 from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig, create_app
-from sync.ledger import Ledger
+from sync.ledger import Ledger, delete_keys
 from sync.posthog import PostHogClient
 from sync.retry import RetryPolicy
 from sync.settings import PostHogSettings
@@ -72,19 +73,30 @@ class PostHogSandbox:
         return PostHogClient(settings, retry=retry)
 
 
+@contextmanager
+def running_posthog(config: PostHogSandboxConfig) -> Iterator[PostHogSandbox]:
+    """A PostHog stand-in on loopback for the block (session fixtures of every test package use this)."""
+    with ServerThread(create_app(config)) as server, httpx.Client(base_url=server.url, trust_env=False) as admin:
+        yield PostHogSandbox(server, admin)
+
+
+def emptied(sandbox: PostHogSandbox) -> Iterator[PostHogSandbox]:
+    """Body of a per-test fixture: the shared stand-in emptied, counters and faults cleared, faults cleared after."""
+    sandbox.reset()
+    yield sandbox
+    sandbox.faults()
+
+
 @pytest.fixture(scope="session")
 def posthog_server() -> Iterator[PostHogSandbox]:
-    config = PostHogSandboxConfig(projects=(1, 2), keys=KEYS, members=MEMBERS)
-    with ServerThread(create_app(config)) as server, httpx.Client(base_url=server.url) as admin:
-        yield PostHogSandbox(server, admin)
+    with running_posthog(PostHogSandboxConfig(projects=(1, 2), keys=KEYS, members=MEMBERS)) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
 def posthog(posthog_server: PostHogSandbox) -> Iterator[PostHogSandbox]:
     """The shared stand-in, emptied and with counters and faults cleared for this test."""
-    posthog_server.reset()
-    yield posthog_server
-    posthog_server.faults()
+    yield from emptied(posthog_server)
 
 
 @pytest.fixture
@@ -113,6 +125,4 @@ def redis_client() -> Iterator[redis.Redis]:
 def ledger(redis_client: redis.Redis) -> Iterator[Ledger]:
     prefix = f"crmsync-test-{uuid.uuid4().hex[:12]}"
     yield Ledger(redis_client, project_id=1, prefix=prefix)
-    keys = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
-    for start in range(0, len(keys), 500):
-        redis_client.delete(*keys[start : start + 500])
+    delete_keys(redis_client, f"{prefix}:*")

@@ -31,6 +31,7 @@ from rich.table import Table
 from sandbox.common import ServerThread
 from sandbox.identities import company, sales_rep_email
 from sandbox.stack import POSTHOG_KEY, SALESFORCE_LOGIN, SandboxStack
+from sync.ledger import delete_keys
 from sync.posthog import AccountFilter, AccountOrdering
 from sync.usage_metrics import apply_plan, build_plan, load_metrics_file
 from workers.celery_app import configure
@@ -160,9 +161,7 @@ def demo_command() -> None:
             if worker is not None:
                 stop_process(worker)
             if runtime is not None:
-                keys = list(runtime.redis.scan_iter(match=f"{prefix}:*", count=1000))
-                for start in range(0, len(keys), 500):
-                    runtime.redis.delete(*keys[start : start + 500])
+                delete_keys(runtime.redis, f"{prefix}:*")
                 runtime.close()
             stack.stop()
             set_runtime(None)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import redis
 
 from sandbox.stack import POSTHOG_KEY, SandboxStack
 from sync.errors import RetryableError
+from sync.ledger import delete_keys
 from sync.mapping import get_path
 from sync.report import RunReport
 from workers.config import parse_config
@@ -73,17 +73,10 @@ class Deployment:
 
     def close(self) -> None:
         try:
-            delete_prefix(self.runtime.redis, self.prefix)
+            delete_keys(self.runtime.redis, f"{self.prefix}:*")
         finally:
             self.runtime.close()
             self.stack.stop()
-
-
-def delete_prefix(client: redis.Redis, prefix: str) -> int:
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.delete(*keys[start : start + 500])
-    return len(keys)
 
 
 def stack_config(stack: SandboxStack, fast_retries: bool = True) -> dict[str, Any]:

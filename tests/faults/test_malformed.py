@@ -11,7 +11,7 @@ from typing import Any
 
 from connectors.base import CrmRecord
 from sync.engine import SyncEngine
-from sync.ledger import Ledger
+from sync.ledger import Ledger, delete_keys
 from sync.mapping import load_mapping_config
 from tests.conftest import PostHogSandbox
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
@@ -62,8 +62,7 @@ def test_malformed_records_are_reported_and_the_rest_applies(posthog: PostHogSan
         SyncEngine(client, ledger, mapping).run(MemoryConnector(_crm(False)), "accounts", "full")
     clean = _good_accounts(posthog)
     posthog.reset()
-    for key in list(ledger.redis.scan_iter(match=f"{ledger.ns}:*")):
-        ledger.redis.delete(key)
+    delete_keys(ledger.redis, f"{ledger.ns}:*")
 
     with posthog.client() as client:
         report = SyncEngine(client, ledger, mapping).run(NullIdConnector(_crm(True)), "accounts", "full")

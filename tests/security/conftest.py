@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sandbox.stack import POSTHOG_KEY, SandboxStack
-from tests.faults.harness import REDIS_URL, delete_prefix
+from sync.ledger import delete_keys
+from tests.faults.harness import REDIS_URL
 from workers.config import parse_config
 from workers.runtime import Runtime
 from workers.webhooks import create_webhook_app
@@ -40,5 +41,5 @@ def receiver(stack: SandboxStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[R
     app = create_webhook_app(runtime, enqueue=lambda s, o, c: enqueued.append((s, o, c)))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Receiver(client, runtime, enqueued)
-    delete_prefix(runtime.redis, stack.ledger_prefix)
+    delete_keys(runtime.redis, f"{stack.ledger_prefix}:*")
     runtime.close()

@@ -25,12 +25,12 @@ import structlog
 from sandbox.common import ServerThread
 from sandbox.stack import Credentials, SandboxStack
 from sync.errors import CrmsyncError
+from sync.ledger import delete_keys
 from tests.faults.harness import (
     FAST_POSTHOG_RETRIES,
     REDIS_URL,
     SOURCES,
     Deployment,
-    delete_prefix,
     edit_targets,
     rename,
     replay_all,
@@ -193,7 +193,7 @@ def test_no_secret_appears_anywhere(capfd: pytest.CaptureFixture[str], monkeypat
             receiver.stop()
         root.removeHandler(handler)
         root.setLevel(old_level)
-        delete_prefix(runtime.redis, prefix)
+        delete_keys(runtime.redis, f"{prefix}:*")
         runtime.close()
         stack.stop()
     out, err = capfd.readouterr()

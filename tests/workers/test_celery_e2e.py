@@ -23,6 +23,7 @@ import yaml
 
 from sandbox.common import ServerThread
 from sandbox.stack import POSTHOG_KEY, SandboxStack
+from sync.ledger import delete_keys
 from sync.posthog import AccountFilter
 from tests.conftest import REDIS_URL
 from workers.config import parse_config
@@ -95,9 +96,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         receiver.stop()
         stop_process(worker)
         app.control.purge()
-        keys = list(runtime.redis.scan_iter(match=f"{prefix}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            runtime.redis.delete(*keys[start : start + 500])
+        delete_keys(runtime.redis, f"{prefix}:*")
         runtime.close()
         stack.stop()
         set_runtime(None)

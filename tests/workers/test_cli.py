@@ -11,8 +11,10 @@ import time
 import uuid
 from pathlib import Path
 
+import redis
 import yaml
 
+from sync.ledger import delete_keys
 from tests.conftest import REDIS_URL
 
 
@@ -74,12 +76,7 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=30)
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_keys(redis.Redis.from_url(REDIS_URL), f"{prefix}:*")
 
 
 def test_bad_config_fails_naming_the_key(tmp_path: Path) -> None:

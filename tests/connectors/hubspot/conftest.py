@@ -26,12 +26,11 @@ from sandbox.hubspot import create_app as create_hubspot
 from sandbox.hubspot.seeding import SECOND_DEAL_EVERY, deal_id
 from sandbox.identities import sales_rep_email
 from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig
-from sandbox.posthog.app import create_app as create_posthog
 from sync.engine import SyncEngine
-from sync.ledger import Ledger
+from sync.ledger import Ledger, delete_keys
 from sync.mapping import MappingConfig, load_mapping_file
 from sync.posthog import PostHogClient
-from tests.conftest import POSTHOG_KEY, PostHogSandbox
+from tests.conftest import POSTHOG_KEY, PostHogSandbox, emptied, running_posthog
 
 TOKEN = "pat-sandbox"
 APP_SECRET = "sandbox-secret"
@@ -146,9 +145,7 @@ def budget_namespace(redis_client: redis.Redis) -> Iterator[str]:
     """A Redis key prefix for this test's shared rate budgets, removed afterwards."""
     namespace = f"crmsync-test-budget-{uuid.uuid4().hex[:12]}"
     yield namespace
-    keys = list(redis_client.scan_iter(match=f"{namespace}:*", count=1000))
-    if keys:
-        redis_client.delete(*keys)
+    delete_keys(redis_client, f"{namespace}:*")
 
 
 def make_config(url: str, namespace: str = "crmsync-test-budget", **overrides: Any) -> HubSpotConfig:
@@ -178,15 +175,13 @@ def connector(hubspot: HubSpotSandbox, redis_client: redis.Redis, budget_namespa
 @pytest.fixture(scope="session")
 def posthog_reps_server() -> Iterator[PostHogSandbox]:
     config = PostHogSandboxConfig(projects=(1,), keys=(ApiKey(POSTHOG_KEY, ("*",)),), members=REPS)
-    with ServerThread(create_posthog(config)) as server, httpx.Client(base_url=server.url, trust_env=False) as admin:
-        yield PostHogSandbox(server, admin)
+    with running_posthog(config) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
 def posthog_reps(posthog_reps_server: PostHogSandbox) -> Iterator[PostHogSandbox]:
-    posthog_reps_server.reset()
-    yield posthog_reps_server
-    posthog_reps_server.faults()
+    yield from emptied(posthog_reps_server)
 
 
 @pytest.fixture

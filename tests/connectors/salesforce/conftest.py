@@ -32,7 +32,6 @@ from connectors.salesforce import PasswordAuth, SalesforceConfig, SalesforceConn
 from sandbox.common import ServerThread
 from sandbox.identities import sales_rep_email
 from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig
-from sandbox.posthog.app import create_app as create_posthog
 from sandbox.salesforce import SalesforceSandboxConfig, create_app, make_tls, sdk_session
 from sandbox.salesforce.org import Org
 from sandbox.salesforce.outbound import ack_response
@@ -42,7 +41,7 @@ from sync.ledger import Ledger
 from sync.mapping import MappingConfig, load_mapping_file
 from sync.posthog import PostHogClient
 from sync.retry import RetryPolicy
-from tests.conftest import POSTHOG_KEY, PostHogSandbox
+from tests.conftest import POSTHOG_KEY, PostHogSandbox, emptied, running_posthog
 
 USERNAME = "admin@sandbox.example"
 ORG_ID = "00D000000000001AAA"
@@ -232,19 +231,13 @@ def budget_key() -> str:
 @pytest.fixture(scope="session")
 def sf_posthog_server() -> Iterator[PostHogSandbox]:
     config = PostHogSandboxConfig(projects=(1,), keys=(ApiKey(POSTHOG_KEY, ("*",)),), members=REPS)
-    server = ServerThread(create_posthog(config)).start()
-    try:
-        with httpx.Client(base_url=server.url, trust_env=False) as admin:
-            yield PostHogSandbox(server, admin)
-    finally:
-        server.stop()
+    with running_posthog(config) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
 def sf_posthog(sf_posthog_server: PostHogSandbox) -> Iterator[PostHogSandbox]:
-    sf_posthog_server.reset()
-    yield sf_posthog_server
-    sf_posthog_server.faults()
+    yield from emptied(sf_posthog_server)
 
 
 @pytest.fixture
