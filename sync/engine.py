@@ -3,7 +3,15 @@
 
 A batch (one page from ``pull``, or the records of a webhook refresh) costs a fixed number of Redis round trips
 (read record entries, look up the index, take locks, read account entries, commit, release) and, per changed
-account, one GET and at most one PATCH (or one POST for a new account). Unchanged records cost nothing.
+account, at most one PATCH (or one POST for a new account). The PATCH starts from the account as PostHog last
+showed it (``Ledger.get_seen``: our own last write's answer, or the last walk of accounts changed since the index
+watermark, one list request per batch), so no GET precedes it; an account never seen costs one GET first.
+Unchanged records cost nothing.
+
+PostHog's request budget is the physical limit of every sync. A throttle (PostHog's 429 after the client's
+retries, or the shared budget not freeing in time: ``THROTTLES``) is never a record's fault: the batch stops,
+what it wrote is committed, nothing is parked, the cursor stays before the unapplied records, and the error
+propagates so the task is re-queued to continue from its cursor.
 """
 
 from __future__ import annotations
@@ -22,11 +30,21 @@ from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
 from sync.members import MemberDirectory
 from sync.outbound import desired_fields, echo_fingerprint, plan_push
 from sync.posthog.client import UNSET, PostHogClient
-from sync.posthog.errors import PostHogConflict, PostHogError, PostHogNotFound, PostHogValidationError
+from sync.posthog.errors import (
+    PostHogConflict,
+    PostHogError,
+    PostHogNotFound,
+    PostHogRateLimited,
+    PostHogValidationError,
+)
 from sync.posthog.models import Account, Role
+from sync.ratelimit import BudgetExhausted
 from sync.report import PlannedChange, RunReport
 
 log = logging.getLogger(__name__)
+
+THROTTLES = (PostHogRateLimited, BudgetExhausted)
+"""Errors that mean "PostHog's budget is spent for now": they stop a run (re-queued later), never park a record."""
 
 AMBIGUOUS = "*ambiguous*"
 """Account index value for a domain shared by several accounts: such a domain never links a record."""
@@ -58,6 +76,7 @@ class _Batch:
     unindex: list[tuple[str, str]] = field(default_factory=list)
     forget: list[RecordKey] = field(default_factory=list)
     states: dict[str, AccountState] = field(default_factory=dict)  # account id → state after the write
+    seen: list[Account] = field(default_factory=list)  # accounts as our writes returned them
     parked: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -115,6 +134,10 @@ class SyncEngine:
             report.finish("succeeded")
         except FatalError as exc:
             report.finish("failed", str(exc))
+        except THROTTLES as exc:
+            report.finish("throttled", f"PostHog budget spent ({exc}); continues from its cursor when re-queued")
+            self._store(report, dry_run)
+            raise
         except RetryableError as exc:
             report.finish("failed", f"retryable: {exc}")
             self._store(report, dry_run)
@@ -204,9 +227,17 @@ class SyncEngine:
         if not items:
             return
         items = self._resolve(items, report)
+        out = _Batch(report, dry_run)
+        self._apply_items(items, out)
+        if not dry_run:
+            self._push_back(connector, stream, mapping, items, out)
+
+    def _apply_items(self, items: list[_Item], out: _Batch) -> None:
+        """Write resolved items, each account once, under its lock; commit what was written in one round trip,
+        also when a throttle stops the batch half way (the error then propagates: see ``THROTTLES``)."""
+        report, dry_run = out.report, out.dry_run
         by_account: dict[str, list[_Item]] = {}
         new: dict[str, list[_Item]] = {}
-        out = _Batch(report, dry_run)
         for item in items:
             if item.account_id:
                 by_account.setdefault(item.account_id, []).append(item)
@@ -219,26 +250,28 @@ class SyncEngine:
 
         lock_names = [f"acct:{a}" for a in by_account] + [f"new:{k}" for k in new]
         with self.ledger.locks(lock_names, ttl_ms=self.lock_ttl_ms):
-            entries = dict(zip(by_account, self.ledger.get_accounts(list(by_account)), strict=True))
-            emails = {str(v) for i in items for t, v in i.patch.values.items() if t.startswith("roles.")}
-            out.roles = self.members.roles_for(emails) if emails else {}
-            for account_id, group in by_account.items():
-                self._apply_existing(out, account_id, group, entries[account_id])
-            # Another worker may have created one of our "new" accounts since we resolved: look again, now that
-            # we hold the new:<external id> locks (one round trip), and merge into it instead of creating.
-            keys = [k for k in new if k.startswith("ext:")]
-            created_meanwhile = dict(zip(keys, self.ledger.lookup([("external_id", k[4:]) for k in keys]), strict=True))
-            for key, group in new.items():
-                found = created_meanwhile.get(key)
-                if found:
-                    self._adopt(out, found, group)
-                else:
-                    self._apply_new(out, group)
-            if not dry_run:
-                self.ledger.commit(out.records, out.accounts, out.index, out.unindex, out.forget)
-                self.ledger.park(out.parked)
-        if not dry_run:
-            self._push_back(connector, stream, mapping, items, out)
+            try:
+                if by_account:
+                    self.index.refresh()  # people's edits since the last batch: one list request, no GET each
+                entries = dict(zip(by_account, self.ledger.get_accounts(list(by_account)), strict=True))
+                seen = dict(zip(by_account, self.ledger.get_seen(list(by_account)), strict=True))
+                emails = {str(v) for i in items for t, v in i.patch.values.items() if t.startswith("roles.")}
+                out.roles = self.members.roles_for(emails) if emails else {}
+                for account_id, group in by_account.items():
+                    self._apply_existing(out, account_id, group, entries[account_id], seen[account_id])
+                # Another worker may have created one of our "new" accounts since we resolved: look again, now that
+                # we hold the new:<external id> locks (one round trip), and merge into it instead of creating.
+                keys = [k for k in new if k.startswith("ext:")]
+                found = dict(zip(keys, self.ledger.lookup([("external_id", k[4:]) for k in keys]), strict=True))
+                for key, group in new.items():
+                    if existing := found.get(key):
+                        self._adopt(out, existing, group)
+                    else:
+                        self._apply_new(out, group)
+            finally:
+                if not dry_run:
+                    self.ledger.commit(out.records, out.accounts, out.index, out.unindex, out.forget, seen=out.seen)
+                    self.ledger.park(out.parked)
 
     def _changed(self, records: Sequence[CrmRecord], mapping: ObjectMapping, report: RunReport) -> list[_Item]:
         """Map every record and keep those whose mapping changed since it was last applied (one round trip)."""
@@ -292,16 +325,19 @@ class SyncEngine:
             kept.append(item)
         return kept
 
-    def _apply_existing(self, out: _Batch, account_id: str, group: list[_Item], entry: AccountEntry) -> None:
-        try:
-            account = self.posthog.get_account(account_id)
-        except PostHogNotFound:
-            self._account_gone(out, account_id, group)
-            return
-        except (PostHogError, RetryableError) as exc:
-            self._park(out, group, None, str(exc))
-            return
-        self._write(out, account, group, entry)
+    def _apply_existing(
+        self, out: _Batch, account_id: str, group: list[_Item], entry: AccountEntry, seen: Account | None
+    ) -> None:
+        if seen is None:  # never seen (an account made by a person, linked for the first time): read it once
+            try:
+                seen = self.posthog.get_account(account_id)
+            except PostHogNotFound:
+                self._account_gone(out, account_id, group)
+                return
+            except (PostHogError, RetryableError) as exc:
+                self._park(out, group, None, exc)
+                return
+        self._write(out, seen, group, entry)
 
     def _account_gone(self, out: _Batch, account_id: str, group: list[_Item]) -> None:
         """A person deleted the account in PostHog: per ``identity.on_account_deleted``, re-create it from these
@@ -374,12 +410,15 @@ class SyncEngine:
             return
         if result.changed:
             try:
-                self._patch(account.id, before, result.state)
+                out.seen.append(self._patch(account.id, before, result.state))
+            except PostHogNotFound:  # deleted by a person since we last saw it
+                self._account_gone(out, account.id, group)
+                return
             except PostHogValidationError as exc:
-                self._park(out, group, exc.attr, exc.detail or str(exc))
+                self._park(out, group, exc.attr, exc)
                 return
             except (PostHogError, RetryableError) as exc:
-                self._park(out, group, None, str(exc))
+                self._park(out, group, None, exc)
                 return
             report.add("updated", len([i for i in group if not i.patch.deleted]) - len(result.superseded))
         else:
@@ -413,11 +452,12 @@ class SyncEngine:
             self._adopt(out, existing.id, group)
             return
         except PostHogValidationError as exc:
-            self._park(out, group, exc.attr, exc.detail or str(exc))
+            self._park(out, group, exc.attr, exc)
             return
         except (PostHogError, RetryableError) as exc:
-            self._park(out, group, None, str(exc))
+            self._park(out, group, None, exc)
             return
+        out.seen.append(account)
         report.add("created")
         report.add("updated", max(0, len(group) - 1 - len(result.superseded)))
         self._remember(out, account.id, empty, result, group)
@@ -426,11 +466,12 @@ class SyncEngine:
         """Apply records that were headed for a new account to an account that exists after all, under its lock."""
         with self.ledger.locks([f"acct:{account_id}"], ttl_ms=self.lock_ttl_ms):
             (entry,) = self.ledger.get_accounts([account_id])
-            self._apply_existing(out, account_id, group, entry)
+            (seen,) = self.ledger.get_seen([account_id])
+            self._apply_existing(out, account_id, group, entry, seen)
 
-    def _patch(self, account_id: str, before: AccountState, after: AccountState) -> None:
+    def _patch(self, account_id: str, before: AccountState, after: AccountState) -> Account:
         """PATCH only what differs; ``properties`` and ``tags`` go whole (PostHog replaces them)."""
-        self.posthog.update_account(
+        return self.posthog.update_account(
             account_id,
             name=after.name if after.name and after.name != before.name else UNSET,
             external_id=after.external_id if after.external_id != before.external_id else UNSET,
@@ -466,8 +507,12 @@ class SyncEngine:
             else:
                 out.records[_key(item.record)] = RecordEntry(item.fp, account_id, item.record.version)
 
-    def _park(self, out: _Batch, group: list[_Item], attr: str | None, reason: str) -> None:
-        """Records that could not be applied: reported, and parked in the dead-letter stream for replay."""
+    def _park(self, out: _Batch, group: list[_Item], attr: str | None, cause: str | Exception) -> None:
+        """Records that could not be applied: reported, and parked in the dead-letter stream for replay. A throttle
+        is not the records' fault: it is raised instead, to stop the batch (see ``THROTTLES``)."""
+        if isinstance(cause, THROTTLES):
+            raise cause
+        reason = (cause.detail or str(cause)) if isinstance(cause, PostHogValidationError) else str(cause)
         for item in group:
             error = BadRecordError(item.record.source, item.record.id, attr, reason)
             out.report.error(error)
@@ -529,6 +574,7 @@ class SyncEngine:
         walk = ChangedAccounts(self.posthog, self.ledger.get_cursor("posthog", wm_key))
         try:
             for fresh in walk:
+                self.ledger.remember_seen(fresh)  # free news for the next PATCH of these accounts
                 self._push_accounts(connector, stream, mapping, fresh, report, dry_run)
             if walk.newest is not None and not dry_run:
                 self.ledger.set_cursor("posthog", wm_key, walk.newest)

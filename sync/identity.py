@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from sync.ledger import Ledger
 from sync.posthog.client import PostHogClient
-from sync.posthog.models import ID_KEYS, Account, AccountFilter, AccountOrdering
+from sync.posthog.models import ID_KEYS, Account, AccountFilter, AccountOrdering, account_ts
 
 
 def index_pairs(external_id: str | None, properties: dict[str, object]) -> list[tuple[str, str]]:
@@ -37,12 +37,14 @@ class AccountIndex:
         self.page_size = page_size
 
     def refresh(self) -> int:
-        """Index accounts changed since the watermark (all of them the first time); returns how many."""
+        """Index accounts changed since the watermark (all of them the first time) and remember each as seen, so
+        a later PATCH starts from it without a GET; returns how many. One list request when nothing changed."""
         indexed = 0
         walk = ChangedAccounts(self.client, self.ledger.index_watermark(), self.page_size)
         for fresh in walk:
             index = {pair: a.id for a in fresh for pair in index_pairs(a.external_id, a.properties.payload())}
             self.ledger.commit(index=index)
+            self.ledger.remember_seen(fresh)
             indexed += len(fresh)
         if walk.newest is not None:
             self.ledger.set_index_watermark(walk.newest)
@@ -54,11 +56,6 @@ class AccountIndex:
             if account.external_id == external_id:
                 return account
         return None
-
-
-def account_ts(account: Account) -> str:
-    """``updated_at`` as a sortable string (ISO 8601 with microseconds, UTC): the watermarks' unit."""
-    return account.updated_at.isoformat(timespec="microseconds") if account.updated_at else ""
 
 
 class ChangedAccounts:

@@ -8,6 +8,7 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``):
 | ``<ns>:acct:<account id>`` | JSON ``AccountEntry``: provenance per field, tags per source, last written fingerprint |
 | ``<ns>:idx:<kind>:<value>`` | account id, for kind ``external_id`` or a CRM id property (``sfdc_id``, ...) |
 | ``<ns>:idxmeta`` | JSON: the account index watermark (``updated_at`` of the newest account indexed) |
+| ``<ns>:seen:<account id>`` | the account as PostHog last showed it (``updated_at``, newline, JSON) |
 | ``<ns>:out:<source>:<object>:<id>`` | fingerprint of what was last pushed to that CRM record |
 | ``<ns>:cursor:<source>:<stream>`` | committed incremental cursor |
 | ``<ns>:evt:<source>:<event id>`` | a webhook event already seen (``SET NX`` with a TTL) |
@@ -32,6 +33,7 @@ from typing import Any, cast
 import redis
 
 from sync.errors import RetryableError
+from sync.posthog.models import Account, account_ts
 
 _RELEASE_MANY = """
 local released = 0
@@ -59,6 +61,20 @@ end
 return acquired
 """
 
+_SEEN_IF_NEWER = """
+local stored = 0
+for i, key in ipairs(KEYS) do
+  local value = ARGV[i]
+  local ts = string.match(value, "^[^\\n]*")
+  local current = redis.call('GET', key)
+  if current == false or string.match(current, "^[^\\n]*") <= ts then
+    redis.call('SET', key, value)
+    stored = stored + 1
+  end
+end
+return stored
+"""
+
 _EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -74,6 +90,11 @@ def delete_keys(client: redis.Redis, pattern: str, batch: int = 500) -> int:
     for start in range(0, len(keys), batch):
         client.delete(*keys[start : start + batch])
     return len(keys)
+
+
+def _seen_value(account: Account) -> str:
+    """``updated_at`` (sortable: ISO 8601, microseconds, UTC) on the first line, the account's JSON after it."""
+    return f"{account_ts(account)}\n{account.model_dump_json(exclude_unset=True)}"
 
 
 @dataclass
@@ -120,6 +141,7 @@ class Ledger:
         self._release_many = client.register_script(_RELEASE_MANY)
         self._acquire = client.register_script(_ACQUIRE)
         self._extend = client.register_script(_EXTEND)
+        self._seen_if_newer = client.register_script(_SEEN_IF_NEWER)
 
     # -- keys ------------------------------------------------------------------------------------------
 
@@ -131,6 +153,9 @@ class Ledger:
 
     def idx_key(self, kind: str, value: str) -> str:
         return f"{self.ns}:idx:{kind}:{value}"
+
+    def seen_key(self, account_id: str) -> str:
+        return f"{self.ns}:seen:{account_id}"
 
     def out_key(self, key: RecordKey) -> str:
         return f"{self.ns}:out:{key.source}:{key.object}:{key.id}"
@@ -148,6 +173,20 @@ class Ledger:
     def lookup(self, pairs: Sequence[tuple[str, str]]) -> list[str | None]:
         """Account ids for (kind, value) pairs of the account index, None where unknown."""
         return self._mget([self.idx_key(kind, value) for kind, value in pairs])
+
+    def get_seen(self, account_ids: Sequence[str]) -> list[Account | None]:
+        """The accounts as PostHog last showed them (on our last write or in the last walk of changed accounts),
+        None where unknown: what a PATCH starts from instead of a GET."""
+        raw = self._mget([self.seen_key(a) for a in account_ids])
+        return [Account.model_validate_json(r.split("\n", 1)[1]) if r else None for r in raw]
+
+    def remember_seen(self, accounts: Iterable[Account]) -> int:
+        """Store accounts as just read from PostHog, each only if not older than what is stored (one round trip):
+        a listing read before a worker's write never overwrites the newer state that write returned."""
+        values = {self.seen_key(a.id): _seen_value(a) for a in accounts}
+        if not values:
+            return 0
+        return int(self._seen_if_newer(keys=list(values), args=list(values.values())))
 
     def get_outbound(self, keys: Sequence[RecordKey]) -> list[str | None]:
         return self._mget([self.out_key(k) for k in keys])
@@ -167,8 +206,10 @@ class Ledger:
         unindex: Iterable[tuple[str, str]] = (),
         forget: Iterable[RecordKey] = (),
         outbound: Mapping[RecordKey, str] | None = None,
+        seen: Iterable[Account] = (),
     ) -> None:
-        """Write a batch's outcome atomically (``MULTI``/``EXEC``) in one round trip."""
+        """Write a batch's outcome atomically (``MULTI``/``EXEC``) in one round trip. ``seen``: accounts as our
+        own writes just returned them (newest by construction: the writer holds the account's lock)."""
         pipe = self.redis.pipeline(transaction=True)
         for key, entry in (records or {}).items():
             pipe.set(self.rec_key(key), json.dumps(asdict(entry), separators=(",", ":")))
@@ -182,13 +223,15 @@ class Ledger:
             pipe.delete(self.rec_key(key))
         for key, fp in (outbound or {}).items():
             pipe.set(self.out_key(key), fp)
+        for account in seen:
+            pipe.set(self.seen_key(account.id), _seen_value(account))
         if len(pipe):
             pipe.execute()
 
     def forget_account(self, account_id: str, index_pairs: Iterable[tuple[str, str]]) -> None:
         """Drop an account that no longer exists in PostHog from the index and provenance."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self.acct_key(account_id))
+        pipe.delete(self.acct_key(account_id), self.seen_key(account_id))
         for kind, value in index_pairs:
             pipe.delete(self.idx_key(kind, value))
         pipe.execute()

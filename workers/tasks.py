@@ -1,8 +1,9 @@
 """Celery tasks: thin wrappers that call the engine with ids and small payloads, and retry what is retryable.
 
 Every task is idempotent (the ledger absorbs repeats), which is what makes ``acks_late`` safe. Retryable errors
-retry with exponential backoff and jitter, each countdown below the broker's visibility timeout; fatal errors end
-the run as failed with the reason in its report (already stored in the ledger by the engine).
+retry with exponential backoff and jitter, each countdown below the broker's visibility timeout; a PostHog throttle
+(``sync.engine.THROTTLES``) re-queues the task without limit, after the ``Retry-After`` PostHog gave, to continue
+from its cursor; fatal errors end the run as failed with the reason in its report (already stored by the engine).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import structlog
 from celery import Task
 
+from sync.engine import THROTTLES
 from sync.errors import ConfigError, RetryableError
 from sync.ledger import lock_owner
 from sync.report import RunReport
@@ -24,6 +26,7 @@ from workers.runtime import Runtime, get_runtime
 log = structlog.get_logger("crmsync.tasks")
 MAX_RETRIES = 6
 PENDING_BATCH = 500
+THROTTLE_PAUSE_S = 60.0  # when a throttle names no Retry-After: PostHog's budget frees by the minute
 
 
 def countdown(retries: int, retry_after: float | None) -> float:
@@ -62,6 +65,12 @@ def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str)
     owner = lock_owner.set(task.request.id)  # a redelivered task takes over the locks its killed run left
     try:
         reports = work(runtime)
+    except THROTTLES as exc:
+        # PostHog's budget is spent: not a failure. The run stopped at its cursor; continue it when budget frees,
+        # however many times that takes (a first sync of 16,000 accounts spans hours at 4,800 requests an hour).
+        delay = countdown(0, exc.retry_after or THROTTLE_PAUSE_S)
+        log.info("budget spent, re-queued", task=label, countdown=round(delay, 1))
+        raise task.retry(exc=exc, countdown=delay, max_retries=None) from None
     except RetryableError as exc:
         if task.request.retries >= MAX_RETRIES:
             log.error("giving up after retries", task=label, reason=str(exc))

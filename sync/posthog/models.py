@@ -60,6 +60,11 @@ class Account(BaseModel):
     updated_at: datetime | None = None
 
 
+def account_ts(account: Account) -> str:
+    """``updated_at`` as a sortable string (ISO 8601 with microseconds, UTC): the unit of every watermark."""
+    return account.updated_at.isoformat(timespec="microseconds") if account.updated_at else ""
+
+
 class AccountOrdering(StrEnum):
     CREATED_AT = "created_at"
     CREATED_AT_DESC = "-created_at"
