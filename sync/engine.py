@@ -25,10 +25,11 @@ from connectors.base import Connector, CrmRecord, Cursor, PushUpdate
 from sync.apply import AccountState, MergeResult, merge
 from sync.errors import BadRecordError, FatalError, RetryableError
 from sync.identity import AccountIndex, ChangedAccounts, index_pairs
-from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey
+from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey, lock_owner
 from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
 from sync.members import MemberDirectory
 from sync.outbound import desired_fields, echo_fingerprint, plan_push
+from sync.plan import PlanStore, StagedItem
 from sync.posthog.client import UNSET, PostHogClient
 from sync.posthog.errors import (
     PostHogConflict,
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 THROTTLES = (PostHogRateLimited, BudgetExhausted)
 """Errors that mean "PostHog's budget is spent for now": they stop a run (re-queued later), never park a record."""
+
+PLAN_LOCK_TTL_MS = 2 * 3600 * 1000
+"""How long a plan holds its streams' run locks without progress (each chunk extends them)."""
 
 AMBIGUOUS = "*ambiguous*"
 """Account index value for a domain shared by several accounts: such a domain never links a record."""
@@ -228,9 +232,11 @@ class SyncEngine:
             return
         items = self._resolve(items, report)
         out = _Batch(report, dry_run)
-        self._apply_items(items, out)
-        if not dry_run:
-            self._push_back(connector, stream, mapping, items, out)
+        try:
+            self._apply_items(items, out)
+        finally:  # also when a throttle stopped the batch: what was written learns its account id now
+            if not dry_run:
+                self._push_back(connector, stream, mapping, items, out)
 
     def _apply_items(self, items: list[_Item], out: _Batch) -> None:
         """Write resolved items, each account once, under its lock; commit what was written in one round trip,
@@ -245,8 +251,7 @@ class SyncEngine:
                 out.forget.append(_key(item.record))  # deleted before we ever linked it: nothing to unlink
                 report.add("unchanged")
             else:
-                ext = item.patch.values.get("external_id")
-                new.setdefault(f"ext:{ext}" if ext else f"rec:{item.record.source}:{item.record.id}", []).append(item)
+                new.setdefault(_group_key(item), []).append(item)
 
         lock_names = [f"acct:{a}" for a in by_account] + [f"new:{k}" for k in new]
         with self.ledger.locks(lock_names, ttl_ms=self.lock_ttl_ms):
@@ -519,6 +524,142 @@ class SyncEngine:
             item.account_id = None
             out.parked.append({**error.as_report(), "object": item.record.object})
 
+    # -- plan before write (sync/plan.py) --------------------------------------------------------------------
+
+    def run_planned(
+        self,
+        connectors: Mapping[str, Connector],
+        streams: Mapping[str, Sequence[str]],
+        mode: str = "full",
+        chunk_size: int = 200,
+    ) -> list[RunReport]:
+        """Stage every stream of every connector, write each account once, then commit the cursors: the three
+        phases of ``sync/plan.py`` in this process. A throttle propagates with the plan staged; the workers'
+        ``crmsync.write_plan`` tasks (or another call of ``write_plan_chunk``) continue it."""
+        store, reports = self.stage_plan(connectors, streams, mode, chunk_size)
+        if store is None:
+            return reports
+        for number in range(store.chunks):
+            self.write_plan_chunk(store, number, connectors)
+        finished = self.finish_plan(store, connectors)
+        return reports + ([finished] if finished else [])
+
+    def stage_plan(
+        self,
+        connectors: Mapping[str, Connector],
+        streams: Mapping[str, Sequence[str]],
+        mode: str = "full",
+        chunk_size: int = 200,
+    ) -> tuple[PlanStore | None, list[RunReport]]:
+        """Phase 1: read every stream (everything when ``mode == "full"``, else since its cursor), stage what
+        changed, and hold the streams' run locks for the plan's life. Returns the sealed plan (None when the
+        run locks are held elsewhere or reading failed) and one report per stream."""
+        store = PlanStore.create(self.ledger, mode, chunk_size)
+        names = [f"run:{source}:{stream}" for source in connectors for stream in streams[source]]
+        owner = lock_owner.set(store.id)  # the plan, not the task, holds the run locks until its finish
+        try:
+            held = self.ledger.try_lock(names, PLAN_LOCK_TTL_MS)
+        finally:
+            lock_owner.reset(owner)
+        if len(held) < len(names):
+            self.ledger.release(held)
+            store.drop()
+            busy = [
+                RunReport(s, st, mode).finish("skipped", "run lock held by another worker")
+                for s in streams
+                for st in streams[s]
+            ]
+            return None, [self._store(r, False) for r in busy]
+        store.remember_locks(names)
+        reports: list[RunReport] = []
+        try:
+            self.index.refresh()
+            for source, connector in connectors.items():
+                for stream in streams[source]:
+                    reports.append(report := RunReport(source, stream, f"{mode}-plan"))
+                    self._stage_stream(store, connector, stream, report)
+                    report.notes.append(f"staged in plan {store.id}; written once per account by its chunks")
+                    report.finish("succeeded")
+        except (FatalError, RetryableError) as exc:
+            self.ledger.release(held)
+            store.drop()
+            for report in reports:
+                if report.status == "running":
+                    report.finish("failed", str(exc))
+            for report in reports:
+                self._store(report, False)
+            if isinstance(exc, RetryableError):
+                raise
+            return None, reports
+        store.seal()
+        return store, [self._store(r, False) for r in reports]
+
+    def _stage_stream(self, store: PlanStore, connector: Connector, stream: str, report: RunReport) -> None:
+        mapping = self.mapping.object(connector.source, stream)
+        cursor = None if store.mode == "full" else self._cursor(connector, stream)
+        for page in connector.pull(stream, cursor):
+            report.notes.extend(n for n in page.notes if n not in report.notes)
+            report.add("seen", len(page.records))
+            groups: dict[str, list[StagedItem]] = {}
+            for item in self._resolve(self._changed(page.records, mapping, report), report):
+                staged = StagedItem(item.record, item.account_id, item.domain_owner)
+                groups.setdefault(_group_key(item), []).append(staged)
+                report.add("staged")
+            store.stage(groups, (connector.source, stream, page.cursor.dump()) if page.cursor else None)
+
+    def write_plan_chunk(self, store: PlanStore, number: int, connectors: Mapping[str, Connector]) -> bool:
+        """Phase 2, one chunk: write its accounts once each and push back; True when it was the plan's last.
+
+        Safe to repeat: items the ledger shows applied (by an earlier run of this chunk, or a webhook refresh
+        with a newer version of the record) are skipped. A throttle stops the chunk and propagates, its partial
+        counts added to the plan's report."""
+        if not store.exists():
+            return False  # finished (a redelivered chunk) or expired
+        self.ledger.extend_many(store.locks(), store.id, PLAN_LOCK_TTL_MS)
+        items: list[_Item] = []
+        for staged in store.chunk(number):
+            patch = map_record(staged.record, self.mapping.object(staged.record.source, staged.record.object))
+            fp = patch.fingerprint(self._mapping_fp)
+            items.append(_Item(staged.record, patch, fp, None, staged.account_id, staged.domain_owner))
+        entries = self.ledger.get_records([_key(i.record) for i in items])
+        items = [i for i, entry in zip(items, entries, strict=True) if not _applied(i, entry)]
+        report = RunReport("all", "plan", store.mode)
+        out = _Batch(report)
+        try:
+            self._apply_items(items, out)
+        except THROTTLES:
+            self._push_back_all(connectors, items, out)
+            store.chunk_done(-1, report.counts, report.errors, report.review)
+            raise
+        self._push_back_all(connectors, items, out)
+        return store.chunk_done(number, report.counts, report.errors, report.review) >= store.chunks
+
+    def finish_plan(self, store: PlanStore, connectors: Mapping[str, Connector]) -> RunReport | None:
+        """Phase 3: commit every stream's cursor, store the write phase's report, release the run locks. Once:
+        a second caller (a redelivered last chunk) gets None."""
+        if not store.exists() or not store.claim_finish():
+            return None
+        for (source, stream), raw in store.cursors().items():
+            if (connector := connectors.get(source)) is not None:
+                self._advance(connector, stream, connector.cursor_type.load(raw))
+        counts, errors, review = store.report_parts()
+        report = RunReport("all", "plan", store.mode)
+        report.counts.update(counts)
+        report.errors.extend(errors)
+        report.review.extend(review)
+        report.notes.append(f"plan {store.id}: {store.chunks} chunks, each account written once")
+        self.ledger.release(dict.fromkeys(store.locks(), store.id))
+        store.drop()
+        return self._store(report.finish("succeeded"), False)
+
+    def _push_back_all(self, connectors: Mapping[str, Connector], items: list[_Item], out: _Batch) -> None:
+        by_stream: dict[tuple[str, str], list[_Item]] = {}
+        for item in items:
+            by_stream.setdefault((item.record.source, item.record.object), []).append(item)
+        for (source, stream), group in by_stream.items():
+            if (connector := connectors.get(source)) is not None:
+                self._push_back(connector, stream, self.mapping.object(source, stream), group, out)
+
     # -- push-back -------------------------------------------------------------------------------------------
 
     def _push_back(
@@ -618,6 +759,24 @@ class SyncEngine:
             else:
                 report.error(BadRecordError(connector.source, result.record_id, None, f"push: {result.error}"))
         self.ledger.commit(outbound=fps)
+
+
+def _group_key(item: _Item) -> str:
+    """The account a batch or plan writes ``item`` to: its id, or the account to create for its external id (or,
+    with none, for the record alone). Records of every source with one key are written together, once."""
+    if item.account_id:
+        return item.account_id
+    ext = item.patch.values.get("external_id")
+    return f"ext:{ext}" if ext else f"rec:{item.record.source}:{item.record.id}"
+
+
+def _applied(item: _Item, entry: RecordEntry | None) -> bool:
+    """Whether the ledger shows ``item`` (or a newer version of its record) as applied already."""
+    if entry is None:
+        return False
+    if item.fp in (entry.fp, entry.echo_fp):
+        return True
+    return entry.version is not None and item.record.version is not None and entry.version > item.record.version
 
 
 def _key(record: CrmRecord) -> RecordKey:

@@ -323,6 +323,15 @@ class Ledger:
     def extend(self, name: str, token: str, ttl_ms: int) -> bool:
         return bool(self._extend(keys=[f"{self.ns}:lock:{name}"], args=[token, ttl_ms]))
 
+    def extend_many(self, names: Sequence[str], token: str, ttl_ms: int) -> int:
+        """Extend every named lock still holding ``token`` (one round trip); returns how many."""
+        if not names:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            self._extend(keys=[f"{self.ns}:lock:{name}"], args=[token, ttl_ms], client=pipe)
+        return sum(int(r) for r in pipe.execute())
+
     @contextmanager
     def locks(self, names: Sequence[str], ttl_ms: int = 60_000, wait_s: float = 30.0) -> Iterator[None]:
         """Hold every named lock for the block, waiting (bounded) for ones held elsewhere.

@@ -6,6 +6,7 @@ it at once, naming the key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -101,6 +102,11 @@ def run_inline(runtime: Runtime, sources: list[str], full: bool, dry_run: bool, 
     """Run the syncs in this process, with a progress bar per stream."""
     reports: list[RunReport] = []
     mode = "full" if full else "incremental"
+    if len(sources) > 1 and not dry_run:  # plan before write: every account written once, whatever its sources
+        status = console.status("reading every source, then writing each account once", spinner="dots")
+        with contextlib.nullcontext() if quiet else status:
+            connectors = {s: runtime.connector(s) for s in sources}
+            return runtime.engine.run_planned(connectors, {s: runtime.streams(s) for s in sources}, mode)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -131,10 +137,12 @@ def run_inline(runtime: Runtime, sources: list[str], full: bool, dry_run: bool, 
 def run_enqueued(runtime: Runtime, sources: list[str], full: bool, dry_run: bool, quiet: bool) -> list[dict[str, Any]]:
     """Enqueue one ``crmsync.sync_source`` per source and follow the workers' progress until done."""
     from workers.celery_app import configure
-    from workers.tasks import sync_source
+    from workers.tasks import sync_all, sync_source
 
     configure(runtime.config.redis_url)
     mode = "full" if full else "incremental"
+    if len(sources) > 1 and not dry_run:
+        return _follow_plan(sync_all.apply_async((), {"mode": mode}, queue="bulk"), quiet)
     results = {s: sync_source.apply_async((s,), {"mode": mode, "dry_run": dry_run}, queue="bulk") for s in sources}
     runs: list[dict[str, Any]] = []
     with Progress(
@@ -164,6 +172,45 @@ def run_enqueued(runtime: Runtime, sources: list[str], full: bool, dry_run: bool
                     else:
                         runs.append({"source": source, "status": "failed", "reason": str(value)})
                     del pending[source]
+            time.sleep(0.2)
+    return runs
+
+
+def _follow_plan(staging: Any, quiet: bool) -> list[dict[str, Any]]:
+    """Follow a ``crmsync.sync_all``: its staging, then its write chunks, with one progress bar."""
+    from celery.result import AsyncResult
+
+    from workers.celery_app import app
+
+    runs: list[dict[str, Any]] = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
+        bar = progress.add_task("reading every source (plan)", total=None)
+        while not staging.ready():
+            time.sleep(0.2)
+        value = staging.get(propagate=False)
+        if not isinstance(value, dict):
+            return [{"source": "all", "status": "failed", "reason": str(value)}]
+        runs.extend(value.get("runs", []))
+        chunks = [AsyncResult(i, app=app) for i in value.get("chunks", [])]
+        progress.update(bar, description="writing each account once", total=len(chunks), completed=0)
+        pending = list(chunks)
+        while pending:
+            for result in [r for r in pending if r.ready()]:
+                pending.remove(result)
+                done = result.get(propagate=False)
+                if isinstance(done, dict):
+                    runs.extend(done.get("runs", []))
+                else:
+                    runs.append({"source": "all", "stream": "plan", "status": "failed", "reason": str(done)})
+            progress.update(bar, completed=len(chunks) - len(pending))
             time.sleep(0.2)
     return runs
 

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from celery import Task
+from celery import Task, group
 
 from sync.engine import THROTTLES
 from sync.errors import ConfigError, RetryableError
 from sync.ledger import lock_owner
+from sync.plan import PlanStore
 from sync.report import RunReport
 from workers.celery_app import MAX_COUNTDOWN_S, app
 from workers.metrics import record_api_calls, record_run
@@ -26,6 +27,7 @@ from workers.runtime import Runtime, get_runtime
 log = structlog.get_logger("crmsync.tasks")
 MAX_RETRIES = 6
 PENDING_BATCH = 500
+PLAN_CHUNK_SIZE = 200  # accounts per crmsync.write_plan task
 THROTTLE_PAUSE_S = 60.0  # when a throttle names no Retry-After: PostHog's budget frees by the minute
 
 
@@ -103,6 +105,47 @@ def sync_source(self: Task, source: str, mode: str = "incremental", dry_run: boo
         return [rt.engine.run(connector, stream, mode, dry_run, progress) for stream in rt.streams(source)]
 
     return _guarded(self, work, source)
+
+
+@app.task(name="crmsync.sync_all", bind=True)
+def sync_all(self: Task, mode: str = "incremental") -> dict[str, Any]:
+    """Plan before write (``sync/plan.py``): read every enabled source and stage what changed, then fan the
+    writes out as one ``crmsync.write_plan`` task per chunk, each account written once whatever the number of
+    sources holding it. Returns the staging reports and ``chunks``: the write tasks' ids, to follow."""
+    if mode not in ("incremental", "full"):
+        raise ValueError(f"mode must be incremental or full, not {mode!r}")
+    chunk_ids: list[str] = []
+
+    def work(rt: Runtime) -> list[RunReport]:
+        connectors = {s: rt.connector(s) for s in rt.config.enabled_sources()}
+        streams = {s: rt.streams(s) for s in connectors}
+        store, reports = rt.engine.stage_plan(connectors, streams, mode, PLAN_CHUNK_SIZE)
+        if store is None:
+            return reports
+        if store.chunks == 0:
+            finished = rt.engine.finish_plan(store, connectors)
+            return reports + ([finished] if finished else [])
+        writes = group(write_plan.si(store.id, n) for n in range(store.chunks)).apply_async(queue="bulk")
+        chunk_ids.extend(r.id for r in writes.results)
+        return reports
+
+    result = _guarded(self, work, "all")
+    return {**result, "chunks": chunk_ids}
+
+
+@app.task(name="crmsync.write_plan", bind=True)
+def write_plan(self: Task, plan_id: str, number: int) -> dict[str, Any]:
+    """Write one chunk of a staged plan; the chunk that completes the plan commits its cursors and report."""
+
+    def work(rt: Runtime) -> list[RunReport]:
+        store = PlanStore(rt.ledger, plan_id)
+        connectors = {s: rt.connector(s) for s in rt.config.enabled_sources()}
+        if not rt.engine.write_plan_chunk(store, number, connectors):
+            return []
+        finished = rt.engine.finish_plan(store, connectors)
+        return [finished] if finished else []
+
+    return _guarded(self, work, "plan")
 
 
 @app.task(name="crmsync.refresh", bind=True)

@@ -107,8 +107,9 @@ def test_manual_sync_through_the_cli_on_the_worker(deployment: Deployment) -> No
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     runs = {r["source"]: r for r in report["runs"]}
-    assert set(runs) == {"salesforce", "hubspot", "stripe"}
+    assert set(runs) == {"salesforce", "hubspot", "stripe", "all"}  # three read and staged, then one plan written
     assert all(r["status"] == "succeeded" and r["counts"]["failed"] == 0 for r in runs.values())
+    assert runs["all"]["counts"]["created"] > 0 and runs["all"]["counts"]["pushed"] > 0
     assert set(runs["hubspot"]["counts"]) >= {
         "seen",
         "created",
@@ -191,5 +192,6 @@ def test_status_and_metrics_report_the_runs(deployment: Deployment) -> None:
         assert any(c["present"] for c in status[source]["cursors"].values())
     metrics = httpx.get(f"{deployment.stack.webhooks_url}/metrics").text
     assert 'crmsync_runs_total{source="hubspot",status="succeeded"}' in metrics
-    assert 'crmsync_records_total{outcome="created",source="salesforce"}' in metrics
+    assert 'crmsync_records_total{outcome="seen",source="salesforce"}' in metrics
+    assert 'crmsync_records_total{outcome="created",source="all"}' in metrics  # a plan writes for every source
     assert 'crmsync_webhooks_total{outcome="accepted",source="stripe"}' in metrics
