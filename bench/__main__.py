@@ -1,6 +1,6 @@
 """``make bench`` (``python -m bench``): every scenario through crmsync, the naive script and the ceiling.
 
-``--records N`` per CRM (default 10,000), ``--scenarios 1,2,3,4,5``, ``--quick`` (500 records), ``--out DIR``
+``--records N`` per CRM (default 10,000), ``--scenarios 1,2,3,4,5,6``, ``--quick`` (500 records), ``--out DIR``
 (default ``bench/results``), ``--docs FILE`` (default ``docs/performance.md``; ``--no-docs`` leaves it alone).
 Results are written after every step, so an interrupted run keeps what it measured.
 """
@@ -88,7 +88,7 @@ class Bench:
         return row
 
     def crmsync(self) -> None:
-        wanted = self.scenarios & {"1", "2", "3", "4"}
+        wanted = self.scenarios & {"1", "2", "3", "4", "6"}
         if not wanted:
             return
         with Env(self.records, workers=MAIN_WORKERS, redis=self.redis) as env:
@@ -116,6 +116,9 @@ class Bench:
                 )
             if "4" in wanted:
                 self.add("crmsync", webhook_burst(env, accounts, self.records))
+            if "6" in wanted:  # a trickle: one event a second
+                trickle = webhook_burst(env, accounts, self.records, 60, pace_s=1.0, duplicates=0.0, scenario="6")
+                self.add("crmsync", trickle)
             # last: replayed creates without an external id add accounts, which later scenarios must not see
             self.results["ceiling"] = measure_ceiling(env, first["records"])
             _log(f"ceiling: {self.results['ceiling']['total_s']} s")
@@ -161,7 +164,7 @@ class Bench:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--records", type=int, default=10_000, help="records per CRM (default 10000)")
-    parser.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated subset of 1,2,3,4,5")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6", help="comma-separated subset of 1,2,3,4,5,6")
     parser.add_argument("--quick", action="store_true", help="500 records per CRM: a smoke run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "performance.md")
@@ -170,7 +173,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.records = 500
     scenarios = {s.strip() for s in args.scenarios.split(",") if s.strip()}
-    unknown = scenarios - {"1", "2", "3", "4", "5"}
+    unknown = scenarios - {"1", "2", "3", "4", "5", "6"}
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.scenario_set = scenarios

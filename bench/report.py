@@ -59,6 +59,12 @@ def ratios_and_targets(results: dict[str, Any]) -> tuple[dict[str, Any], list[di
                 "crmsync_over_naive_posthog_requests": _ratio(c["posthog_requests"], n["posthog_requests"]),
                 "crmsync_over_naive_time": _ratio(c["wall_s"], n["wall_s"]),
             }
+    budget = {}
+    for engine, rows in (("crmsync", crm), ("naive", naive)):
+        if "1" in rows:
+            budget[engine] = posthog_cost(rows["1"])
+    if budget:
+        ratios["initial_sync_posthog_cost"] = budget
     ceiling = results.get("ceiling")
     if "1" in crm and ceiling and ceiling.get("records_per_s"):
         ratios["throughput_over_ceiling"] = _ratio(crm["1"]["records_per_s"], ceiling["records_per_s"])
@@ -89,12 +95,38 @@ def ratios_and_targets(results: dict[str, Any]) -> tuple[dict[str, Any], list[di
             None if value is None else value >= need,
             None if value is None else f"{value}x",
         )
+    per_account = budget.get("crmsync", {}).get("requests_per_account")
+    target(
+        "scenario 1: ≤ 1.1 PostHog requests per account created (floor 1.0)",
+        None if per_account is None else per_account <= 1.1,
+        per_account,
+    )
     value = ratios.get("throughput_over_ceiling")
     target("scenario 1: throughput ≥ 70% of ceiling", None if value is None else value >= 0.7, value)
     if "4" in crm:
         p99 = crm["4"]["webhook"]["latency_s"]["p99"]
-        target("webhook p99 < 1 s", p99 < 1.0, f"{p99} s")
+        target("webhook burst p99 < 1 s", p99 < 1.0, f"{p99} s")
+    if "6" in crm:
+        hook = crm["6"]["webhook"]
+        p99, bound = hook["latency_s"]["p99"], hook["coalesce_s"] + 1.0
+        target(f"webhook trickle (1 event/s) p99 < coalescing window + 1 s ({bound:g} s)", p99 < bound, f"{p99} s")
     return ratios, targets
+
+
+POSTHOG_REQUESTS_PER_HOUR = 4800  # PostHog's sustained limit per personal API key (posthog/rate_limit.py)
+
+
+def posthog_cost(row: dict[str, Any]) -> dict[str, Any]:
+    """PostHog requests per account created (POSTs that made an account; floor 1.0: PostHog has no bulk write)
+    and the hours the run would take at PostHog's real budget of 4,800 requests an hour."""
+    requests = row["posthog_requests"]
+    created = row["requests"]["posthog"]["by_method"].get("POST", 0)
+    return {
+        "requests": requests,
+        "accounts_created": created,
+        "requests_per_account": round(requests / created, 3) if created else None,
+        "hours_at_real_budget": round(requests / POSTHOG_REQUESTS_PER_HOUR, 2),
+    }
 
 
 def _fmt(value: Any) -> str:
@@ -147,12 +179,12 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_fmt(c['requests_per_s'])} |"
             )
         lines.append(f"| **total** | | | {_fmt(ceiling['total_s'])} | {_fmt(ceiling['records_per_s'])} records/s |")
-    webhook = next((r["webhook"] for r in results.get("crmsync", []) if "webhook" in r), None)
-    if webhook:
+    for webhook in (r["webhook"] for r in results.get("crmsync", []) if "webhook" in r):
         lat = webhook["latency_s"]
+        kind = f"trickle (one every {webhook['pace_s']:g} s)" if webhook.get("pace_s") else "burst"
         lines += [
             "",
-            f"Webhook burst: {webhook['deliveries']:,} Stripe deliveries ({webhook['duplicates']:,} duplicates, "
+            f"Webhook {kind}: {webhook['deliveries']:,} Stripe deliveries ({webhook['duplicates']:,} duplicates, "
             f"shuffled) for {webhook['customers']:,} customers; {webhook['reached_posthog']:,} reached PostHog. "
             f"Delivery → PostHog state: p50 {lat['p50']} s, p95 {lat['p95']} s, p99 {lat['p99']} s, max {lat['max']} s "
             f"(coalescing window {webhook['coalesce_s']} s, PostHog polled every {webhook['poll_interval_s']} s).",
@@ -166,6 +198,15 @@ def markdown(results: dict[str, Any]) -> str:
                 fewer = _fmt(r["posthog_requests_naive_over_crmsync"])
                 lines.append(f"| scenario {s}: naive / crmsync PostHog requests | {fewer}x |")
                 lines.append(f"| scenario {s}: crmsync / naive time | {_fmt(r['crmsync_over_naive_time'])} |")
+        for engine, cost in ratios.get("initial_sync_posthog_cost", {}).items():
+            lines.append(
+                f"| scenario 1, {engine}: PostHog requests per account created (floor 1.0) "
+                f"| {_fmt(cost['requests_per_account'])} |"
+            )
+            lines.append(
+                f"| scenario 1, {engine}: hours at PostHog's real budget ({_fmt(cost['requests'])} requests "
+                f"÷ 4,800/h) | {_fmt(cost['hours_at_real_budget'])} |"
+            )
         if "throughput_over_ceiling" in ratios:
             lines.append(f"| scenario 1: crmsync throughput / ceiling | {_fmt(ratios['throughput_over_ceiling'])} |")
     if results.get("targets"):

@@ -234,23 +234,31 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def webhook_burst(
-    env: Env, accounts: list[Account], records: int, deliveries: int = 2000, timeout_s: float = 300
+    env: Env,
+    accounts: list[Account],
+    records: int,
+    deliveries: int = 2000,
+    timeout_s: float = 300,
+    pace_s: float = 0.0,
+    duplicates: float = 0.3,
+    scenario: str = "4",
 ) -> Measurement:
     """Rename Stripe-only customers (admin route, so the stand-in stores real ``customer.updated`` events), then
-    deliver those events signed to the receiver: ``deliveries`` POSTs, 30% of them duplicates, in shuffled order.
+    deliver those events signed to the receiver: ``deliveries`` POSTs, a share ``duplicates`` of them repeats, in
+    shuffled order, back to back (a burst) or one every ``pace_s`` seconds (a trickle).
     Latency per customer: from the first delivery of one of its events to PostHog showing its final name."""
     from workers.webhooks import create_webhook_app
 
     assert env.http is not None and env.runtime is not None and env.stack is not None
     n = records
-    unique = round(deliveries * 0.7)
+    unique = round(deliveries * (1 - duplicates))
     customers = [
         str(a.properties.stripe_customer_id)
         for a in sorted(accounts, key=lambda a: a.external_id or a.id)
         if a.properties.stripe_customer_id and (i := _identity(a)) is not None and n + n // 3 <= i < n + 2 * n // 3
     ]
     customers = customers[:unique]
-    marker = f"WHB{random.Random(n).randrange(10**6):06d}"
+    marker = f"WH{scenario}{random.Random(n).randrange(10**6):06d}"
     final: dict[str, str] = {}
     for j in range(unique):
         customer = customers[j % len(customers)]
@@ -281,6 +289,8 @@ def webhook_burst(
     def deliver() -> None:
         with httpx.Client(timeout=30) as client:
             for body in plan:
+                if pace_s:
+                    time.sleep(pace_s)
                 customer = str(json.loads(body)["data"]["object"]["id"])
                 first_delivery.setdefault(customer, time.monotonic())
                 response = client.post(
@@ -321,7 +331,7 @@ def webhook_burst(
             delta.requests["posthog"][key] -= polls  # the bench's own polling
     latencies = [seen_at[c] - first_delivery[c] for c in seen_at if c in first_delivery]
     return Measurement(
-        scenario="4",
+        scenario=scenario,
         engine="crmsync",
         workers=env.workers,
         wall_s=wall,
@@ -343,6 +353,7 @@ def webhook_burst(
                     "p99": round(_percentile(latencies, 99), 3),
                     "max": round(max(latencies), 3) if latencies else None,
                 },
+                "pace_s": pace_s,
                 "coalesce_s": env.coalesce_s,
                 "poll_interval_s": 0.05,
                 "bench_polls_subtracted": polls,

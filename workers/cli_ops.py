@@ -251,7 +251,12 @@ _MAIN = (
     ("failed", "fail"),
 )
 _OTHER = ("unlinked", "conflicts", "superseded")
-_STATUS = {"succeeded": "[green]ok[/]", "failed": "[red]failed[/]", "skipped": "[yellow]skipped[/]"}
+_STATUS = {
+    "succeeded": "[green]ok[/]",
+    "failed": "[red]failed[/]",
+    "skipped": "[yellow]skipped[/]",
+    "throttled": "[yellow]throttled[/]",
+}
 
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:
