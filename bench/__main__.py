@@ -93,7 +93,9 @@ class Bench:
             return
         with Env(self.records, workers=MAIN_WORKERS, redis=self.redis) as env:
             _log(f"stand-ins up with {self.records} records per CRM; worker with {MAIN_WORKERS} processes")
-            self.add("crmsync", measure_sync(env, "1", full=True, outbound=False))
+            initial = measure_sync(env, "1", full=True, outbound=False)
+            initial.extra["accounts_after"] = len(snapshot_accounts(env))  # outside the measured window
+            self.add("crmsync", initial)
             first = self.results["crmsync"][0]
             if "1" not in wanted:
                 self.results["crmsync"].pop(0)
@@ -129,7 +131,9 @@ class Bench:
         if not wanted:
             return
         with Env(self.records, start_workers=False, redis=self.redis) as env:
-            self.add("naive", _naive_measurement(env, "1", None))
+            initial = _naive_measurement(env, "1", None)
+            initial.extra["accounts_after"] = len(snapshot_accounts(env))
+            self.add("naive", initial)
             if "2" in wanted:
                 self.add("naive", _naive_measurement(env, "2", 0))
             if "3" in wanted:
