@@ -50,6 +50,11 @@ THROTTLES = (PostHogRateLimited, BudgetExhausted)
 PLAN_LOCK_TTL_MS = 2 * 3600 * 1000
 """How long a plan holds its streams' run locks without progress (each chunk extends them)."""
 
+TAGS_DROPPED = (
+    "PostHog dropped the tags crmsync wrote (this organisation lacks PostHog's tagging feature): tags are no "
+    "longer sent until the mapping changes"
+)
+
 AMBIGUOUS = "*ambiguous*"
 """Account index value for a domain shared by several accounts: such a domain never links a record."""
 
@@ -102,6 +107,7 @@ class SyncEngine:
         self.index = AccountIndex(posthog, ledger)
         self.lock_ttl_ms = lock_ttl_ms
         self._mapping_fp = mapping.fingerprint()
+        self._no_tagging: bool | None = None  # PostHog drops our tags (read from the ledger once per process)
 
     # -- runs ----------------------------------------------------------------------------------------------
 
@@ -408,6 +414,7 @@ class SyncEngine:
     def _write(self, out: _Batch, account: Account, group: list[_Item], entry: AccountEntry) -> None:
         before = AccountState.of(account)
         result = merge(before, entry, [i.patch for i in group], self.mapping, out.roles, _ranks(group))
+        self._without_tags_if_dropped(before, result)
         report = out.report
         self._tally(report, result)
         if out.dry_run:
@@ -415,7 +422,9 @@ class SyncEngine:
             return
         if result.changed:
             try:
-                out.seen.append(self._patch(account.id, before, result.state))
+                written = self._patch(account.id, before, result.state)
+                out.seen.append(written)
+                self._check_tags_kept(out, result.state, written)
             except PostHogNotFound:  # deleted by a person since we last saw it
                 self._account_gone(out, account.id, group)
                 return
@@ -434,6 +443,7 @@ class SyncEngine:
     def _apply_new(self, out: _Batch, group: list[_Item]) -> None:
         empty = AccountState.empty()
         result = merge(empty, AccountEntry(), [i.patch for i in group], self.mapping, out.roles, _ranks(group))
+        self._without_tags_if_dropped(empty, result)
         report = out.report
         self._tally(report, result)
         state = result.state
@@ -463,6 +473,7 @@ class SyncEngine:
             self._park(out, group, None, exc)
             return
         out.seen.append(account)
+        self._check_tags_kept(out, state, account)
         report.add("created")
         report.add("updated", max(0, len(group) - 1 - len(result.superseded)))
         self._remember(out, account.id, empty, result, group)
@@ -483,6 +494,29 @@ class SyncEngine:
             properties=after.properties if after.properties != before.properties else UNSET,
             tags=after.tags if sorted(after.tags) != sorted(before.tags) else UNSET,
         )
+
+    # -- PostHog organisations without the tagging feature ------------------------------------------------
+
+    def _tags_dropped(self) -> bool:
+        """Whether PostHog was seen dropping our tags under this mapping (so none are sent until it changes)."""
+        if self._no_tagging is None:
+            seen = self.ledger.tagging_unsupported()
+            self._no_tagging = seen is not None and seen.get("mapping") == self._mapping_fp
+        return self._no_tagging
+
+    def _without_tags_if_dropped(self, before: AccountState, result: MergeResult) -> None:
+        """Where PostHog drops tags, a tag change is no change: it would be PATCHed, dropped, and PATCHed again."""
+        if self._tags_dropped():
+            result.state.tags = list(before.tags)
+            result.changes = [c for c in result.changes if c.field != "tags"]
+
+    def _check_tags_kept(self, out: _Batch, sent: AccountState, written: Account) -> None:
+        """PostHog silently drops tags for organisations without its tagging feature and answers ``[]``: seen
+        once, remembered in the ledger for this mapping, reported once, and tags are no longer sent."""
+        if sent.tags and not written.tags and not self._tags_dropped():
+            self._no_tagging = True
+            self.ledger.mark_tagging_unsupported(self._mapping_fp)
+            out.report.notes.append(TAGS_DROPPED)
 
     def _tally(self, report: RunReport, result: MergeResult) -> None:
         for error in result.errors:

@@ -9,6 +9,7 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``):
 | ``<ns>:idx:<kind>:<value>`` | account id, for kind ``external_id`` or a CRM id property (``sfdc_id``, ...) |
 | ``<ns>:idxmeta`` | JSON: the account index watermark (``updated_at`` of the newest account indexed) |
 | ``<ns>:seen:<account id>`` | the account as PostHog last showed it (``updated_at``, newline, JSON) |
+| ``<ns>:notags`` | JSON: PostHog dropped our tags (no tagging feature), for this mapping fingerprint, since when |
 | ``<ns>:out:<source>:<object>:<id>`` | fingerprint of what was last pushed to that CRM record |
 | ``<ns>:cursor:<source>:<stream>`` | committed incremental cursor |
 | ``<ns>:evt:<source>:<event id>`` | a webhook event already seen (``SET NX`` with a TTL) |
@@ -256,6 +257,16 @@ class Ledger:
 
     def set_index_watermark(self, watermark: str) -> None:
         self.redis.set(f"{self.ns}:idxmeta", json.dumps({"watermark": watermark, "at": time.time()}))
+
+    # -- PostHog without its tagging feature ---------------------------------------------------------------
+
+    def tagging_unsupported(self) -> dict[str, Any] | None:
+        """``{"mapping": fingerprint, "at": epoch}`` when PostHog was found dropping the tags we wrote."""
+        raw = cast(str | None, self.redis.get(f"{self.ns}:notags"))
+        return cast(dict[str, Any], json.loads(raw)) if raw else None
+
+    def mark_tagging_unsupported(self, mapping_fp: str) -> None:
+        self.redis.set(f"{self.ns}:notags", json.dumps({"mapping": mapping_fp, "at": time.time()}))
 
     # -- cursors -----------------------------------------------------------------------------------------
 
