@@ -14,6 +14,7 @@ sources:                                                     # one block per CRM
   hubspot: {enabled: true, schedule: {every_s: 300}, config: {access_token: ..., host: ...}}
 outbound: {schedule: {every_s: 300}}                         # PostHog → CRM pass
 reconcile: {schedule: {cron: "17 3 * * *"}}                  # delete reconciliation
+dlq_replay: {schedule: {every_s: 60}, backoff_s: 60, max_backoff_s: 3600}   # parked records, per-source backoff
 webhooks: {max_body_bytes: 1048576, coalesce_s: 2.0}
 mappings: ...   ownership: ...   identity: ...               # docs/engine.md
 ```
@@ -93,6 +94,21 @@ class JobBlock(BaseModel):
     schedule: Schedule = Schedule(every_s=300)
 
 
+class DlqReplayBlock(JobBlock):
+    """Scheduled replay of parked records: beat's tick (every minute by default), and per source a backoff
+    between attempts that left records parked: ``backoff_s`` doubling up to ``max_backoff_s``."""
+
+    schedule: Schedule = Schedule(every_s=60)
+    backoff_s: float = Field(60.0, gt=0)
+    max_backoff_s: float = Field(3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DlqReplayBlock:
+        if self.max_backoff_s < self.backoff_s:
+            raise ValueError("max_backoff_s must be at least backoff_s")
+        return self
+
+
 class WebhookBlock(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -113,6 +129,7 @@ class AppConfig(BaseModel):
     sources: dict[str, SourceBlock] = Field(default_factory=dict)
     outbound: JobBlock = JobBlock()
     reconcile: JobBlock = JobBlock(schedule=Schedule(cron="17 3 * * *"))
+    dlq_replay: DlqReplayBlock = DlqReplayBlock()
     webhooks: WebhookBlock = WebhookBlock()
     mapping: MappingConfig
 

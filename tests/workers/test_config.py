@@ -64,7 +64,17 @@ def test_posthog_settings_come_from_file_and_environment(monkeypatch: pytest.Mon
 
 def test_beat_schedule_from_config() -> None:
     schedule = beat_schedule(parse_config(raw()))
-    assert set(schedule) == {"sync:memcrm", "full:memcrm", "reconcile:memcrm", "reconcile:accounts", "outbound"}
+    assert set(schedule) == {
+        "sync:memcrm",
+        "full:memcrm",
+        "reconcile:memcrm",
+        "reconcile:accounts",
+        "outbound",
+        "replay:dlq",
+    }
+    assert schedule["replay:dlq"]["task"] == "crmsync.replay_dlq"
+    assert schedule["replay:dlq"]["kwargs"] == {"scheduled": True}
+    assert schedule["replay:dlq"]["schedule"] == timedelta(seconds=60)
     assert schedule["sync:memcrm"]["schedule"] == timedelta(seconds=60)
     assert schedule["sync:memcrm"]["kwargs"] == {"mode": "incremental"}
     assert schedule["full:memcrm"]["schedule"].minute == {0}
