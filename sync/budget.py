@@ -14,7 +14,7 @@ continuously, which a sliding log refuses; so this budget keeps the same kind of
 
 Keys (``<base>`` = ``<prefix>:budget:posthog:<host>:<key hash>``, see ``posthog_budget_key``):
 ``<base>:w:<seconds>`` a window's log, ``<base>:blocked`` the server time (epoch seconds) a 429 blocks until,
-``<base>:stats`` how many acquisitions had to wait and how many 429s blocked the budget (all workers, ever).
+``<base>:stats`` how many attempts were told to wait and how many 429s blocked the budget (all workers, ever).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ class BudgetUsage:
     windows: tuple[WindowUsage, ...]
     blocked_for_s: float  # 0 when not blocked
     blocked_until: float | None  # epoch seconds (Redis server time) while blocked
-    waits: int  # acquisitions that had to wait, ever (all workers)
+    waits: int  # attempts told to wait for a slot, ever (all workers)
     blocks: int  # 429s that blocked the budget, ever (all workers)
 
     def as_dict(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import threading
 from functools import cached_property
 
 import redis
+import structlog
 
 from connectors.base import Connector
 from connectors.registry import build_connector
@@ -15,7 +16,10 @@ from sync.errors import ConfigError
 from sync.ledger import Ledger
 from sync.posthog.client import PostHogClient
 from sync.posthog.scopes import require_scopes
+from sync.ratelimit import BudgetExhausted
 from workers.config import AppConfig, load_config
+
+log = structlog.get_logger("crmsync.runtime")
 
 
 class Runtime:
@@ -80,9 +84,16 @@ class Runtime:
 
         Five harmless probes (``sync/posthog/scopes.py``), so that a key without, say, ``usage_metric:write``
         stops the worker at once instead of failing runs one by one later. A client of its own, closed at once:
-        the worker forks its pool after this, and children must not share an open connection."""
+        the worker forks its pool after this, and children must not share an open connection.
+
+        The probes draw on PostHog's request budget like any call. When it is spent for longer than a call may
+        wait (another worker's backlog, a 429 block), the check is skipped with a warning rather than keeping the
+        worker from starting: a missing scope still fails the first run that needs it, naming the scope."""
         with PostHogClient(self.settings, budget=self.posthog_budget) as client:
-            require_scopes(client)
+            try:
+                require_scopes(client)
+            except BudgetExhausted as exc:
+                log.warning("PostHog scope check skipped: request budget spent", retry_after=exc.retry_after)
 
     def streams(self, source: str) -> list[str]:
         """The streams of ``source`` that have a mapping (in the connector's order)."""

@@ -140,3 +140,15 @@ def test_status_shows_dead_letters_and_the_budget(runtime: Runtime, crm: MemoryC
     assert blocked["blocked"] is True and blocked["blocked_until"] is not None and blocked["blocks"] == 1
     assert "blocked by a 429" in budget_line(blocked)
     assert budget_line({"unthrottled": True}).endswith("unthrottled (posthog.budget: [])")
+
+
+def test_worker_start_up_skips_the_scope_check_while_the_budget_is_spent(
+    runtime: Runtime, posthog: PostHogSandbox
+) -> None:
+    assert runtime.posthog_budget is not None
+    runtime.check_posthog_key()  # the probes, through the budget
+    probes = posthog.stats()["total"]
+    assert probes > 0 and runtime.posthog_budget.usage().windows[0].used == probes
+    runtime.posthog_budget.block(3600)  # e.g. another worker met a 429 with a long Retry-After
+    runtime.check_posthog_key()  # neither raises nor sends anything
+    assert posthog.stats()["total"] == probes
