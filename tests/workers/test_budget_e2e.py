@@ -20,7 +20,7 @@ from workers.runtime import Runtime
 
 def test_a_throttled_stack_syncs_within_its_budget() -> None:
     prefix = f"crmsync-test-{uuid.uuid4().hex[:12]}"
-    stack = SandboxStack(seed=12, redis_url=REDIS_URL, webhooks=False, ledger_prefix=prefix)
+    stack = SandboxStack(seed=30, redis_url=REDIS_URL, webhooks=False, ledger_prefix=prefix)
     stack.posthog_throttle = (ThrottleRate(15, 1),)
     with stack:
         config = stack.config()
@@ -32,9 +32,9 @@ def test_a_throttled_stack_syncs_within_its_budget() -> None:
             report = runtime.engine.run(runtime.connector("salesforce"), stream, "full")
             stats = httpx.get(f"{stack.url('posthog')}/_sandbox/stats").json()
             assert report.status == "succeeded" and report.counts["failed"] == 0
-            assert report.counts["created"] + report.counts["updated"] == 12
+            assert report.counts["created"] + report.counts["updated"] == 30
             assert stats["throttled"] == 0  # every request waited for budget instead of being refused
-            assert stats["total"] > 15 and runtime.posthog_budget.waits >= 1
+            assert stats["total"] > 2 * 15 and runtime.posthog_budget.waits >= 1
         finally:
             runtime.close()
             delete_keys(runtime.redis, f"{prefix}:*")
