@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -343,8 +344,6 @@ def _dead_letter_summary(entry_id: str, entry: dict[str, Any], now: float) -> di
 def _epoch(iso: str | None) -> float | None:
     if not iso:
         return None
-    from datetime import datetime
-
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
@@ -385,7 +384,10 @@ def budget_line(budget: dict[str, Any]) -> str:
     if budget.get("unthrottled"):
         return "PostHog budget: unthrottled (posthog.budget: [])"
     windows = " · ".join(f"{w['window']} used {w['used']}, left {w['left']}" for w in budget["windows"])
-    blocked = f"blocked by a 429 for {budget['blocked_for_s']:.0f}s more" if budget["blocked"] else "not blocked"
+    blocked = "not blocked"
+    if budget["blocked"]:
+        until = datetime.fromtimestamp(budget["blocked_until"], tz=UTC).strftime("%H:%M:%S UTC")
+        blocked = f"blocked by a 429 until {until} ({budget['blocked_for_s']:.0f}s more)"
     return f"PostHog budget: {windows} · {blocked} · waits {budget['waits']}, 429s {budget['blocks']}"
 
 

@@ -138,7 +138,7 @@ def test_status_shows_dead_letters_and_the_budget(runtime: Runtime, crm: MemoryC
     runtime.posthog_budget.block(30)
     blocked = status_data(runtime)["posthog_budget"]
     assert blocked["blocked"] is True and blocked["blocked_until"] is not None and blocked["blocks"] == 1
-    assert "blocked by a 429" in budget_line(blocked)
+    assert "blocked by a 429 until " in budget_line(blocked) and " UTC (" in budget_line(blocked)
     assert budget_line({"unthrottled": True}).endswith("unthrottled (posthog.budget: [])")
 
 
