@@ -4,7 +4,8 @@ Each stand-in (PostHog, HubSpot, Stripe, Salesforce) is a FastAPI app that speak
 What they have in common lives here so that benchmarks and fault tests drive all four the same way:
 
 - ``GET  /_sandbox/health``  → ``{"ok": true}``
-- ``GET  /_sandbox/stats``   → request counts by method, route template and status (``StatsRecorder``)
+- ``GET  /_sandbox/stats``   → request counts by method, route template and status (``StatsRecorder``), and
+  ``throttled``: the 429s the stand-in answered by its own rate limits (injected faults are counted apart)
 - ``POST /_sandbox/stats/reset`` → zero the counters, keep the data
 - ``POST /_sandbox/faults``  → ``{"rate_429", "rate_5xx", "latency_ms", "retry_after_s", "seed"}``; ``{}`` clears
 - ``POST /_sandbox/reset``   → clears stats and faults, and the stand-in's own data through its reset hook
@@ -34,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ADMIN_PREFIX = "/_sandbox"
+FAULT_ROUTE = "<fault>"
+"""The route injected faults are counted under in the stats."""
 
 FaultResponder = Callable[[int, float], Response]
 """Builds the vendor-shaped response for an injected fault: (status 429 or 5xx, retry-after seconds)."""
@@ -81,6 +84,7 @@ class StatsRecorder:
             by_method[method] += n
         return {
             "total": sum(n for _, n in items),
+            "throttled": sum(n for (_, route, status), n in items if status == 429 and route != FAULT_ROUTE),
             "by_method": dict(by_method),
             "requests": [{"method": m, "route": r, "status": s, "count": n} for (m, r, s), n in items],
             "faults_injected": {str(k): v for k, v in sorted(faults.items())},
@@ -146,7 +150,7 @@ class SandboxMiddleware:
         injected = self.faults.draw()
         if injected is not None:
             self.stats.record_fault(injected)
-            self.stats.record(method, "<fault>", injected)
+            self.stats.record(method, FAULT_ROUTE, injected)
             response = self.fault_responder(injected, cfg.retry_after_s or 0.0)
             if cfg.retry_after_s is not None and injected == 429:
                 response.headers["Retry-After"] = f"{cfg.retry_after_s:g}"

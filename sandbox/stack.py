@@ -11,6 +11,10 @@ Used by ``crmsync sandbox up``, ``make demo``, end-to-end tests and benchmarks. 
 
 so ``[2N/3, N)`` is in all three CRMs, and every CRM shares some companies with PostHog. The ten sales reps
 (``sales_rep_email(k)``) are CRM owners and PostHog organisation members (user ids 101..110).
+
+``posthog_throttle`` turns on the PostHog stand-in's throttles (e.g. PostHog's own 480/60 and 4800/3600, or
+those scaled down in time); the config then carries the same ``posthog.budget``, and ``posthog.budget: []``
+(unthrottled) when the stand-in does not throttle.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import yaml
 
 from sandbox.common import ServerThread, free_port
 from sandbox.identities import sales_rep_email
+from sandbox.posthog.throttle import ThrottleRate
 
 POSTHOG_KEY = "phx_sandbox"
 HUBSPOT_TOKEN = "pat-sandbox"
@@ -95,6 +100,7 @@ class SandboxStack:
     webhooks: bool = True  # False: the CRMs send no webhooks until ``wire_webhooks()``
     ledger_prefix: str = "crmsync"
     credentials: Credentials = field(default_factory=Credentials)
+    posthog_throttle: tuple[ThrottleRate, ...] = ()  # the stand-in's throttles; the config's budget matches
 
     @property
     def webhooks_url(self) -> str:
@@ -119,7 +125,10 @@ class SandboxStack:
         creds = self.credentials
         members = tuple(Member(101 + k, sales_rep_email(k), f"Rep {k}") for k in range(10))
         posthog = PostHogSandboxConfig(
-            db_path=str(self.data_dir / "posthog.sqlite3"), keys=(ApiKey(creds.posthog_key, ("*",)),), members=members
+            db_path=str(self.data_dir / "posthog.sqlite3"),
+            keys=(ApiKey(creds.posthog_key, ("*",)),),
+            members=members,
+            throttle=self.posthog_throttle,
         )
         at = ranges(self.seed)
         hubspot = HubSpotSandboxConfig(
@@ -190,7 +199,13 @@ class SandboxStack:
         example = yaml.safe_load(EXAMPLE_CONFIG.read_text())
         creds = self.credentials
         return {
-            "posthog": {"host": self.url("posthog"), "project_id": 1, "personal_api_key": creds.posthog_key},
+            "posthog": {
+                "host": self.url("posthog"),
+                "project_id": 1,
+                "personal_api_key": creds.posthog_key,
+                # the budget the stand-in enforces; none when it does not throttle (tests stay fast)
+                "budget": [str(rate) for rate in self.posthog_throttle],
+            },
             "redis_url": self.redis_url,
             "ledger_prefix": self.ledger_prefix,
             "sources": {

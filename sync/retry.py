@@ -1,5 +1,8 @@
 """Short HTTP-level retries: exponential backoff with full jitter, honouring ``Retry-After``, bounded in
-count and in total time. Job-level retries (a whole run later) belong to Celery, not here."""
+count and in total time. Job-level retries (a whole run later) belong to Celery, not here.
+
+A ``Retry-After`` is honoured whatever its length: one up to ``max_backoff_s`` is slept through here; a longer
+one is never cut short, the error goes up carrying it (``retry_after``) so the job retries when it has passed."""
 
 from __future__ import annotations
 
@@ -38,15 +41,20 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
 
     def delay(self, retry_number: int, retry_after: float | None) -> float:
-        """Wait before retry ``retry_number`` (1-based): the server's hint if given, else jittered backoff."""
+        """Wait before retry ``retry_number`` (1-based): the server's hint if given (never shortened: a retry
+        before it would only be refused again), else jittered backoff."""
         if retry_after is not None:
-            return min(retry_after, self.max_backoff_s)
+            return retry_after
         ceiling = min(self.max_backoff_s, self.backoff_s * (2 ** (retry_number - 1)))
         return self.rng.uniform(0, ceiling)
 
     def next_delay(self, retry_number: int, retry_after: float | None, elapsed_s: float) -> float | None:
-        """The wait before the next attempt, or None when the count or time budget is spent."""
+        """The wait before the next attempt, or None when the count or time budget is spent, or when the
+        server asks for a longer wait than ``max_backoff_s``: the error then goes up with its true
+        ``retry_after`` for a job-level retry (Celery countdown) instead of a retry here that comes too early."""
         if retry_number > self.max_retries:
+            return None
+        if retry_after is not None and retry_after > self.max_backoff_s:
             return None
         wait = self.delay(retry_number, retry_after)
         if elapsed_s + wait > self.max_total_s:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sync.budget import POSTHOG_WINDOWS, Window, parse_window
 from sync.errors import ConfigError
 
 
 class PostHogSettings(BaseSettings):
     """Where PostHog is and how to talk to it: ``POSTHOG_HOST``, ``POSTHOG_PERSONAL_API_KEY``,
-    ``POSTHOG_PROJECT_ID``, plus timeouts and retry bounds (``POSTHOG_TIMEOUT_S``, ...)."""
+    ``POSTHOG_PROJECT_ID``, plus timeouts and retry bounds (``POSTHOG_TIMEOUT_S``, ...), and the request
+    budget (``sync.budget``): ``budget`` windows as ``N/SECONDS`` (PostHog's real 480/60 and 4800/3600 by
+    default; ``[]`` for a self-hosted instance with throttling off), how long a call may wait for a slot
+    (``budget_max_wait_s``) and the safety margin added to each window (``budget_margin_s``)."""
 
     model_config = SettingsConfigDict(env_prefix="POSTHOG_", extra="ignore")
 
@@ -23,6 +27,22 @@ class PostHogSettings(BaseSettings):
     retry_backoff_s: float = Field(0.5, ge=0)
     retry_max_backoff_s: float = Field(30.0, ge=0)
     retry_max_total_s: float = Field(120.0, ge=0)
+    budget: tuple[str, ...] = tuple(str(w) for w in POSTHOG_WINDOWS)
+    budget_max_wait_s: float = Field(60.0, ge=0)
+    budget_margin_s: float = Field(0.5, ge=0, le=60)
+
+    @field_validator("budget")
+    @classmethod
+    def _windows_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        windows = [parse_window(spec) for spec in value]
+        if len({w.seconds for w in windows}) != len(windows):
+            raise ValueError("two windows of the same length")
+        return tuple(str(w) for w in windows)
+
+    @property
+    def budget_windows(self) -> tuple[Window, ...]:
+        """The request budget's windows; empty when PostHog does not throttle (self-hosted, turned off)."""
+        return tuple(parse_window(spec) for spec in self.budget)
 
     @property
     def base_url(self) -> str:

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -283,7 +284,9 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
 
 
 def status_data(runtime: Runtime) -> dict[str, Any]:
-    """Per source: last run, outcome, counts, cursor age, DLQ size, next scheduled run."""
+    """Per source: last run, outcome, counts, cursor age, DLQ size, next scheduled run; the dead letters (count,
+    oldest entry, replay backoff per source); PostHog's request budget (used and left per window, 429 block)."""
+    from workers.replay import ReplayBackoff
     from workers.schedule import next_run_in
 
     ledger = runtime.ledger
@@ -308,19 +311,45 @@ def status_data(runtime: Runtime) -> dict[str, Any]:
             "dlq": sum(1 for e in parked if e.get("source") == source),
             "next_run_in_s": next_run_in(runtime.config, f"sync:{source}", now - finished if finished else None),
         }
-    return {"sources": sources, "dlq_total": ledger.dlq_size()}
+    replay = ReplayBackoff(runtime.redis, ledger.ns).state()
+    oldest = ledger.dead_letters(1)
+    dead_letters = {
+        "total": ledger.dlq_size(),
+        "oldest": _dead_letter_summary(*oldest[0], now) if oldest else None,
+        "replay_backoff": {
+            source: {**state, "next_in_s": round(max(0.0, state["next_at"] - now), 1)}
+            for source, state in replay.items()
+        },
+    }
+    budget = runtime.posthog_budget
+    return {
+        "sources": sources,
+        "dlq_total": dead_letters["total"],
+        "dead_letters": dead_letters,
+        "posthog_budget": budget.usage().as_dict() if budget is not None else {"unthrottled": True},
+    }
+
+
+def _dead_letter_summary(entry_id: str, entry: dict[str, Any], now: float) -> dict[str, Any]:
+    """One parked record for ``status``: its age (from the stream entry id, milliseconds since the epoch) and
+    where it came from and why it is parked."""
+    parked_at = int(entry_id.split("-", 1)[0]) / 1000
+    return {
+        "entry": entry_id,
+        "age_s": round(max(0.0, now - parked_at), 1),
+        **{k: entry.get(k) for k in ("source", "object", "id", "field", "reason")},
+    }
 
 
 def _epoch(iso: str | None) -> float | None:
     if not iso:
         return None
-    from datetime import datetime
-
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Per source: last run, outcome, counts, cursor age, DLQ size, next scheduled run."""
+    """Per source: last run, outcome, counts, cursor age, DLQ size, next scheduled run; dead letters (count, oldest,
+    replay backoff); PostHog's request budget (used and left per window, blocked by a 429 until when)."""
     runtime = runtime_from_env()
     data = status_data(runtime)
     if as_json:
@@ -346,6 +375,34 @@ def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
             f"{nxt:.0f}s" if nxt is not None else "-",
         )
     out.print(table)
+    out.print(budget_line(data["posthog_budget"]))
+    out.print(dead_letters_line(data["dead_letters"]))
+
+
+def budget_line(budget: dict[str, Any]) -> str:
+    """``PostHog budget: 480/60 used 12, left 468 · 4800/3600 used 12, left 4788 · not blocked``."""
+    if budget.get("unthrottled"):
+        return "PostHog budget: unthrottled (posthog.budget: [])"
+    windows = " · ".join(f"{w['window']} used {w['used']}, left {w['left']}" for w in budget["windows"])
+    blocked = "not blocked"
+    if budget["blocked"]:
+        until = datetime.fromtimestamp(budget["blocked_until"], tz=UTC).strftime("%H:%M:%S UTC")
+        blocked = f"blocked by a 429 until {until} ({budget['blocked_for_s']:.0f}s more)"
+    return f"PostHog budget: {windows} · {blocked} · waits {budget['waits']}, 429s {budget['blocks']}"
+
+
+def dead_letters_line(dead: dict[str, Any]) -> str:
+    """``Dead letters: 3; oldest 2m ago: hubspot deals 42 (name): required ...`` and replay backoffs."""
+    oldest = dead["oldest"]
+    if not oldest:
+        return "Dead letters: 0"
+    where = f"{oldest['source']} {oldest['object']} {oldest['id']}" + (
+        f" ({oldest['field']})" if oldest["field"] else ""
+    )
+    line = f"Dead letters: {dead['total']}; oldest {oldest['age_s']:.0f}s ago: {where}: {oldest['reason']}"
+    for source, state in dead["replay_backoff"].items():
+        line += f"\n  replay of {source} backing off: next in {state['next_in_s']:.0f}s (attempt {state['attempts']})"
+    return line
 
 
 @dlq_app.command("list")

@@ -12,6 +12,7 @@ import yaml
 from rich.console import Console
 
 from sandbox.common import ServerThread
+from sandbox.posthog.throttle import parse_throttle_spec
 from sandbox.stack import SandboxStack
 from workers.config import parse_config
 from workers.runtime import Runtime, set_runtime
@@ -25,13 +26,30 @@ def sandbox_up(
     endpoints_out: Annotated[Path | None, typer.Option(help="Also write endpoints and credentials as JSON.")] = None,
     webhook_port: Annotated[int, typer.Option(help="Port of the webhook receiver (0: any free port).")] = 0,
     ledger_prefix: Annotated[str, typer.Option(help="Redis key prefix of the ledger in the config.")] = "crmsync",
+    posthog_throttle: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Throttle the PostHog stand-in to N requests per SECONDS per key, as PostHog does (repeat; "
+            "PostHog's own: 480/60 and 4800/3600); the config's posthog.budget matches. Off when not given."
+        ),
+    ] = None,
 ) -> None:
     """Start all four stand-ins, seeded, and the webhook receiver; write a config that works at once with
     ``crmsync --config PATH sync all --inline --json``."""
     from workers.webhooks import create_webhook_app
 
+    try:
+        throttle = tuple(parse_throttle_spec(spec) for spec in posthog_throttle or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--posthog-throttle") from None
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    stack = SandboxStack(seed=seed, redis_url=redis_url, webhook_port=webhook_port, ledger_prefix=ledger_prefix)
+    stack = SandboxStack(
+        seed=seed,
+        redis_url=redis_url,
+        webhook_port=webhook_port,
+        ledger_prefix=ledger_prefix,
+        posthog_throttle=throttle,
+    )
     stack.start()
     try:
         stack.write(config_out, endpoints_out)

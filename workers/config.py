@@ -6,12 +6,15 @@ file for secrets and deployment settings: ``REDIS_URL``, ``POSTHOG_HOST``, ``POS
 
 ```yaml
 posthog: {host: https://us.posthog.com, project_id: 1}     # the key comes from POSTHOG_PERSONAL_API_KEY
+#   budget: ["480/60", "4800/3600"]  (PostHog's throttles, the default; [] = unthrottled self-hosted)
+#   budget_max_wait_s: 60            (longer waits stop the run, which is re-queued)
 redis_url: redis://127.0.0.1:6379/0
 ledger_prefix: crmsync                                       # keys are <prefix>:<project id>:...
 sources:                                                     # one block per CRM; see docs/connectors/
   hubspot: {enabled: true, schedule: {every_s: 300}, config: {access_token: ..., host: ...}}
 outbound: {schedule: {every_s: 300}}                         # PostHog → CRM pass
 reconcile: {schedule: {cron: "17 3 * * *"}}                  # delete reconciliation
+dlq_replay: {schedule: {every_s: 60}, backoff_s: 60, max_backoff_s: 3600}   # parked records, per-source backoff
 webhooks: {max_body_bytes: 1048576, coalesce_s: 2.0}
 mappings: ...   ownership: ...   identity: ...               # docs/engine.md
 ```
@@ -24,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from sync.budget import parse_window
 from sync.errors import ConfigError
 from sync.mapping import MappingConfig, load_mapping_config
 from sync.settings import PostHogSettings
@@ -62,11 +66,25 @@ class SourceBlock(BaseModel):
 
 
 class PostHogBlock(BaseModel):
+    """Where PostHog is, and the request budget the key is held to (``sync.budget``; docs/posthog.md).
+
+    ``budget``: windows as ``N/SECONDS``, PostHog Cloud's ``["480/60", "4800/3600"]`` by default; ``[]`` for a
+    self-hosted PostHog with throttling off. ``budget_max_wait_s``: how long one call may wait for a slot before
+    the run stops to be re-queued. ``budget_margin_s``: added to each window against network jitter."""
+
     model_config = ConfigDict(extra="forbid")
 
     host: str = "https://us.posthog.com"
     project_id: int | None = Field(None, ge=1)
     personal_api_key: SecretStr | None = None
+    budget: list[str] | None = None
+    budget_max_wait_s: float | None = Field(None, ge=0)
+    budget_margin_s: float | None = Field(None, ge=0, le=60)
+
+    @field_validator("budget")
+    @classmethod
+    def _windows(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [str(parse_window(spec)) for spec in value]
 
 
 class JobBlock(BaseModel):
@@ -74,6 +92,21 @@ class JobBlock(BaseModel):
 
     enabled: bool = True
     schedule: Schedule = Schedule(every_s=300)
+
+
+class DlqReplayBlock(JobBlock):
+    """Scheduled replay of parked records: beat's tick (every minute by default), and per source a backoff
+    between attempts that left records parked: ``backoff_s`` doubling up to ``max_backoff_s``."""
+
+    schedule: Schedule = Schedule(every_s=60)
+    backoff_s: float = Field(60.0, gt=0)
+    max_backoff_s: float = Field(3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DlqReplayBlock:
+        if self.max_backoff_s < self.backoff_s:
+            raise ValueError("max_backoff_s must be at least backoff_s")
+        return self
 
 
 class WebhookBlock(BaseModel):
@@ -96,6 +129,7 @@ class AppConfig(BaseModel):
     sources: dict[str, SourceBlock] = Field(default_factory=dict)
     outbound: JobBlock = JobBlock()
     reconcile: JobBlock = JobBlock(schedule=Schedule(cron="17 3 * * *"))
+    dlq_replay: DlqReplayBlock = DlqReplayBlock()
     webhooks: WebhookBlock = WebhookBlock()
     mapping: MappingConfig
 
@@ -106,6 +140,9 @@ class AppConfig(BaseModel):
             values["project_id"] = self.posthog.project_id
         if self.posthog.personal_api_key is not None:
             values["personal_api_key"] = self.posthog.personal_api_key
+        for key in ("budget", "budget_max_wait_s", "budget_margin_s"):
+            if getattr(self.posthog, key) is not None:
+                values[key] = getattr(self.posthog, key)
         for key in ("host", "project_id", "personal_api_key"):
             env = os.environ.get(f"POSTHOG_{key.upper()}")
             if env:

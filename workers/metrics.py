@@ -13,6 +13,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sync.budget import BudgetUsage, RequestBudget
 from sync.report import COUNT_KEYS, RunReport
 
 QUEUES = ("bulk", "realtime")
@@ -51,11 +52,14 @@ def record_api_calls(client: redis.Redis, ns: str, vendor: str, calls: int, thro
 
 
 class RedisMetricsCollector(Collector):
-    """Exposes the shared counters and the Celery queue depths."""
+    """Exposes the shared counters, the Celery queue depths and, with a ``budget``, PostHog's request budget
+    (used and left per window, seconds a 429 still blocks it, waits and 429 blocks of every worker: one more
+    round trip per scrape, ``RequestBudget.usage``)."""
 
-    def __init__(self, client: redis.Redis, ns: str) -> None:
+    def __init__(self, client: redis.Redis, ns: str, budget: RequestBudget | None = None) -> None:
         self.client = client
         self.ns = ns
+        self.budget = budget
 
     def collect(self) -> Iterable[Metric]:
         raw = cast(dict[str, str], self.client.hgetall(_key(self.ns)))
@@ -85,6 +89,25 @@ class RedisMetricsCollector(Collector):
         for queue in QUEUES:
             depth.add_metric([queue], float(cast(int, self.client.llen(queue))))
         yield from (records, runs, seconds, run_count, hooks, calls, throttled, depth)
+        if self.budget is not None:
+            yield from _budget_metrics(self.budget.usage())
 
     def describe(self) -> Iterator[Any]:
         return iter(())
+
+
+def _budget_metrics(usage: BudgetUsage) -> Iterator[Metric]:
+    used = GaugeMetricFamily("crmsync_posthog_budget_used", "PostHog requests in each window now", labels=["window"])
+    left = GaugeMetricFamily("crmsync_posthog_budget_left", "PostHog requests left in each window", labels=["window"])
+    for window in usage.windows:
+        used.add_metric([str(window.window)], float(window.used))
+        left.add_metric([str(window.window)], float(window.left))
+    yield used
+    yield left
+    yield GaugeMetricFamily(
+        "crmsync_posthog_budget_blocked_seconds", "Seconds a PostHog 429 still blocks the budget", usage.blocked_for_s
+    )
+    yield CounterMetricFamily("crmsync_posthog_budget_waits", "Requests that waited for budget", float(usage.waits))
+    yield CounterMetricFamily(
+        "crmsync_posthog_budget_blocks", "PostHog 429s that blocked the budget", float(usage.blocks)
+    )

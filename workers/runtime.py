@@ -6,15 +6,20 @@ import threading
 from functools import cached_property
 
 import redis
+import structlog
 
 from connectors.base import Connector
 from connectors.registry import build_connector
+from sync.budget import RequestBudget, posthog_budget_key
 from sync.engine import SyncEngine
 from sync.errors import ConfigError
 from sync.ledger import Ledger
 from sync.posthog.client import PostHogClient
 from sync.posthog.scopes import require_scopes
+from sync.ratelimit import BudgetExhausted
 from workers.config import AppConfig, load_config
+
+log = structlog.get_logger("crmsync.runtime")
 
 
 class Runtime:
@@ -31,8 +36,26 @@ class Runtime:
         return redis.Redis.from_url(self.config.redis_url, decode_responses=True, health_check_interval=30)
 
     @cached_property
+    def posthog_budget(self) -> RequestBudget | None:
+        """PostHog's request budget for this host and key, shared through Redis by every worker; None when the
+        config says PostHog does not throttle (``posthog.budget: []``)."""
+        windows = self.settings.budget_windows
+        if not windows:
+            return None
+        key = posthog_budget_key(
+            self.config.ledger_prefix, self.settings.base_url, self.settings.personal_api_key.get_secret_value()
+        )
+        return RequestBudget(
+            self.redis,
+            key,
+            windows,
+            margin_s=self.settings.budget_margin_s,
+            max_wait_s=self.settings.budget_max_wait_s,
+        )
+
+    @cached_property
     def posthog(self) -> PostHogClient:
-        return PostHogClient(self.settings)
+        return PostHogClient(self.settings, budget=self.posthog_budget)
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -61,9 +84,16 @@ class Runtime:
 
         Five harmless probes (``sync/posthog/scopes.py``), so that a key without, say, ``usage_metric:write``
         stops the worker at once instead of failing runs one by one later. A client of its own, closed at once:
-        the worker forks its pool after this, and children must not share an open connection."""
-        with PostHogClient(self.settings) as client:
-            require_scopes(client)
+        the worker forks its pool after this, and children must not share an open connection.
+
+        The probes draw on PostHog's request budget like any call. When it is spent for longer than a call may
+        wait (another worker's backlog, a 429 block), the check is skipped with a warning rather than keeping the
+        worker from starting: a missing scope still fails the first run that needs it, naming the scope."""
+        with PostHogClient(self.settings, budget=self.posthog_budget) as client:
+            try:
+                require_scopes(client)
+            except BudgetExhausted as exc:
+                log.warning("PostHog scope check skipped: request budget spent", retry_after=exc.retry_after)
 
     def streams(self, source: str) -> list[str]:
         """The streams of ``source`` that have a mapping (in the connector's order)."""

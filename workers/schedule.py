@@ -1,4 +1,5 @@
-"""The beat schedule, built from ``crmsync.yaml`` (interval or cron per source, outbound and reconciliation)."""
+"""The beat schedule, built from ``crmsync.yaml`` (interval or cron per source, outbound, reconciliation, and the
+replay of parked records, which backs off per source: ``workers/replay.py``)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def beat_schedule(config: AppConfig) -> dict[str, dict[str, Any]]:
         add("outbound", "crmsync.sync_outbound", config.outbound.schedule)
     if config.reconcile.enabled and config.enabled_sources():
         add("reconcile:accounts", "crmsync.reconcile_accounts", config.reconcile.schedule)
+    if config.dlq_replay.enabled and config.enabled_sources():
+        # every tick; each source is replayed only when its backoff (workers/replay.py) says it is due
+        add("replay:dlq", "crmsync.replay_dlq", config.dlq_replay.schedule, (), {"scheduled": True})
     return entries
 
 

@@ -22,6 +22,7 @@ from sync.plan import PlanStore
 from sync.report import RunReport
 from workers.celery_app import MAX_COUNTDOWN_S, app
 from workers.metrics import record_api_calls, record_run
+from workers.replay import replay_due
 from workers.runtime import Runtime, get_runtime
 
 log = structlog.get_logger("crmsync.tasks")
@@ -203,11 +204,14 @@ def reconcile_accounts(self: Task) -> dict[str, Any]:
 
 
 @app.task(name="crmsync.replay_dlq", bind=True)
-def replay_dlq(self: Task, source: str | None = None) -> dict[str, Any]:
-    """Retry the parked records of every enabled source (or one)."""
+def replay_dlq(self: Task, source: str | None = None, scheduled: bool = False) -> dict[str, Any]:
+    """Retry the parked records of every enabled source (or one); ``scheduled`` (beat's tick) replays only the
+    sources whose backoff is due (``workers/replay.py``)."""
 
     def work(rt: Runtime) -> list[RunReport]:
         sources = [source] if source else rt.config.enabled_sources()
+        if scheduled:
+            return replay_due(rt, sources)
         return [rt.engine.replay_dead_letters(rt.connector(s), stream) for s in sources for stream in rt.streams(s)]
 
     return _guarded(self, work, source or "dlq")

@@ -75,7 +75,7 @@ def create_webhook_app(runtime: Runtime, enqueue: Enqueue = celery_enqueue) -> F
     settings = runtime.config.webhooks
     ns = runtime.ledger.ns
     registry = CollectorRegistry()
-    registry.register(RedisMetricsCollector(runtime.redis, ns))
+    registry.register(RedisMetricsCollector(runtime.redis, ns, runtime.posthog_budget))
     log = structlog.get_logger("crmsync.webhooks")
 
     def url_of(request: Request) -> str:

@@ -12,8 +12,13 @@ A FastAPI app that answers like PostHog's own Django REST Framework views, as re
 Every path also answers without its trailing slash (no redirect). Errors are drf-exceptions-hog bodies
 ``{type, code, detail, attr}``; bodies are parsed like DRF's ``request.data`` (unknown keys ignored).
 Admin routes (exempt from faults and counters): the shared ``/_sandbox/{health,stats,faults,reset}`` plus
-``POST /_sandbox/seed`` (bulk accounts from ``sandbox.identities``), ``POST /_sandbox/members`` and
+``POST /_sandbox/seed`` (bulk accounts from ``sandbox.identities``), ``POST /_sandbox/members``,
+``POST /_sandbox/throttle`` ``{"rates": ["480/60", "4800/3600"]}`` (``GET``: the rates and each key's use) and
 ``GET /_sandbox/info``.
+
+Throttling (off unless ``PostHogSandboxConfig.throttle`` or ``POST /_sandbox/throttle`` sets rates) follows
+PostHog's ``rate_limit.py``: sliding windows per personal API key, answered 429 ``throttled_error`` with
+``Retry-After`` (``sandbox/posthog/throttle.py``); ``/_sandbox/stats`` counts those 429s as ``throttled``.
 
 Deliberate deviations from PostHog, each where PostHog answers a 500 (schemathesis must find none):
 
@@ -60,6 +65,7 @@ from sandbox.posthog.routes import Handler
 from sandbox.posthog.schemas import PATCH_MODELS, REQUEST_MODELS
 from sandbox.posthog.service import PostHogApi
 from sandbox.posthog.store import PostHogStore
+from sandbox.posthog.throttle import Throttle, key_ident, parse_throttle_spec
 from sandbox.posthog.validation import normalise_tags
 
 __all__ = [
@@ -95,6 +101,13 @@ class SeedRequest(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
 
+class ThrottleRequest(BaseModel):
+    """``POST /_sandbox/throttle``: the rates every key is held to from now on (``N/SECONDS``); ``[]`` turns
+    throttling off. Histories start empty."""
+
+    rates: list[str] = Field(default_factory=list)
+
+
 class MemberRequest(BaseModel):
     """``POST /_sandbox/members``: add (or replace, by id) an organisation member."""
 
@@ -104,7 +117,9 @@ class MemberRequest(BaseModel):
     last_name: str = ""
 
 
-def _install_admin(app: FastAPI, config: PostHogSandboxConfig, store: PostHogStore, members: MemberDirectory) -> None:
+def _install_admin(
+    app: FastAPI, config: PostHogSandboxConfig, store: PostHogStore, members: MemberDirectory, throttle: Throttle
+) -> None:
     @app.post(f"{ADMIN_PREFIX}/seed", include_in_schema=False)
     def _seed(request: SeedRequest) -> dict[str, int]:
         project_id = request.project_id if request.project_id is not None else config.projects[0]
@@ -116,6 +131,22 @@ def _install_admin(app: FastAPI, config: PostHogSandboxConfig, store: PostHogSto
         members.put(Member(request.id, request.email, request.first_name, request.last_name))
         return {"ok": True}
 
+    @app.post(f"{ADMIN_PREFIX}/throttle", include_in_schema=False)
+    def _throttle(request: ThrottleRequest) -> dict[str, list[str]]:
+        try:
+            rates = [parse_throttle_spec(spec) for spec in request.rates]
+        except ValueError as exc:
+            raise ApiError(400, "validation_error", "invalid_input", str(exc), "rates") from None
+        throttle.configure(rates)
+        return {"rates": [str(r) for r in throttle.rates]}
+
+    @app.get(f"{ADMIN_PREFIX}/throttle", include_in_schema=False)
+    def _throttle_state() -> dict[str, Any]:
+        return {
+            "rates": [str(r) for r in throttle.rates],
+            "used": {k.key: throttle.used(key_ident(k.key)) for k in config.keys},
+        }
+
     @app.get(f"{ADMIN_PREFIX}/info", include_in_schema=False)
     def _info() -> dict[str, Any]:
         return {
@@ -126,6 +157,7 @@ def _install_admin(app: FastAPI, config: PostHogSandboxConfig, store: PostHogSto
             ],
             "members": [m["user"] for m in members.listing()],
             "db_path": config.db_path,
+            "throttle": [str(r) for r in throttle.rates],
         }
 
 
@@ -188,7 +220,8 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
         raise ValueError("PostHogSandboxConfig.projects must name at least one project")
     store = PostHogStore(config.db_path)
     members = MemberDirectory(config.members)
-    api = PostHogApi(store, KeyRing(config.keys), frozenset(config.projects), members)
+    throttle = Throttle(config.throttle)
+    api = PostHogApi(store, KeyRing(config.keys), frozenset(config.projects), members, throttle)
     app = FastAPI(
         title="PostHog Customer API (crmsync stand-in)",
         version="1.0.0",
@@ -204,12 +237,14 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
     def reset() -> None:
         store.reset()
         members.reset()
+        throttle.reset()
 
     app.state.config = config
     app.state.store = store
     app.state.members = members
+    app.state.throttle = throttle
     app.state.kit = install_sandbox(app, fault_response, reset)
-    _install_admin(app, config, store, members)
+    _install_admin(app, config, store, members, throttle)
     _install_errors(app)
     _install_openapi(app)
     return app

@@ -104,6 +104,10 @@ class KeyRing:
 
     def authenticate(self, headers: Mapping[str, str], query: Mapping[str, str], body: RequestBody) -> ApiKey:
         """The key of this request, looked for where PostHog looks, in the same order."""
+        return self.identify(headers, query, body)[0]
+
+    def identify(self, headers: Mapping[str, str], query: Mapping[str, str], body: RequestBody) -> tuple[ApiKey, str]:
+        """The key of this request and where it was found (``Authorization header``, ``body``, ``query string``)."""
         found = self._find(headers, query, body)
         if found is None:
             raise not_authenticated()
@@ -111,7 +115,7 @@ class KeyRing:
         key = self._keys.get(value) if isinstance(value, str) else None
         if key is None:
             raise authentication_failed(source)
-        return key
+        return key, source
 
     @staticmethod
     def _find(headers: Mapping[str, str], query: Mapping[str, str], body: RequestBody) -> tuple[Any, str] | None:

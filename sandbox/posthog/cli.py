@@ -7,6 +7,7 @@ import uvicorn
 
 from sandbox.posthog.app import create_app
 from sandbox.posthog.config import PostHogSandboxConfig, parse_key_spec, parse_member_spec
+from sandbox.posthog.throttle import parse_throttle_spec
 
 DEFAULT_KEY_SPEC = "phx_sandbox=*"
 
@@ -22,14 +23,23 @@ def run_posthog(
         help="Personal API key KEY=SCOPES or KEY=SCOPES@PROJECT,PROJECT (repeat; default phx_sandbox='*').",
     ),
     member: list[str] = typer.Option(None, "--member", help="Organisation member ID:EMAIL (repeat)."),
+    throttle: list[str] = typer.Option(
+        None,
+        "--throttle",
+        help="Throttle every personal API key to N requests per SECONDS, as PostHog does (repeat; PostHog's own: "
+        "--throttle 480/60 --throttle 4800/3600). Off when not given.",
+    ),
 ) -> None:
     """Serve PostHog's accounts, usage-metrics and members API on HOST:PORT until interrupted."""
     try:
         keys = tuple(parse_key_spec(spec) for spec in (key or [DEFAULT_KEY_SPEC]))
         members = tuple(parse_member_spec(spec) for spec in (member or []))
+        rates = tuple(parse_throttle_spec(spec) for spec in (throttle or []))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    config = PostHogSandboxConfig(db_path=db, projects=tuple(project or [1]), keys=keys, members=members)
+    config = PostHogSandboxConfig(
+        db_path=db, projects=tuple(project or [1]), keys=keys, members=members, throttle=rates
+    )
     app = create_app(config)
     url = f"http://{host}:{port}"
     typer.echo(f"PostHog stand-in on {url}  (db: {db})")
@@ -39,6 +49,7 @@ def run_posthog(
         typer.echo(f"  key {api_key.key}: scopes {','.join(api_key.scopes)} on {where}")
     for m in members:
         typer.echo(f"  member {m.id}: {m.email}")
+    typer.echo(f"  throttle: {', '.join(str(r) for r in rates) + ' (requests/seconds) per key' if rates else 'off'}")
     typer.echo(
         f"  try: curl -H 'Authorization: Bearer {keys[0].key}' {url}/api/environments/{config.projects[0]}/accounts/"
     )

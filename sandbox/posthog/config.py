@@ -1,13 +1,16 @@
 """Configuration of the PostHog stand-in: projects, personal API keys, organisation members.
 
-The CLI builds these from ``--key KEY=SCOPES[@PROJECT,...]`` and ``--member ID:EMAIL`` specs through
-``parse_key_spec`` and ``parse_member_spec``; tests build them directly.
+The CLI builds these from ``--key KEY=SCOPES[@PROJECT,...]``, ``--member ID:EMAIL`` and ``--throttle N/SECONDS``
+specs through ``parse_key_spec``, ``parse_member_spec`` and ``throttle.parse_throttle_spec``; tests build them
+directly.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from sandbox.posthog.throttle import ThrottleRate
 
 SANDBOX_USER_ID = 1
 """The user that owns every configured key: ``created_by`` of everything created through the API."""
@@ -41,12 +44,14 @@ class Member:
 
 @dataclass(frozen=True)
 class PostHogSandboxConfig:
-    """What one stand-in serves: its SQLite file (or ``:memory:``), project ids, keys and members."""
+    """What one stand-in serves: its SQLite file (or ``:memory:``), project ids, keys and members, and the
+    throttles every personal API key is held to (``()``: off; ``throttle.POSTHOG_RATES`` are PostHog's own)."""
 
     db_path: str = ":memory:"
     projects: tuple[int, ...] = (1,)
     keys: tuple[ApiKey, ...] = (ApiKey("phx_sandbox", ("*",)),)
     members: tuple[Member, ...] = ()
+    throttle: tuple[ThrottleRate, ...] = ()
 
 
 def parse_key_spec(spec: str) -> ApiKey:

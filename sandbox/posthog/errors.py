@@ -89,15 +89,21 @@ def server_error() -> ApiError:
     return ApiError(500, "server_error", "error", "A server error occurred.")
 
 
+def throttled(wait_s: float | None) -> ApiError:
+    """DRF's ``Throttled`` as PostHog renders it: the wait rounded up to whole seconds in the detail and in
+    ``Retry-After`` (both left out when there is no wait, as drf-exceptions-hog does)."""
+    detail = "Request was throttled."
+    headers: dict[str, str] = {}
+    wait = math.ceil(wait_s) if wait_s is not None else None
+    if wait:
+        unit = "second" if wait == 1 else "seconds"
+        detail = f"Request was throttled. Expected available in {wait} {unit}."
+        headers["Retry-After"] = str(wait)
+    return ApiError(429, "throttled_error", "throttled", detail, headers=headers)
+
+
 def fault_response(status: int, retry_after_s: float) -> Response:
     """The ``FaultResponder`` for ``install_sandbox``: DRF's throttle body for 429, PostHog's 500 otherwise."""
     if status != 429:
         return server_error().response()
-    wait = math.ceil(retry_after_s) if retry_after_s > 0 else None
-    detail = "Request was throttled."
-    headers: dict[str, str] = {}
-    if wait is not None:
-        unit = "second" if wait == 1 else "seconds"
-        detail = f"Request was throttled. Expected available in {wait} {unit}."
-        headers["Retry-After"] = str(wait)
-    return ApiError(429, "throttled_error", "throttled", detail, headers=headers).response()
+    return throttled(retry_after_s if retry_after_s > 0 else None).response()

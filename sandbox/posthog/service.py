@@ -1,6 +1,7 @@
 """Request handlers of the PostHog stand-in, in DRF's order of checks.
 
-Each handler: authenticate the key, check project access and scope (``auth``), resolve the project and
+Each handler: authenticate the key, check project access and scope (``auth``), count the request against the
+key's throttles when they are on (``throttle``: 429 ``throttled``), resolve the project and
 the object (404), validate the body (400), then write (409 on a duplicate ``external_id``). Handlers are
 plain methods taking the request and its lazily parsed body, so the app can mount them on both the
 slashed and the unslashed path.
@@ -16,10 +17,11 @@ from fastapi.responses import JSONResponse, Response
 
 from sandbox.posthog.auth import KeyRing, RequestBody, authorize
 from sandbox.posthog.config import SANDBOX_USER_ID, ApiKey
-from sandbox.posthog.errors import ApiError, conflict, not_found
+from sandbox.posthog.errors import ApiError, conflict, not_found, throttled
 from sandbox.posthog.members import MemberDirectory
 from sandbox.posthog.query import Page, page_links, parse_account_query, parse_page
 from sandbox.posthog.store import DuplicateExternalId, DuplicateMetricName, PostHogStore
+from sandbox.posthog.throttle import Throttle, key_ident
 from sandbox.posthog.validation import metric_name_taken, validate_account, validate_metric
 
 GROUP_TYPE_INDEX_MAX = 2_147_483_647
@@ -62,19 +64,50 @@ def _found(item: dict[str, Any] | None) -> dict[str, Any]:
 class PostHogApi:
     """The stand-in's endpoints over one store, key ring, project set and member directory."""
 
-    def __init__(self, store: PostHogStore, keys: KeyRing, projects: frozenset[int], members: MemberDirectory) -> None:
+    def __init__(
+        self,
+        store: PostHogStore,
+        keys: KeyRing,
+        projects: frozenset[int],
+        members: MemberDirectory,
+        throttle: Throttle | None = None,
+    ) -> None:
         self.store = store
         self.keys = keys
         self.projects = projects
         self.members = members
+        self.throttle = throttle or Throttle()
 
-    def _key(self, request: Request, body: RequestBody) -> ApiKey:
-        return self.keys.authenticate(request.headers, request.query_params, body)
+    def _admit(
+        self,
+        request: Request,
+        body: RequestBody,
+        scope_object: str,
+        *,
+        write: bool,
+        project_id: int | None,
+        project_level: bool = True,
+    ) -> ApiKey:
+        """Authenticate, check permissions, then throttle: DRF's order (``APIView.initial``), so a 401 or 403
+        costs no budget. A key found in the body is not throttled (PostHog's throttle never reads the body)."""
+        key, source = self.keys.identify(request.headers, request.query_params, body)
+        authorize(
+            key,
+            scope_object,
+            write=write,
+            project_id=project_id,
+            known_projects=self.projects,
+            project_level=project_level,
+        )
+        if source != "body":
+            wait = self.throttle.check(key_ident(key.key))
+            if wait is not None:
+                raise throttled(wait)
+        return key
 
     def _project(self, request: Request, body: RequestBody, scope_object: str, *, write: bool) -> int:
-        key = self._key(request, body)
         project_id = _project_id(request.path_params["project_id"])
-        authorize(key, scope_object, write=write, project_id=project_id, known_projects=self.projects)
+        self._admit(request, body, scope_object, write=write, project_id=project_id)
         if project_id is None or project_id not in self.projects:
             raise not_found()
         return project_id
@@ -179,15 +212,7 @@ class PostHogApi:
     # Organisation members
 
     def list_members(self, request: Request, body: RequestBody) -> Response:
-        key = self._key(request, body)
-        authorize(
-            key,
-            "organization_member",
-            write=False,
-            project_id=None,
-            known_projects=self.projects,
-            project_level=False,
-        )
+        self._admit(request, body, "organization_member", write=False, project_id=None, project_level=False)
         page = parse_page(request.query_params)
         members = self.members.listing()
         results = members[page.offset : page.offset + page.limit]

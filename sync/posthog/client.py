@@ -2,8 +2,14 @@
 
 - One ``httpx.Client`` is the transport seam: pass your own (a loopback stand-in, a custom transport) or let
   the client build one from ``PostHogSettings``.
+- With a ``budget`` (``sync.budget.RequestBudget``, shared through Redis by every worker using the same key),
+  every attempt first takes a slot in PostHog's throttle windows, waiting for one when they are full; when the
+  wait would exceed the budget's ``max_wait_s`` it raises ``BudgetExhausted`` (retryable, ``retry_after`` = when
+  a slot frees) and sends nothing. A 429 then blocks the budget for every worker until its ``Retry-After`` has
+  passed. Without one (``None``, the default), the client sends at once and only reacts to 429s.
 - Every non-2xx answer becomes an error of ``sync.posthog.errors``. 429, 5xx and transport errors are
-  retried here with jittered exponential backoff (``Retry-After`` honoured), bounded in count and total time;
+  retried here with jittered exponential backoff (``Retry-After`` honoured, never cut short: a longer one than
+  ``max_backoff_s`` is raised with its true ``retry_after``), bounded in count and total time;
   400/401/403/404/409 never are. A POST is retried after a 5xx or a lost connection only when the caller says
   a repeat cannot create a duplicate (``create_account`` does so when an ``external_id`` is set: a repeat then
   answers 409, which the caller resolves). A 429 is always safe to retry: the request was not processed.
@@ -21,7 +27,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from sync.posthog.errors import PostHogError, PostHogTransportError, error_for_response
+from sync.budget import RequestBudget
+from sync.posthog.errors import PostHogError, PostHogRateLimited, PostHogTransportError, error_for_response
 from sync.posthog.models import (
     Account,
     AccountFilter,
@@ -67,6 +74,7 @@ class PostHogClient:
         settings: PostHogSettings,
         http: httpx.Client | None = None,
         retry: RetryPolicy | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.project_id = settings.project_id
         self._key: SecretStr = settings.personal_api_key
@@ -84,6 +92,7 @@ class PostHogClient:
             max_backoff_s=settings.retry_max_backoff_s,
             max_total_s=settings.retry_max_total_s,
         )
+        self.budget = budget
         self.stats = ClientStats()
 
     def __repr__(self) -> str:
@@ -254,6 +263,8 @@ class PostHogClient:
         spent_s = 0.0  # time in requests plus time waited between them: the retry budget
         retry_number = 0
         while True:
+            if self.budget is not None:
+                self.budget.acquire()  # may wait; BudgetExhausted (retryable) when the wait would be too long
             self.stats.requests[method] += 1
             error: PostHogError
             sent_at = time.monotonic()
@@ -276,6 +287,14 @@ class PostHogClient:
                 raise error
             retry_number += 1
             spent_s += time.monotonic() - sent_at
+            if self.budget is not None and isinstance(error, PostHogRateLimited):
+                if retry_number > self.retry.max_retries:
+                    raise error
+                # Spent for every worker until the server's Retry-After has passed; the next acquire waits for
+                # it, or raises BudgetExhausted carrying the true wait when that is longer than it may wait.
+                self.budget.block(retry_after if retry_after is not None else self.retry.delay(retry_number, None))
+                self.stats.retries += 1
+                continue
             wait = self.retry.next_delay(retry_number, retry_after, spent_s)
             if wait is None:
                 raise error

@@ -44,6 +44,8 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
             str(endpoints),
             "--ledger-prefix",
             prefix,
+            "--posthog-throttle",
+            "1000/60",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -55,7 +57,9 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
         while not endpoints.exists() and time.monotonic() < deadline:
             assert up.poll() is None, up.stdout.read() if up.stdout else ""
             time.sleep(0.2)
-        assert yaml.safe_load(config.read_text())["ledger_prefix"] == prefix
+        written = yaml.safe_load(config.read_text())
+        assert written["ledger_prefix"] == prefix
+        assert written["posthog"]["budget"] == ["1000/60"]  # the stand-in's throttle, as the config's budget
         described = json.loads(endpoints.read_text())
         assert set(described) == {"posthog", "hubspot", "stripe", "salesforce", "webhooks"}
 
@@ -73,6 +77,18 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
         assert listed.returncode == 0 and json.loads(listed.stdout) == {"entries": [], "total": 0}
         replayed = crmsync("--config", str(config), "dlq", "replay", "all", "--json", env=env)
         assert replayed.returncode == 0 and all(r["status"] == "succeeded" for r in json.loads(replayed.stdout)["runs"])
+
+        status = crmsync("--config", str(config), "status", "--json", env=env)
+        assert status.returncode == 0, status.stderr[-3000:]
+        data = json.loads(status.stdout)
+        assert data["dead_letters"] == {"total": 0, "oldest": None, "replay_backoff": {}}
+        (window,) = data["posthog_budget"]["windows"]
+        assert window["window"] == "1000/60" and window["used"] > 0 and window["used"] + window["left"] == 1000
+        assert data["posthog_budget"]["blocked"] is False
+        text = crmsync("--config", str(config), "status", env=env)
+        assert (
+            text.returncode == 0 and "PostHog budget: 1000/60 used" in text.stdout and "Dead letters: 0" in text.stdout
+        )
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=30)

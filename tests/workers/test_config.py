@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
+from sync.budget import POSTHOG_WINDOWS, Window
 from sync.errors import ConfigError
 from tests.sync.test_engine import MAPPING
 from workers.config import load_config, parse_config
+from workers.runtime import Runtime
 from workers.schedule import beat_schedule
 
 
@@ -33,6 +35,8 @@ def raw(**extra: Any) -> dict[str, Any]:
         ({"sources": {"ghostcrm": {}}}, "sources.ghostcrm"),
         ({"webhooks": {"max_body_bytes": 1}}, "webhooks.max_body_bytes"),
         ({"redis": "x"}, "redis"),
+        ({"posthog": {"budget": ["480 a minute"]}}, "posthog.budget"),
+        ({"posthog": {"budget_max_wait_s": -1}}, "posthog.budget_max_wait_s"),
     ],
 )
 def test_bad_keys_are_named(change: dict[str, Any], key: str) -> None:
@@ -60,10 +64,37 @@ def test_posthog_settings_come_from_file_and_environment(monkeypatch: pytest.Mon
 
 def test_beat_schedule_from_config() -> None:
     schedule = beat_schedule(parse_config(raw()))
-    assert set(schedule) == {"sync:memcrm", "full:memcrm", "reconcile:memcrm", "reconcile:accounts", "outbound"}
+    assert set(schedule) == {
+        "sync:memcrm",
+        "full:memcrm",
+        "reconcile:memcrm",
+        "reconcile:accounts",
+        "outbound",
+        "replay:dlq",
+    }
+    assert schedule["replay:dlq"]["task"] == "crmsync.replay_dlq"
+    assert schedule["replay:dlq"]["kwargs"] == {"scheduled": True}
+    assert schedule["replay:dlq"]["schedule"] == timedelta(seconds=60)
     assert schedule["sync:memcrm"]["schedule"] == timedelta(seconds=60)
     assert schedule["sync:memcrm"]["kwargs"] == {"mode": "incremental"}
     assert schedule["full:memcrm"]["schedule"].minute == {0}
     assert all(entry["options"]["queue"] == "bulk" for entry in schedule.values())
     disabled = beat_schedule(parse_config(raw(sources={"memcrm": {"enabled": False}})))
     assert disabled == {}
+
+
+def test_posthog_budget_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostHog's real windows by default, what the file says otherwise, none when it says ``budget: []``."""
+    monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", "phx_budget_test")
+    host = {"host": "http://127.0.0.1:8010", "project_id": 1}
+    default = Runtime(parse_config(raw()))
+    assert default.posthog_budget is not None and default.posthog_budget.windows == POSTHOG_WINDOWS
+    assert "phx_budget_test" not in default.posthog_budget.key
+    assert default.posthog.budget is default.posthog_budget
+    scaled = Runtime(parse_config(raw(posthog={**host, "budget": ["48/6"], "budget_max_wait_s": 5})))
+    assert scaled.posthog_budget is not None and scaled.posthog_budget.windows == (Window(48, 6.0),)
+    assert scaled.posthog_budget.max_wait_s == 5
+    unthrottled = Runtime(parse_config(raw(posthog={**host, "budget": []})))
+    assert unthrottled.posthog_budget is None and unthrottled.posthog.budget is None
+    for runtime in (default, scaled, unthrottled):
+        runtime.close()

@@ -24,6 +24,7 @@ def runtime(posthog: PostHogSandbox, ledger: Any, monkeypatch: pytest.MonkeyPatc
     raw = {
         **MAPPING,
         "posthog": {"host": posthog.url, "project_id": 1},
+        "ledger_prefix": ledger.ns.split(":")[0],  # the budget's keys too, deleted with the test's ledger
         "sources": {"memcrm": {"config": {}}},
         "webhooks": {"coalesce_s": 5, "max_body_bytes": 2048},
     }
@@ -106,6 +107,8 @@ def test_health_readiness_and_metrics(http: httpx.Client, runtime: Runtime) -> N
     assert 'crmsync_webhooks_total{outcome="accepted",source="memcrm"} 1.0' in metrics
     assert 'crmsync_webhooks_total{outcome="rejected",source="memcrm"} 1.0' in metrics
     assert 'crmsync_queue_depth{queue="realtime"}' in metrics
+    assert 'crmsync_posthog_budget_left{window="480/60"} 480.0' in metrics  # PostHog's budget, untouched yet
+    assert "crmsync_posthog_budget_waits_total 0.0" in metrics
 
 
 def test_refresh_task_applies_everything_gathered(

@@ -1,0 +1,258 @@
+"""A request budget of sliding windows shared by every worker and host through Redis (PostHog's throttles).
+
+PostHog holds each personal API key to 480 requests per minute and 4,800 per hour (``posthog/rate_limit.py``:
+DRF ``SimpleRateThrottle`` sliding logs, keyed by a hash of the key, so every project reached with one key draws
+on one budget). A token bucket (``sync.ratelimit``) would let a full bucket's burst through and then refill
+continuously, which a sliding log refuses; so this budget keeps the same kind of log as the server:
+
+- one sorted set per window of the stamps of the requests sent, in Redis, shared by every process;
+- ``acquire`` takes one slot in every window at once, or none, in one Lua script run with the Redis server's
+  clock (never the workers' clocks), answering how long until a slot frees when one window is full;
+- a 429 from the server ``block``\\ s the whole budget until its ``Retry-After`` has passed, for every worker;
+- ``margin_s`` widens each window a little: a request is stamped here before it travels, and the server
+  stamps it on arrival, so jitter in that delay could otherwise squeeze N+1 requests into the server's window.
+
+Keys (``<base>`` = ``<prefix>:budget:posthog:<host>:<key hash>``, see ``posthog_budget_key``):
+``<base>:w:<seconds>`` a window's log, ``<base>:blocked`` the server time (epoch seconds) a 429 blocks until,
+``<base>:stats`` how many attempts were told to wait and how many 429s blocked the budget (all workers, ever).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+from sync.ratelimit import BudgetExhausted
+
+_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
+
+# KEYS: blocked, stats, window logs...   ARGV: member suffix, margin, then (limit, seconds) per window
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local blocked = tonumber(redis.call('GET', KEYS[1]))
+if blocked ~= nil and blocked > now then
+  redis.call('HINCRBY', KEYS[2], 'waits', 1)
+  return tostring(blocked - now)
+end
+local margin = tonumber(ARGV[2])
+local wait = 0
+for i = 3, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 3])
+  local span = tonumber(ARGV[2 * i - 2]) + margin
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - span)
+  local used = redis.call('ZCARD', KEYS[i])
+  if used >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[i], used - limit, used - limit, 'WITHSCORES')
+    local frees = tonumber(oldest[2]) + span - now
+    if frees > wait then wait = frees end
+  end
+end
+if wait > 0 then
+  redis.call('HINCRBY', KEYS[2], 'waits', 1)
+  return tostring(wait)
+end
+local member = string.format('%.6f', now) .. ':' .. ARGV[1]
+for i = 3, #KEYS do
+  local span = tonumber(ARGV[2 * i - 2]) + margin
+  redis.call('ZADD', KEYS[i], now, member)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(span * 1000) + 1000)
+end
+return '0'
+"""
+
+# KEYS: blocked, stats   ARGV: seconds
+_BLOCK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local seconds = tonumber(ARGV[1])
+local blocked_until = now + seconds
+local current = tonumber(redis.call('GET', KEYS[1]))
+redis.call('HINCRBY', KEYS[2], 'blocks', 1)
+if current == nil or blocked_until > current then
+  redis.call('SET', KEYS[1], string.format('%.6f', blocked_until), 'PX', math.ceil(seconds * 1000) + 1000)
+  return string.format('%.6f', blocked_until)
+end
+return string.format('%.6f', current)
+"""
+
+# KEYS: blocked, stats, window logs...   ARGV: margin, then seconds per window.  Read only.
+_USAGE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stats = redis.call('HMGET', KEYS[2], 'waits', 'blocks')
+local out = {string.format('%.6f', now), redis.call('GET', KEYS[1]) or '', stats[1] or '0', stats[2] or '0'}
+local margin = tonumber(ARGV[1])
+for i = 3, #KEYS do
+  local span = tonumber(ARGV[i - 1]) + margin
+  out[#out + 1] = tostring(redis.call('ZCOUNT', KEYS[i], '(' .. string.format('%.6f', now - span), '+inf'))
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class Window:
+    """At most ``limit`` requests in any ``seconds``: PostHog's burst window is ``Window(480, 60)``."""
+
+    limit: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.seconds:g}"
+
+
+POSTHOG_WINDOWS = (Window(480, 60), Window(4800, 3600))
+"""PostHog Cloud's ``burst`` (480/minute) and ``sustained`` (4800/hour) throttles for personal API keys."""
+
+
+def parse_window(spec: str) -> Window:
+    """``"480/60"`` → ``Window(480, 60.0)`` (N requests per SECONDS); ``ValueError`` saying what is wrong."""
+    match = _SPEC.match(str(spec))
+    if not match:
+        raise ValueError(f"{spec!r} is not N/SECONDS, e.g. 480/60")
+    window = Window(int(match.group(1)), float(match.group(2)))
+    if window.limit < 1 or window.seconds <= 0:
+        raise ValueError(f"{spec!r}: N and SECONDS must be positive")
+    return window
+
+
+def posthog_budget_key(prefix: str, base_url: str, api_key: str) -> str:
+    """The Redis key base of one PostHog host and personal API key: the host plus a short hash of the key
+    (never the key), so every project reached with that key shares the budget, as PostHog counts it."""
+    host = urlsplit(base_url).netloc or base_url
+    digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return f"{prefix}:budget:posthog:{host}:{digest}"
+
+
+@dataclass(frozen=True)
+class WindowUsage:
+    window: Window
+    used: int
+
+    @property
+    def left(self) -> int:
+        return max(0, self.window.limit - self.used)
+
+
+@dataclass(frozen=True)
+class BudgetUsage:
+    """What ``RequestBudget.usage`` reads in one round trip: per window used/left, and a 429's block."""
+
+    windows: tuple[WindowUsage, ...]
+    blocked_for_s: float  # 0 when not blocked
+    blocked_until: float | None  # epoch seconds (Redis server time) while blocked
+    waits: int  # attempts told to wait for a slot, ever (all workers)
+    blocks: int  # 429s that blocked the budget, ever (all workers)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "windows": [
+                {
+                    "window": str(u.window),
+                    "limit": u.window.limit,
+                    "seconds": u.window.seconds,
+                    "used": u.used,
+                    "left": u.left,
+                }
+                for u in self.windows
+            ],
+            "blocked": self.blocked_for_s > 0,
+            "blocked_for_s": round(self.blocked_for_s, 3),
+            "blocked_until": self.blocked_until,
+            "waits": self.waits,
+            "blocks": self.blocks,
+        }
+
+
+@dataclass
+class RequestBudget:
+    """Sliding-window request budget shared through Redis; see the module docstring.
+
+    ``acquire`` before every request (waiting up to ``max_wait_s``), ``block`` after a 429, ``usage`` to report.
+    ``sleep`` is injectable so tests count waits instead of timing them.
+    """
+
+    client: redis.Redis
+    key: str
+    windows: Sequence[Window]
+    margin_s: float = 0.5
+    max_wait_s: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+    taken: int = field(default=0, init=False)
+    waits: int = field(default=0, init=False)
+    waited_s: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.windows:
+            raise ValueError("a budget needs at least one window (no windows: use no budget)")
+        self.windows = tuple(self.windows)
+        self._acquire = self.client.register_script(_ACQUIRE)
+        self._block = self.client.register_script(_BLOCK)
+        self._usage = self.client.register_script(_USAGE)
+        self._keys = [
+            f"{self.key}:blocked",
+            f"{self.key}:stats",
+            *(f"{self.key}:w:{w.seconds:g}" for w in self.windows),
+        ]
+
+    def __repr__(self) -> str:
+        return f"RequestBudget(key={self.key!r}, windows={[str(w) for w in self.windows]})"
+
+    def try_acquire(self) -> float:
+        """Take one slot in every window (returns 0.0), or none: the seconds until one could be taken."""
+        args: list[Any] = [uuid.uuid4().hex, self.margin_s]
+        for window in self.windows:
+            args += [window.limit, window.seconds]
+        return float(_text(self._acquire(keys=self._keys, args=args)))
+
+    def acquire(self) -> None:
+        """Take a slot, sleeping while the budget is spent; ``BudgetExhausted`` (``retry_after`` = when it frees)
+        rather than wait more than ``max_wait_s`` in all."""
+        waited = 0.0
+        while True:
+            wait = self.try_acquire()
+            if wait <= 0:
+                self.taken += 1
+                return
+            if waited + wait > self.max_wait_s:
+                raise BudgetExhausted(
+                    f"PostHog request budget spent ({', '.join(map(str, self.windows))}): a slot frees in {wait:.1f} s",
+                    retry_after=wait,
+                )
+            self.waits += 1
+            self.waited_s += wait
+            self.sleep(wait + 0.001)  # a hair past the edge: the freeing stamp is then out of the window
+            waited += wait
+
+    def block(self, seconds: float) -> float:
+        """Spend the budget for everyone for ``seconds`` (the server said 429 with this ``Retry-After``);
+        never shortens a longer block already set. Returns the server time it blocks until."""
+        return float(_text(self._block(keys=self._keys[:2], args=[max(0.0, seconds)])))
+
+    def usage(self) -> BudgetUsage:
+        """Used and left in each window now, and any 429 block (one round trip)."""
+        raw = self._usage(keys=self._keys, args=[self.margin_s, *(w.seconds for w in self.windows)])
+        now, blocked, waits, blocks, *counts = (_text(v) for v in raw)
+        until = float(blocked) if blocked else None
+        blocked_for = max(0.0, until - float(now)) if until is not None else 0.0
+        return BudgetUsage(
+            windows=tuple(WindowUsage(w, int(c)) for w, c in zip(self.windows, counts, strict=True)),
+            blocked_for_s=blocked_for,
+            blocked_until=until if blocked_for > 0 else None,
+            waits=int(waits),
+            blocks=int(blocks),
+        )
+
+
+def _text(value: Any) -> str:
+    """A script's answer as text, whether the client decodes responses or not."""
+    return value.decode() if isinstance(value, bytes) else str(value)
