@@ -663,6 +663,7 @@ class SyncEngine:
             self._apply_items(items, out)
         except THROTTLES:
             self._push_back_all(connectors, items, out)
+            report.add("throttled")  # this attempt stopped on PostHog's budget; the chunk continues when re-queued
             store.chunk_done(-1, report.counts, report.errors, report.review)
             raise
         self._push_back_all(connectors, items, out)

@@ -225,5 +225,22 @@ class PlanStore:
             [json.loads(r) for r in review],
         )
 
+    @classmethod
+    def live(cls, ledger: Ledger) -> list[PlanStore]:
+        """Every plan staged and not yet finished (a SCAN: for ``crmsync status``, not a sync's path)."""
+        prefix = f"{ledger.ns}:plan:"
+        metas = ledger.redis.scan_iter(match=f"{prefix}*:meta", count=1000)
+        return [cls(ledger, str(key)[len(prefix) : -len(":meta")]) for key in metas]
+
+    def accounts_left(self) -> int:
+        """Accounts staged and not yet written (each about one PostHog request: its POST or PATCH)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self._key("groups"))
+        pipe.smembers(self._key("done"))
+        groups, done = pipe.execute()
+        size = self.chunk_size
+        written = sum(min(size, int(groups) - int(n) * size) for n in done)
+        return max(0, int(groups) - written)
+
     def drop(self) -> int:
         return delete_keys(self.redis, self._prefix + "*")

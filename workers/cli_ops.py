@@ -11,15 +11,16 @@ import json
 import os
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sync.engine import TAGS_DROPPED
 from sync.errors import CrmsyncError
 from sync.report import RunReport
 from workers.config import load_config
@@ -322,12 +323,42 @@ def status_data(runtime: Runtime) -> dict[str, Any]:
         },
     }
     budget = runtime.posthog_budget
+    usage = budget.usage().as_dict() if budget is not None else {"unthrottled": True}
+    dropped = ledger.tagging_unsupported()
     return {
         "sources": sources,
         "dlq_total": dead_letters["total"],
         "dead_letters": dead_letters,
-        "posthog_budget": budget.usage().as_dict() if budget is not None else {"unthrottled": True},
+        "posthog_budget": usage,
+        "backlog": backlog(runtime, usage, now),
+        "posthog_tags": {
+            "dropped": bool(dropped and dropped.get("mapping") == runtime.config.mapping.fingerprint()),
+            "since": dropped.get("at") if dropped else None,
+        },
     }
+
+
+def backlog(runtime: Runtime, usage: dict[str, Any], now: float) -> dict[str, Any]:
+    """PostHog requests still owed: staged plans' unwritten accounts (one request each) and webhook ids waiting for
+    a refresh; and when they will be done at the current budget (what is left in the windows now, then each
+    window's sustained rate, the slowest one binding). ``eta_s`` is None when PostHog is unthrottled."""
+    from sync.plan import PlanStore
+
+    plans: list[dict[str, Any]] = [
+        {"plan": p.id, "accounts_left": p.accounts_left(), "chunks": p.chunks} for p in PlanStore.live(runtime.ledger)
+    ]
+    pending_sets = list(runtime.redis.scan_iter(match=f"{runtime.ledger.ns}:pending:*"))
+    pending = sum(cast(int, runtime.redis.scard(str(key))) for key in pending_sets)
+    requests = sum(int(p["accounts_left"]) for p in plans) + pending
+    eta: float | None = None
+    if not usage.get("unthrottled") and usage.get("windows"):
+        wait = max(0.0, float(usage.get("blocked_for_s") or 0.0))
+        for window in usage["windows"]:
+            limit, seconds = (float(x) for x in str(window["window"]).split("/"))
+            beyond = max(0, requests - int(window["left"]))
+            wait = max(wait, beyond / (limit / seconds))
+        eta = round(wait, 1)
+    return {"plans": plans, "webhook_ids_waiting": pending, "posthog_requests": requests, "eta_s": eta}
 
 
 def _dead_letter_summary(entry_id: str, entry: dict[str, Any], now: float) -> dict[str, Any]:
@@ -376,7 +407,25 @@ def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
         )
     out.print(table)
     out.print(budget_line(data["posthog_budget"]))
+    out.print(backlog_line(data["backlog"]))
     out.print(dead_letters_line(data["dead_letters"]))
+    if data["posthog_tags"]["dropped"]:
+        out.print(f"[yellow]PostHog tags:[/] {TAGS_DROPPED}")
+
+
+def backlog_line(backlog: dict[str, Any]) -> str:
+    """``Backlog: 1,200 PostHog requests (2 plans, 0 webhook ids); done in about 15m at the current budget``."""
+    requests = backlog["posthog_requests"]
+    if not requests:
+        return "Backlog: none"
+    eta = backlog["eta_s"]
+    when = (
+        "PostHog unthrottled" if eta is None else f"done in about {timedelta(seconds=round(eta))} at the current budget"
+    )
+    return (
+        f"Backlog: {requests:,} PostHog requests ({len(backlog['plans'])} plans being written, "
+        f"{backlog['webhook_ids_waiting']} webhook ids waiting); {when}"
+    )
 
 
 def budget_line(budget: dict[str, Any]) -> str:

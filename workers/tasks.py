@@ -29,6 +29,7 @@ log = structlog.get_logger("crmsync.tasks")
 MAX_RETRIES = 6
 PENDING_BATCH = 500
 PLAN_CHUNK_SIZE = 200  # accounts per crmsync.write_plan task
+THROTTLE_RETRIES = 1_000_000  # in effect no limit (Celery's retry() reads None as "the task's default", 3)
 THROTTLE_PAUSE_S = 60.0  # when a throttle names no Retry-After: PostHog's budget frees by the minute
 
 
@@ -73,7 +74,7 @@ def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str)
         # however many times that takes (a first sync of 16,000 accounts spans hours at 4,800 requests an hour).
         delay = countdown(0, exc.retry_after or THROTTLE_PAUSE_S)
         log.info("budget spent, re-queued", task=label, countdown=round(delay, 1))
-        raise task.retry(exc=exc, countdown=delay, max_retries=None) from None
+        raise task.retry(exc=exc, countdown=delay, max_retries=THROTTLE_RETRIES) from None
     except RetryableError as exc:
         if task.request.retries >= MAX_RETRIES:
             log.error("giving up after retries", task=label, reason=str(exc))

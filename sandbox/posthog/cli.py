@@ -29,6 +29,11 @@ def run_posthog(
         help="Throttle every personal API key to N requests per SECONDS, as PostHog does (repeat; PostHog's own: "
         "--throttle 480/60 --throttle 4800/3600). Off when not given.",
     ),
+    no_tagging: bool = typer.Option(
+        False,
+        "--no-tagging",
+        help="Act as an organisation without PostHog's tagging feature: tags written are dropped, [] is shown.",
+    ),
 ) -> None:
     """Serve PostHog's accounts, usage-metrics and members API on HOST:PORT until interrupted."""
     try:
@@ -38,7 +43,12 @@ def run_posthog(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     config = PostHogSandboxConfig(
-        db_path=db, projects=tuple(project or [1]), keys=keys, members=members, throttle=rates
+        db_path=db,
+        projects=tuple(project or [1]),
+        keys=keys,
+        members=members,
+        throttle=rates,
+        tagging=not no_tagging,
     )
     app = create_app(config)
     url = f"http://{host}:{port}"
@@ -49,6 +59,7 @@ def run_posthog(
         typer.echo(f"  key {api_key.key}: scopes {','.join(api_key.scopes)} on {where}")
     for m in members:
         typer.echo(f"  member {m.id}: {m.email}")
+    typer.echo(f"  tagging: {'off (tags dropped, as without the tagging feature)' if no_tagging else 'on'}")
     typer.echo(f"  throttle: {', '.join(str(r) for r in rates) + ' (requests/seconds) per key' if rates else 'off'}")
     typer.echo(
         f"  try: curl -H 'Authorization: Bearer {keys[0].key}' {url}/api/environments/{config.projects[0]}/accounts/"

@@ -52,6 +52,7 @@ class PostHogSandboxConfig:
     keys: tuple[ApiKey, ...] = (ApiKey("phx_sandbox", ("*",)),)
     members: tuple[Member, ...] = ()
     throttle: tuple[ThrottleRate, ...] = ()
+    tagging: bool = True  # False: an organisation without PostHog's paid tagging feature (tags dropped, [] shown)
 
 
 def parse_key_spec(spec: str) -> ApiKey:

@@ -152,3 +152,28 @@ def test_worker_start_up_skips_the_scope_check_while_the_budget_is_spent(
     runtime.posthog_budget.block(3600)  # e.g. another worker met a 429 with a long Retry-After
     runtime.check_posthog_key()  # neither raises nor sends anything
     assert posthog.stats()["total"] == probes
+
+
+def test_status_estimates_a_staged_backlog_at_the_current_budget(runtime: Runtime, crm: MemoryCrm) -> None:
+    from workers.cli_ops import backlog_line
+
+    assert status_data(runtime)["backlog"]["posthog_requests"] == 0
+    for i in range(1500):
+        crm.put(f"001{i:05d}", name=f"Company {i}", ext=f"acct-{i}")
+    connectors = {"memcrm": runtime.connector("memcrm")}
+    store, _ = runtime.engine.stage_plan(connectors, {"memcrm": ["accounts"]}, "full", chunk_size=500)
+    assert store is not None
+    runtime.engine.write_plan_chunk(store, 0, connectors)  # 500 written, 1,000 left
+    backlog = status_data(runtime)["backlog"]
+    assert backlog["plans"] == [{"plan": store.id, "accounts_left": 1000, "chunks": 3}]
+    assert backlog["posthog_requests"] == 1000
+    left = runtime.posthog_budget.usage().windows[0].left if runtime.posthog_budget else 0
+    # what the 1000/60 window has left goes now; the rest at 1000 requests a minute
+    assert backlog["eta_s"] == round((1000 - left) / (1000 / 60), 1)
+    assert "1,000 PostHog requests (1 plans being written" in backlog_line(backlog)
+
+
+def test_status_says_when_posthog_drops_tags(runtime: Runtime) -> None:
+    assert status_data(runtime)["posthog_tags"]["dropped"] is False
+    runtime.ledger.mark_tagging_unsupported(runtime.config.mapping.fingerprint())
+    assert status_data(runtime)["posthog_tags"]["dropped"] is True
