@@ -20,19 +20,37 @@ import hmac
 import json
 import re
 from typing import Any
-from urllib.parse import unquote
 
 from connectors.base import EventKind, MalformedWebhook, WebhookEvent, WebhookRejected, WebhookRequest
 
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
-_QUESTION_MARK = re.compile("%3F", re.IGNORECASE)
+_DECODED = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
+"""HubSpot's table of the escapes a receiver decodes before signing (docs/connectors/hubspot.md cites it)."""
+_SIGNED_ESCAPE = re.compile("|".join(_DECODED), re.IGNORECASE)
+_TIMESTAMP = re.compile(r"[0-9]{1,16}")
+_HUBSPOT_ID = re.compile(r"[0-9]{1,20}")
+"""HubSpot object and event ids are ASCII digits (int64): anything else is refused before it reaches a queue."""
 
 
 def signature_uri(uri: str) -> str:
-    """The URI as HubSpot signs it: percent-escapes decoded, except an encoded ``?`` (``%3F``) stays."""
-    parts = _QUESTION_MARK.split(uri)
-    return "%3F".join(unquote(part) for part in parts)
+    """The URI as HubSpot signs it (v3): exactly the percent-escapes HubSpot's documentation lists are decoded
+    (``%3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B``, either case); every other escape, ``%20`` included,
+    stays as sent."""
+    return _SIGNED_ESCAPE.sub(lambda m: _DECODED[m.group(0).upper()], uri)
 
 
 def sign_v3(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
@@ -55,71 +73,95 @@ def verify_v3(
     timestamp = request.header(TIMESTAMP_HEADER)
     if not signature or not timestamp:
         raise WebhookRejected("missing X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp")
-    if not timestamp.strip().isdigit():
+    if not _TIMESTAMP.fullmatch(timestamp.strip()):
         raise WebhookRejected("X-HubSpot-Request-Timestamp is not epoch milliseconds")
-    if abs(now_ms - int(timestamp)) > max_age_s * 1000:
+    if abs(now_ms - int(timestamp.strip())) > max_age_s * 1000:
         raise WebhookRejected("X-HubSpot-Request-Timestamp is outside the allowed window")
     expected = sign_v3(secret, request.method, uri or request.url, request.body, timestamp.strip())
     if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
         raise WebhookRejected("X-HubSpot-Signature-v3 does not match")
 
 
-def _event_id(event: dict[str, Any]) -> str:
-    value = event.get("eventId")
-    if value in (None, ""):
-        raise MalformedWebhook("an event has no eventId")
-    return str(value)
+def _hubspot_id(value: object) -> str | None:
+    """``value`` as a HubSpot id (ASCII digits) or None: a JSON integer or a string of digits, nothing else."""
+    if isinstance(value, bool):
+        return None
+    text = str(value) if isinstance(value, int | str) else ""
+    return text if _HUBSPOT_ID.fullmatch(text) else None
 
 
 def _object_id(event: dict[str, Any], *keys: str) -> str:
     for key in keys:
         value = event.get(key)
         if value not in (None, ""):
-            text = str(value)
-            if not text.isdigit():
-                raise MalformedWebhook(f"event {event.get('eventId')}: {key} is not a HubSpot id")
-            return text
-    raise MalformedWebhook(f"event {event.get('eventId')}: no {' or '.join(keys)}")
+            found = _hubspot_id(value)
+            if found is None:
+                raise MalformedWebhook(f"an event's {key} is not a HubSpot id")
+            return found
+    raise MalformedWebhook(f"an event has no {' or '.join(keys)}")
 
 
 def _occurred(event: dict[str, Any]) -> int | None:
     value = event.get("occurredAt")
-    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    return int(text) if _TIMESTAMP.fullmatch(text) else None
+
+
+def dedupe_key(event: dict[str, Any], subscription: str, object_id: str) -> str:
+    """The key a delivery's event is deduplicated on: subscription type, ``eventId``, object and ``occurredAt``.
+
+    HubSpot documents ``eventId`` as not guaranteed unique (a deletion may share one with an earlier change of the
+    same record), so the id alone would drop real events; a redelivery repeats all four, so it is still caught."""
+    event_id = _hubspot_id(event.get("eventId"))
+    if event_id is None:
+        raise MalformedWebhook("an event has no numeric eventId")
+    occurred = _occurred(event)
+    return f"{subscription}:{event_id}:{object_id}:{occurred if occurred is not None else '-'}"
+
+
+def _load(body: bytes) -> list[dict[str, Any]]:
+    try:
+        events = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
+        raise MalformedWebhook(f"body is {reason}") from None
+    if not isinstance(events, list):
+        raise MalformedWebhook("body is not a JSON array of events")
+    if not all(isinstance(event, dict) for event in events):
+        raise MalformedWebhook("an event is not a JSON object")
+    return events
+
+
+def _refresh(event: dict[str, Any], source: str, stream: str, record_id: str, kind: EventKind) -> WebhookEvent:
+    subscription = str(event.get("subscriptionType"))
+    return WebhookEvent(source, stream, record_id, dedupe_key(event, subscription, record_id), kind, _occurred(event))
 
 
 def parse_events(body: bytes, source: str = "hubspot", stream: str = "deals") -> list[WebhookEvent]:
     """The refresh events of one (verified) delivery; raises ``MalformedWebhook`` on a body that is not one."""
-    try:
-        events = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedWebhook(f"body is not JSON: {exc}") from None
-    if not isinstance(events, list):
-        raise MalformedWebhook("body is not a JSON array of events")
     out: list[WebhookEvent] = []
-    for event in events:
-        if not isinstance(event, dict):
-            raise MalformedWebhook("an event is not a JSON object")
-        kind = str(event.get("subscriptionType") or "")
-        obj, _, action = kind.partition(".")
+    for event in _load(body):
+        kind = event.get("subscriptionType")
+        obj, _, action = (kind if isinstance(kind, str) else "").partition(".")
         if obj != "deal":
             continue
-        event_id = _event_id(event)
-        occurred = _occurred(event)
         if action == "deletion":
-            out.append(
-                WebhookEvent(source, stream, _object_id(event, "objectId"), event_id, EventKind.DELETE, occurred)
-            )
+            out.append(_refresh(event, source, stream, _object_id(event, "objectId"), EventKind.DELETE))
         elif action == "merge":
-            survivor = _object_id(event, "newObjectId", "primaryObjectId", "objectId")
-            out.append(WebhookEvent(source, stream, survivor, event_id, EventKind.MERGE, occurred))
+            survivor = _refresh(
+                event, source, stream, _object_id(event, "newObjectId", "primaryObjectId", "objectId"), EventKind.MERGE
+            )
+            out.append(survivor)
             merged = event.get("mergedObjectIds") or []
             if not isinstance(merged, list):
-                raise MalformedWebhook(f"event {event_id}: mergedObjectIds is not a list")
-            for old in merged:
-                if str(old) != survivor:
-                    out.append(
-                        WebhookEvent(source, stream, str(old), f"{event_id}:merged:{old}", EventKind.DELETE, occurred)
-                    )
+                raise MalformedWebhook("an event's mergedObjectIds is not a list")
+            for value in merged:
+                old = _hubspot_id(value)
+                if old is None:
+                    raise MalformedWebhook("an event's mergedObjectIds holds something that is not a HubSpot id")
+                if old != survivor.id:
+                    key = f"{survivor.event_id}:merged:{old}"
+                    out.append(WebhookEvent(source, stream, old, key, EventKind.DELETE, survivor.occurred_at_ms))
         elif action == "associationChange":
             reverse = str(event.get("associationType") or "").upper().startswith("COMPANY_TO_DEAL")
             deal = (
@@ -127,9 +169,7 @@ def parse_events(body: bytes, source: str = "hubspot", stream: str = "deals") ->
                 if reverse
                 else _object_id(event, "fromObjectId", "objectId")
             )
-            out.append(WebhookEvent(source, stream, deal, event_id, EventKind.UPSERT, occurred))
+            out.append(_refresh(event, source, stream, deal, EventKind.UPSERT))
         else:
-            out.append(
-                WebhookEvent(source, stream, _object_id(event, "objectId"), event_id, EventKind.UPSERT, occurred)
-            )
+            out.append(_refresh(event, source, stream, _object_id(event, "objectId"), EventKind.UPSERT))
     return out

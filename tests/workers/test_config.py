@@ -20,7 +20,7 @@ from workers.schedule import beat_schedule
 def raw(**extra: Any) -> dict[str, Any]:
     return {
         **MAPPING,
-        "posthog": {"host": "http://127.0.0.1:8010", "project_id": 1},
+        "posthog": {"host": "http://127.0.0.1:8010", "stand_in": True, "project_id": 1},
         "sources": {"memcrm": {"schedule": {"every_s": 60}, "full_schedule": {"cron": "0 3 * * 0"}}},
         **extra,
     }

@@ -23,7 +23,7 @@ def runtime(posthog: PostHogSandbox, ledger: Any, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", POSTHOG_KEY)
     raw = {
         **MAPPING,
-        "posthog": {"host": posthog.url, "project_id": 1},
+        "posthog": {"host": posthog.url, "stand_in": True, "project_id": 1},
         "ledger_prefix": ledger.ns.split(":")[0],  # the budget's keys too, deleted with the test's ledger
         "sources": {"memcrm": {"config": {}}},
         "webhooks": {"coalesce_s": 5, "max_body_bytes": 2048},

@@ -10,7 +10,8 @@ import redis
 
 from connectors.base import EventKind, MalformedWebhook, WebhookRejected, WebhookRequest
 from connectors.hubspot import HubSpotConnector
-from connectors.hubspot.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_v3
+from connectors.hubspot.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_v3, verify_v3
+from sandbox.hubspot.webhooks import signature_v3 as sign_v3_raw
 from tests.connectors.hubspot.conftest import APP_SECRET, HubSpotSandbox, WebhookReceiver, drain_webhooks, make_config
 
 
@@ -99,10 +100,8 @@ def test_missing_headers_a_future_timestamp_and_no_secret_are_rejected(
         unconfigured.verify_webhook(delivery)
 
 
-def test_public_url_behind_a_proxy_and_percent_escapes(
-    hubspot: HubSpotSandbox, redis_client: redis.Redis, budget_namespace: str
-) -> None:
-    public = "https://hooks.example.com/crm%20sync/hubspot?portal=62515"
+def test_public_url_behind_a_proxy(hubspot: HubSpotSandbox, redis_client: redis.Redis, budget_namespace: str) -> None:
+    public = "https://hooks.example.com/crmsync/hubspot?portal=62515"
     body = b'[{"eventId": 1, "subscriptionType": "deal.creation", "objectId": 5}]'
     now = 1_760_000_000_000
     headers = {SIGNATURE_HEADER: sign_v3(APP_SECRET, "POST", public, body, str(now)), TIMESTAMP_HEADER: str(now)}
@@ -110,10 +109,25 @@ def test_public_url_behind_a_proxy_and_percent_escapes(
     connector = build(APP_SECRET, hubspot, redis_client, budget_namespace, webhook_url=public)
     connector.clock = lambda: now
     connector.verify_webhook(seen_by_worker)
-    # HubSpot signs the URI decoded: "crm sync", not "crm%20sync".
-    assert sign_v3(APP_SECRET, "POST", public, body, "1") == sign_v3(
-        APP_SECRET, "POST", public.replace("%20", " "), body, "1"
-    )
+
+
+@pytest.mark.parametrize(
+    ("as_sent", "as_signed"),
+    [
+        # HubSpot's table: these twelve escapes are decoded (either case) before signing ...
+        ("https://h.example/a%3Ab%2Fc%3Fd%40e%21f%24g", "https://h.example/a:b/c?d@e!f$g"),
+        ("https://h.example/p%27%28%29%2a%2c%3b", "https://h.example/p'()*,;"),
+        # ... and no other: a space, a percent sign or a non-ASCII character stay escaped.
+        ("https://h.example/crm%20sync?q=a%26b%3Dc", "https://h.example/crm%20sync?q=a%26b%3Dc"),
+        ("https://h.example/%25/%C3%A9", "https://h.example/%25/%C3%A9"),
+    ],
+)
+def test_only_the_documented_escapes_are_decoded_before_signing(as_sent: str, as_signed: str) -> None:
+    body, timestamp = b"[]", "1760000000000"
+    signed_by_hubspot = sign_v3_raw(APP_SECRET, "POST", as_signed, body, timestamp)
+    assert sign_v3(APP_SECRET, "POST", as_sent, body, timestamp) == signed_by_hubspot
+    request = WebhookRequest("POST", as_sent, {SIGNATURE_HEADER: signed_by_hubspot, TIMESTAMP_HEADER: timestamp}, body)
+    verify_v3(request, APP_SECRET, int(timestamp))
 
 
 def test_real_deliveries_become_refresh_events(
