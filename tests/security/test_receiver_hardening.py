@@ -6,14 +6,17 @@ ledger prefix of its own) and asserts what reached Redis and the queue, not only
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from connectors.base import WebhookRequest
 from connectors.salesforce.outbound import message_of
+from sandbox.common import serving
 from sync.errors import ConfigError
 from tests.security.conftest import Receiver
 from tests.security.webhook_kit import (
@@ -25,7 +28,19 @@ from tests.security.webhook_kit import (
 )
 from workers.config import WebhookBlock
 from workers.tasks import pending_key
-from workers.webhooks import UNKNOWN_SOURCE, check_public_url
+from workers.webhooks import UNKNOWN_SOURCE, check_public_url, create_webhook_app
+
+
+def wire_headers(headers: dict[str, str]) -> dict[str, bytes]:
+    """Header values as bytes on the wire: Latin-1 where it can (what HTTP servers decode them as, so ``²`` arrives as
+    ``²``), else UTF-8."""
+    out = {}
+    for key, value in headers.items():
+        try:
+            out[key] = value.encode("latin-1")
+        except UnicodeEncodeError:
+            out[key] = value.encode()
+    return out
 
 
 def _metric_fields(receiver: Receiver) -> dict[str, str]:
@@ -120,14 +135,26 @@ def test_an_outbound_message_is_parsed_once_per_delivery(receiver: Receiver) -> 
 # -- 3. no 500s ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("timestamp", ["²", "١٧٦٠٠٠٠٠٠٠٠٠٠", "1e12", " ", "-1", "9" * 40])
+@pytest.mark.parametrize("timestamp", ["²", "¹²³", "١٧٦٠٠٠٠٠٠٠٠٠٠", "1e12", " ", "-1", "9" * 40])
 def test_non_ascii_or_odd_hubspot_timestamps_are_a_401(receiver: Receiver, timestamp: str) -> None:
+    """Sent over a real socket: HTTP servers decode header bytes as Latin-1, so byte 0xB2 arrives as ``²``, a
+    character ``str.isdigit`` accepts and ``int`` refuses."""
     body = json.dumps([_deal_event(1, "deal.propertyChange", 5)]).encode()
     headers = {**hubspot_headers(body), "X-HubSpot-Request-Timestamp": timestamp}
-    response = receiver.client.post(
-        "/webhooks/hubspot", content=body, headers={k: v.encode() for k, v in headers.items()}
-    )
-    assert response.status_code == 401
+    app = create_webhook_app(receiver.runtime, enqueue=lambda s, o, c: receiver.enqueued.append((s, o, c)))
+    with serving(app) as server:
+        url = urlsplit(server.url)
+        connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
+        try:
+            connection.putrequest("POST", "/webhooks/hubspot")
+            for name, value in wire_headers({**headers, "Content-Length": str(len(body))}).items():
+                connection.putheader(name, value)
+            connection.endheaders(body)
+            status = connection.getresponse().status
+        finally:
+            connection.close()
+    assert status == 401
+    assert receiver.enqueued == []
 
 
 def test_deeply_nested_signed_json_is_a_400(receiver: Receiver) -> None:

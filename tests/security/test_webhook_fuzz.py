@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.security.conftest import Receiver
+from tests.security.test_receiver_hardening import wire_headers
 from tests.security.webhook_kit import (
     SALESFORCE_PATH,
     hubspot_body,
@@ -106,7 +107,6 @@ def test_signed_unicode_and_deep_bodies_give_no_500(receiver: Receiver, route: s
 def test_unicode_header_values_give_no_500(receiver: Receiver, header: str, value: str, route: str) -> None:
     body = hubspot_body(3004) if route.endswith("hubspot") else stripe_body("evt_fuzz2")
     signed = hubspot_headers(body) if route.endswith("hubspot") else stripe_headers(body)
-    headers = {k: v.encode() for k, v in signed.items()}
-    headers[header] = value.strip().encode()
+    headers = wire_headers({**signed, header: value.strip()})
     response = receiver.client.post(route, content=body, headers=headers)
     assert response.status_code in ALLOWED, (header, value, route, response.status_code, response.text[:300])
