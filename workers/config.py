@@ -8,6 +8,7 @@ file for secrets and deployment settings: ``REDIS_URL``, ``POSTHOG_HOST``, ``POS
 posthog: {host: https://us.posthog.com, project_id: 1}     # the key comes from POSTHOG_PERSONAL_API_KEY
 #   budget: ["480/60", "4800/3600"]  (PostHog's throttles, the default; [] = unthrottled self-hosted)
 #   budget_max_wait_s: 60            (longer waits stop the run, which is re-queued)
+#   stand_in: true                   (http and private hosts allowed: a local stand-in only)
 redis_url: redis://127.0.0.1:6379/0
 ledger_prefix: crmsync                                       # keys are <prefix>:<project id>:...
 sources:                                                     # one block per CRM; see docs/connectors/
@@ -15,7 +16,7 @@ sources:                                                     # one block per CRM
 outbound: {schedule: {every_s: 300}}                         # PostHog → CRM pass
 reconcile: {schedule: {cron: "17 3 * * *"}}                  # delete reconciliation
 dlq_replay: {schedule: {every_s: 60}, backoff_s: 60, max_backoff_s: 3600}   # parked records, per-source backoff
-webhooks: {max_body_bytes: 1048576, coalesce_s: 2.0}
+webhooks: {max_body_bytes: 1048576, coalesce_s: 2.0, body_timeout_s: 10, public_url: https://hooks.example.com}
 mappings: ...   ownership: ...   identity: ...               # docs/engine.md
 ```
 """

@@ -2,14 +2,16 @@
 
 Verification (HubSpot's "v3" request validation):
 ``X-HubSpot-Signature-v3 == base64(HMAC-SHA256(client secret, method + URI + raw body + timestamp))`` where the
-timestamp is ``X-HubSpot-Request-Timestamp`` (epoch ms) and the URI is the full URL HubSpot called (scheme, host,
-path, query), URL-decoded except for ``?``. The comparison is constant-time; timestamps more than the allowed age
-(5 minutes) away from now are refused, so a captured delivery cannot be replayed later.
+timestamp is ``X-HubSpot-Request-Timestamp`` (epoch ms, ASCII digits) and the URI is the full URL HubSpot called
+(scheme, host, path, query) with exactly the twelve escapes HubSpot's documentation lists decoded (``signature_uri``).
+The comparison is constant-time; timestamps more than the allowed age (5 minutes) away from now are refused, so a
+captured delivery cannot be replayed later.
 
 A delivery is a JSON array of events. Deal events become ``WebhookEvent``s (refresh that deal by id): creation,
 property and association changes and restores are upserts, ``deal.deletion`` is a delete, and ``deal.merge`` is a
 merge of the surviving deal plus a delete of each merged-away id. Other objects' events (``company.*``, contacts)
-are ignored here: company changes reach deals through the incremental read's company pass.
+are ignored here: company changes reach deals through the incremental read's company pass. Ids must be ASCII
+digits, and each event is deduplicated on ``dedupe_key`` (HubSpot's ``eventId`` alone is not unique).
 """
 
 from __future__ import annotations
