@@ -30,6 +30,7 @@ import httpx
 import yaml
 
 from sandbox.common import ServerThread, free_port
+from sandbox.hubspot.webhooks import WebhookFormat
 from sandbox.identities import sales_rep_email
 from sandbox.posthog.throttle import ThrottleRate
 
@@ -102,6 +103,7 @@ class SandboxStack:
     ledger_prefix: str = "crmsync"
     credentials: Credentials = field(default_factory=Credentials)
     posthog_throttle: tuple[ThrottleRate, ...] = ()  # the stand-in's throttles; the config's budget matches
+    hubspot_webhook_format: WebhookFormat = "legacy"  # or "generic" (object.* events with objectTypeId)
 
     @property
     def webhooks_url(self) -> str:
@@ -136,6 +138,7 @@ class SandboxStack:
             token=creds.hubspot_token,
             app_secret=creds.hubspot_app_secret,
             webhook_url=f"{hooks}/webhooks/hubspot" if self.webhooks else None,
+            webhook_format=self.hubspot_webhook_format,
             seed=at["hubspot"][1],
             seed_start=at["hubspot"][0],
         )

@@ -7,10 +7,11 @@ timestamp is ``X-HubSpot-Request-Timestamp`` (epoch ms, ASCII digits) and the UR
 The comparison is constant-time; timestamps more than the allowed age (5 minutes) away from now are refused, so a
 captured delivery cannot be replayed later.
 
-A delivery is a JSON array of events. Deal events become ``WebhookEvent``s (refresh that deal by id): creation,
-property and association changes and restores are upserts, ``deal.deletion`` is a delete, and ``deal.merge`` is a
-merge of the surviving deal plus a delete of each merged-away id. Other objects' events (``company.*``, contacts)
-are ignored here: company changes reach deals through the incremental read's company pass. Ids must be ASCII
+A delivery is a JSON array of events, in HubSpot's legacy format (``deal.propertyChange``) or its generic one
+(``object.propertyChange`` with ``objectTypeId`` ``0-3``). Deal events become ``WebhookEvent``s (refresh that deal by
+id): creation, property and association changes and restores are upserts, a deletion is a delete, and a merge is a
+merge of the surviving deal plus a delete of each merged-away id. A company event becomes one refresh of
+``company:<id>``, which the connector's ``fetch`` expands into the company's deals. Contacts are ignored. Ids must be ASCII
 digits, and each event is deduplicated on ``dedupe_key`` (HubSpot's ``eventId`` alone is not unique).
 """
 
@@ -134,44 +135,99 @@ def _load(body: bytes) -> list[dict[str, Any]]:
     return events
 
 
+OBJECT_TYPE_IDS = {"0-1": "contact", "0-2": "company", "0-3": "deal"}
+"""HubSpot's object type ids, as the generic format names the object an event is about."""
+_TYPE_NAMES = {name.upper(): type_id for type_id, name in OBJECT_TYPE_IDS.items()}
+COMPANY_REF = "company:"
+"""Prefix of a refresh id that stands for every deal of a company (``HubSpotConnector.fetch`` expands it)."""
+
+
+def _kind(event: dict[str, Any]) -> tuple[str, str]:
+    """``(object, action)`` of an event in either format: ``deal.merge`` → ``("deal", "merge")``;
+    ``object.merge`` with ``objectTypeId`` ``0-3`` → the same. Unknown objects give ``""``."""
+    subscription = event.get("subscriptionType")
+    prefix, _, action = (subscription if isinstance(subscription, str) else "").partition(".")
+    if prefix == "object":
+        return OBJECT_TYPE_IDS.get(str(event.get("objectTypeId") or ""), ""), action
+    return prefix, action
+
+
+def _association_ends(event: dict[str, Any]) -> tuple[str, str] | None:
+    """The object type ids at the two ends of an association change (``""`` for an end that is not a contact,
+    company or deal): the generic format's ``fromObjectTypeId``/``toObjectTypeId``, else the legacy
+    ``associationType`` (``DEAL_TO_COMPANY``, ``COMPANY_TO_DEAL_UNLABELED``, ...); None without either."""
+    ends = event.get("fromObjectTypeId"), event.get("toObjectTypeId")
+    if all(isinstance(end, str) and end for end in ends):
+        return str(ends[0]), str(ends[1])
+    from_name, sep, to_name = str(event.get("associationType") or "").upper().partition("_TO_")
+    if not sep:
+        return None
+
+    def type_of(name: str) -> str:
+        return next((tid for known, tid in _TYPE_NAMES.items() if name == known or name.startswith(known + "_")), "")
+
+    return type_of(from_name), type_of(to_name)
+
+
 def _refresh(event: dict[str, Any], source: str, stream: str, record_id: str, kind: EventKind) -> WebhookEvent:
     subscription = str(event.get("subscriptionType"))
     return WebhookEvent(source, stream, record_id, dedupe_key(event, subscription, record_id), kind, _occurred(event))
 
 
+def _deal_events(event: dict[str, Any], action: str, source: str, stream: str) -> list[WebhookEvent]:
+    if action == "deletion":
+        return [_refresh(event, source, stream, _object_id(event, "objectId"), EventKind.DELETE)]
+    if action != "merge":
+        return [_refresh(event, source, stream, _object_id(event, "objectId"), EventKind.UPSERT)]
+    survivor = _refresh(
+        event, source, stream, _object_id(event, "newObjectId", "primaryObjectId", "objectId"), EventKind.MERGE
+    )
+    out = [survivor]
+    merged = event.get("mergedObjectIds") or []
+    if not isinstance(merged, list):
+        raise MalformedWebhook("an event's mergedObjectIds is not a list")
+    for value in merged:
+        old = _hubspot_id(value)
+        if old is None:
+            raise MalformedWebhook("an event's mergedObjectIds holds something that is not a HubSpot id")
+        if old != survivor.id:
+            key = f"{survivor.event_id}:merged:{old}"
+            out.append(WebhookEvent(source, stream, old, key, EventKind.DELETE, survivor.occurred_at_ms))
+    return out
+
+
+def _association_events(event: dict[str, Any], obj: str, source: str, stream: str) -> list[WebhookEvent]:
+    """The deal at either end of an association change (none when neither end is a deal)."""
+    ends = _association_ends(event)
+    deal_type = _TYPE_NAMES["DEAL"]
+    if ends is None:
+        deal = _object_id(event, "fromObjectId", "objectId") if obj == "deal" else None
+    elif ends[0] == deal_type:
+        deal = _object_id(event, "fromObjectId", "objectId")
+    elif ends[1] == deal_type:
+        deal = _object_id(event, "toObjectId", "objectId")
+    else:
+        deal = None
+    return [] if deal is None else [_refresh(event, source, stream, deal, EventKind.UPSERT)]
+
+
+def _company_events(event: dict[str, Any], action: str, source: str, stream: str) -> list[WebhookEvent]:
+    """A company's change (name, domain, merge, deletion) changes what its deals map to: refresh all of them,
+    through one ``company:<id>`` reference (the deals are looked up when the refresh runs, not here)."""
+    company = _object_id(event, "primaryObjectId", "objectId") if action == "merge" else _object_id(event, "objectId")
+    return [_refresh(event, source, stream, COMPANY_REF + company, EventKind.UPSERT)]
+
+
 def parse_events(body: bytes, source: str = "hubspot", stream: str = "deals") -> list[WebhookEvent]:
-    """The refresh events of one (verified) delivery; raises ``MalformedWebhook`` on a body that is not one."""
+    """The refresh events of one (verified) delivery, in the legacy (``deal.*``, ``company.*``) or the generic
+    (``object.*`` with ``objectTypeId``) format; raises ``MalformedWebhook`` on a body that is not one."""
     out: list[WebhookEvent] = []
     for event in _load(body):
-        kind = event.get("subscriptionType")
-        obj, _, action = (kind if isinstance(kind, str) else "").partition(".")
-        if obj != "deal":
-            continue
-        if action == "deletion":
-            out.append(_refresh(event, source, stream, _object_id(event, "objectId"), EventKind.DELETE))
-        elif action == "merge":
-            survivor = _refresh(
-                event, source, stream, _object_id(event, "newObjectId", "primaryObjectId", "objectId"), EventKind.MERGE
-            )
-            out.append(survivor)
-            merged = event.get("mergedObjectIds") or []
-            if not isinstance(merged, list):
-                raise MalformedWebhook("an event's mergedObjectIds is not a list")
-            for value in merged:
-                old = _hubspot_id(value)
-                if old is None:
-                    raise MalformedWebhook("an event's mergedObjectIds holds something that is not a HubSpot id")
-                if old != survivor.id:
-                    key = f"{survivor.event_id}:merged:{old}"
-                    out.append(WebhookEvent(source, stream, old, key, EventKind.DELETE, survivor.occurred_at_ms))
-        elif action == "associationChange":
-            reverse = str(event.get("associationType") or "").upper().startswith("COMPANY_TO_DEAL")
-            deal = (
-                _object_id(event, "toObjectId", "objectId")
-                if reverse
-                else _object_id(event, "fromObjectId", "objectId")
-            )
-            out.append(_refresh(event, source, stream, deal, EventKind.UPSERT))
-        else:
-            out.append(_refresh(event, source, stream, _object_id(event, "objectId"), EventKind.UPSERT))
+        obj, action = _kind(event)
+        if action == "associationChange":
+            out.extend(_association_events(event, obj, source, stream))
+        elif obj == "deal":
+            out.extend(_deal_events(event, action, source, stream))
+        elif obj == "company" and action in ("creation", "propertyChange", "deletion", "merge", "restore"):
+            out.extend(_company_events(event, action, source, stream))
     return out

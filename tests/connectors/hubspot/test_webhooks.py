@@ -130,17 +130,23 @@ def test_only_the_documented_escapes_are_decoded_before_signing(as_sent: str, as
     verify_v3(request, APP_SECRET, int(timestamp))
 
 
+@pytest.mark.parametrize("webhook_format", ["legacy", "generic"])
 def test_real_deliveries_become_refresh_events(
-    hubspot: HubSpotSandbox, webhook_receiver: WebhookReceiver, connector: HubSpotConnector
+    hubspot: HubSpotSandbox, webhook_receiver: WebhookReceiver, connector: HubSpotConnector, webhook_format: str
 ) -> None:
+    """Both formats HubSpot sends (legacy ``deal.*``; generic ``object.*`` + ``objectTypeId``) give the same refreshes,
+    and a company's change refreshes that company's deals."""
+    hubspot.admin.put("/_sandbox/webhook", json={"url": webhook_receiver.url, "format": webhook_format})
     ids = sorted(hubspot.seed(8), key=int)  # 10 deals
     webhook_receiver.deliveries.clear()
     hubspot.edit("deals", ids[0], dealstage="closedwon")
     hubspot.archive("deals", ids[1])
     hubspot.merge("deals", ids[2], ids[3])
-    hubspot.edit("companies", "4000000005", name="Renamed")  # company events are not deal refreshes
+    hubspot.edit("companies", "4000000005", name="Renamed")
     events = []
     for request in delivered(hubspot, webhook_receiver):
+        kinds = {event["subscriptionType"].split(".")[0] for event in json.loads(request.body)}
+        assert (kinds == {"object"}) if webhook_format == "generic" else ("object" not in kinds)
         connector.verify_webhook(request)
         events.extend(connector.parse_webhook(request))
 
@@ -148,9 +154,49 @@ def test_real_deliveries_become_refresh_events(
     assert (EventKind.UPSERT, ids[0]) in by_kind
     assert (EventKind.DELETE, ids[1]) in by_kind
     assert (EventKind.MERGE, ids[2]) in by_kind and (EventKind.DELETE, ids[3]) in by_kind
-    assert {e.id for e in events} == set(ids[:4])
+    assert {e.id for e in events} == {*ids[:4], "company:4000000005"}
     assert all(e.source == "hubspot" and e.object == "deals" and e.event_id for e in events)
     assert len({e.event_id for e in events}) == len(events)  # one dedupe key per refresh
+
+    refreshed = connector.fetch("deals", ["company:4000000005"])  # what the coalesced refresh then reads
+    assert refreshed and all(r.fields["company"]["id"] == "4000000005" and not r.deleted for r in refreshed)
+    assert all(r.fields["company"]["name"] == "Renamed" for r in refreshed)
+
+
+def test_generic_association_changes_name_the_deal_by_object_type(connector: HubSpotConnector) -> None:
+    def change(event_id: int, from_type: str, from_id: int, to_type: str, to_id: int) -> dict[str, object]:
+        return {
+            "eventId": event_id,
+            "subscriptionType": "object.associationChange",
+            "fromObjectTypeId": from_type,
+            "fromObjectId": from_id,
+            "toObjectTypeId": to_type,
+            "toObjectId": to_id,
+            "associationType": "unlabeled",
+            "associationRemoved": False,
+        }
+
+    body = json.dumps(
+        [
+            change(1, "0-3", 7, "0-2", 40),  # deal → company
+            change(2, "0-2", 40, "0-3", 8),  # company → deal
+            change(3, "0-2", 40, "0-1", 9),  # company → contact: no deal
+            {"eventId": 4, "subscriptionType": "object.creation", "objectTypeId": "0-1", "objectId": 9},
+            {
+                "eventId": 5,
+                "subscriptionType": "company.associationChange",
+                "fromObjectId": 40,
+                "toObjectId": 11,
+                "associationType": "COMPANY_TO_DEAL_UNLABELED",
+            },
+        ]
+    ).encode()
+    events = connector.parse_webhook(WebhookRequest("POST", "http://127.0.0.1/hook", {}, body))
+    assert [(e.id, e.kind) for e in events] == [
+        ("7", EventKind.UPSERT),
+        ("8", EventKind.UPSERT),
+        ("11", EventKind.UPSERT),
+    ]
 
 
 @pytest.mark.parametrize(
