@@ -11,8 +11,8 @@ A delivery is a JSON array of events, in HubSpot's legacy format (``deal.propert
 (``object.propertyChange`` with ``objectTypeId`` ``0-3``). Deal events become ``WebhookEvent``s (refresh that deal by
 id): creation, property and association changes and restores are upserts, a deletion is a delete, and a merge is a
 merge of the surviving deal plus a delete of each merged-away id. A company event becomes one refresh of
-``company:<id>``, which the connector's ``fetch`` expands into the company's deals. Contacts are ignored. Ids must be ASCII
-digits, and each event is deduplicated on ``dedupe_key`` (HubSpot's ``eventId`` alone is not unique).
+``company:<id>``, which the connector's ``fetch`` expands into the company's deals. Contacts are ignored. Ids must
+be ASCII digits, and each event is deduplicated on ``dedupe_key`` (HubSpot's ``eventId`` alone is not unique).
 """
 
 from __future__ import annotations
