@@ -25,6 +25,7 @@ from connectors.stripe.events import customer_of, is_echo
 from connectors.stripe.records import SOURCE, STREAM
 
 SIGNATURE_HEADER = "Stripe-Signature"
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,250}")
 EVENT_ID = re.compile(r"evt_[A-Za-z0-9]{1,250}")
 """Stripe's object ids: a type prefix and ASCII letters and digits (anything else never reaches a queue)."""
@@ -35,10 +36,9 @@ def signed_timestamp(header: str) -> int:
     values = [part.split("=", 1)[1] for part in header.split(",") if part.strip().startswith("t=")]
     if len(values) != 1:
         raise WebhookRejected("stripe webhook: signature header needs exactly one timestamp")
-    try:
-        return int(values[0].strip())
-    except ValueError:
-        raise WebhookRejected("stripe webhook: signature timestamp is not a number") from None
+    if not _TIMESTAMP.fullmatch(values[0].strip()):  # ASCII only: int() also reads "١٧٦٠..." (Arabic-Indic digits)
+        raise WebhookRejected("stripe webhook: signature timestamp is not a number")
+    return int(values[0].strip())
 
 
 def verify(request: WebhookRequest, secrets: Sequence[SecretStr], tolerance_s: int, clock: Callable[[], float]) -> None:
