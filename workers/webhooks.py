@@ -24,6 +24,7 @@ What a stranger can do (docs/reliability.md, "The webhook receiver's guarantees"
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 from collections import defaultdict
@@ -191,7 +192,8 @@ def create_webhook_app(runtime: Runtime, enqueue: Enqueue = celery_enqueue) -> F
         return len(events), new
 
     async def refuse(source: str, outcome: str, status: int, error: str) -> Response:
-        await run_in_threadpool(count, source, outcome)
+        with contextlib.suppress(redis.RedisError):  # Redis down: the refusal stands, uncounted (not a 500)
+            await run_in_threadpool(count, source, outcome)
         log.warning("webhook refused", source=source, outcome=outcome)
         return JSONResponse({"error": error}, status_code=status)
 

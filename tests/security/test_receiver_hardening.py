@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from fastapi.testclient import TestClient
 
 from connectors.base import WebhookRequest
 from connectors.salesforce.outbound import message_of
 from sandbox.common import serving
+from sandbox.stack import POSTHOG_KEY, SandboxStack
 from sync.errors import ConfigError
 from tests.security.conftest import Receiver
 from tests.security.webhook_kit import (
@@ -26,7 +29,8 @@ from tests.security.webhook_kit import (
     stripe_body,
     stripe_headers,
 )
-from workers.config import WebhookBlock
+from workers.config import WebhookBlock, parse_config
+from workers.runtime import Runtime
 from workers.tasks import pending_key
 from workers.webhooks import UNKNOWN_SOURCE, check_public_url, create_webhook_app
 
@@ -223,3 +227,24 @@ def test_the_public_url_is_required_off_loopback() -> None:
     assert "loopback only" in check_public_url(WebhookBlock(), "::1")
     configured = WebhookBlock(public_url="https://hooks.example.com/crm")
     assert "https://hooks.example.com/crm" in check_public_url(configured, "0.0.0.0")
+
+
+def test_with_redis_down_deliveries_get_503_and_refusals_stay_4xx(
+    stack: SandboxStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CRM retries a 503; an unknown source is still a 404 (its count is lost, not turned into a 500)."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", POSTHOG_KEY)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    runtime = Runtime(parse_config({**stack.config(), "redis_url": dead}))
+    try:
+        app = create_webhook_app(runtime, enqueue=lambda s, o, c: None)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            body = json.dumps([_deal_event(5, "deal.propertyChange", 9_000_000_002)]).encode()
+            assert client.post("/webhooks/hubspot", content=body, headers=hubspot_headers(body)).status_code == 503
+            assert client.post("/webhooks/nope", content=b"[]").status_code == 404
+            assert client.get("/readyz").status_code == 503
+    finally:
+        runtime.close()
