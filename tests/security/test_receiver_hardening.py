@@ -13,6 +13,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -30,8 +31,8 @@ from tests.security.webhook_kit import (
     stripe_headers,
 )
 from workers.config import WebhookBlock, parse_config
-from workers.runtime import Runtime
-from workers.tasks import pending_key
+from workers.runtime import Runtime, set_runtime
+from workers.tasks import pending_key, refresh
 from workers.webhooks import UNKNOWN_SOURCE, check_public_url, create_webhook_app
 
 
@@ -248,3 +249,33 @@ def test_with_redis_down_deliveries_get_503_and_refusals_stay_4xx(
             assert client.get("/readyz").status_code == 503
     finally:
         runtime.close()
+
+
+# -- issue 14.1: HubSpot's generic webhook format, end to end ---------------------------------------------------
+
+
+def test_a_generic_company_event_refreshes_the_company_deals_end_to_end(
+    stack: SandboxStack, receiver: Receiver
+) -> None:
+    """The stand-in sends ``object.propertyChange`` (``objectTypeId`` 0-2) for a renamed company; the real receiver
+    verifies it and queues ``company:<id>``; the refresh task reads that company's deals (identity 7 has two)."""
+    company, deals = "4000000007", {"9000000014", "9000000015"}  # sandbox/hubspot/seeding.py: identity 7
+    app = create_webhook_app(receiver.runtime, enqueue=lambda s, o, c: receiver.enqueued.append((s, o, c)))
+    with serving(app, port=stack.webhook_port), httpx.Client(base_url=stack.url("hubspot"), timeout=30) as admin:
+        admin.put("/_sandbox/webhook", json={"url": f"{stack.webhooks_url}/webhooks/hubspot", "format": "generic"})
+        try:
+            admin.patch(f"/_sandbox/objects/companies/{company}", json={"properties": {"name": "Renamed Co"}})
+            admin.post("/_sandbox/webhook/drain").raise_for_status()
+            assert admin.get("/_sandbox/webhook").json()["delivered"] >= 1
+        finally:
+            admin.put("/_sandbox/webhook", json={"url": None, "format": "legacy"})
+    pending = pending_key(receiver.runtime, "hubspot", "deals")
+    assert receiver.runtime.redis.smembers(pending) == {f"company:{company}"}
+    assert receiver.enqueued == [("hubspot", "deals", receiver.runtime.config.webhooks.coalesce_s)]
+    set_runtime(receiver.runtime)
+    try:
+        [run] = refresh.run("hubspot", "deals")["runs"]
+    finally:
+        set_runtime(None)
+    assert run["status"] == "succeeded" and run["counts"]["seen"] == len(deals)
+    assert not receiver.runtime.redis.exists(pending)
