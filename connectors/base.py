@@ -127,6 +127,9 @@ class WebhookRequest:
     headers: Mapping[str, str]
     body: bytes
     path_params: Mapping[str, str] = field(default_factory=dict)
+    memo: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """What a connector parsed from the body while verifying it, so parsing happens once per delivery (a copy made
+    with ``dataclasses.replace`` starts empty: its body may differ)."""
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()

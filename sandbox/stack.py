@@ -20,6 +20,7 @@ those scaled down in time); the config then carries the same ``posthog.budget``,
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ import httpx
 import yaml
 
 from sandbox.common import ServerThread, free_port
+from sandbox.hubspot.webhooks import WebhookFormat
 from sandbox.identities import sales_rep_email
 from sandbox.posthog.throttle import ThrottleRate
 
@@ -101,6 +103,7 @@ class SandboxStack:
     ledger_prefix: str = "crmsync"
     credentials: Credentials = field(default_factory=Credentials)
     posthog_throttle: tuple[ThrottleRate, ...] = ()  # the stand-in's throttles; the config's budget matches
+    hubspot_webhook_format: WebhookFormat = "legacy"  # or "generic" (object.* events with objectTypeId)
 
     @property
     def webhooks_url(self) -> str:
@@ -135,6 +138,7 @@ class SandboxStack:
             token=creds.hubspot_token,
             app_secret=creds.hubspot_app_secret,
             webhook_url=f"{hooks}/webhooks/hubspot" if self.webhooks else None,
+            webhook_format=self.hubspot_webhook_format,
             seed=at["hubspot"][1],
             seed_start=at["hubspot"][0],
         )
@@ -201,6 +205,7 @@ class SandboxStack:
         return {
             "posthog": {
                 "host": self.url("posthog"),
+                "stand_in": True,  # http and a loopback address are allowed for stand-ins only
                 "project_id": 1,
                 "personal_api_key": creds.posthog_key,
                 # the budget the stand-in enforces; none when it does not throttle (tests stay fast)
@@ -210,6 +215,7 @@ class SandboxStack:
             "ledger_prefix": self.ledger_prefix,
             "sources": {
                 "salesforce": {
+                    "stand_in": True,
                     "schedule": {"every_s": 60},
                     "config": {
                         "auth": {"flow": "password", **creds.salesforce_login},
@@ -221,6 +227,7 @@ class SandboxStack:
                     },
                 },
                 "hubspot": {
+                    "stand_in": True,
                     "schedule": {"every_s": 60},
                     "config": {
                         "access_token": creds.hubspot_token,
@@ -229,6 +236,7 @@ class SandboxStack:
                     },
                 },
                 "stripe": {
+                    "stand_in": True,
                     "schedule": {"every_s": 60},
                     "config": {
                         "requests_per_s": 100,  # Stripe's live-mode rate; the stand-in takes it
@@ -256,6 +264,15 @@ class SandboxStack:
         }
 
     def write(self, config_out: Path, endpoints_out: Path | None = None) -> None:
-        config_out.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        """Write the config (and the endpoints JSON): both hold credentials, so both are readable by the owner only."""
+        write_private(config_out, yaml.safe_dump(self.config(), sort_keys=False))
         if endpoints_out is not None:
-            endpoints_out.write_text(json.dumps(self.endpoints(), indent=2))
+            write_private(endpoints_out, json.dumps(self.endpoints(), indent=2))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the first byte (an existing file is narrowed to 0600 too)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 import typer
 
 from connectors.hubspot.cli import setup_command as setup_hubspot
@@ -18,6 +19,8 @@ from workers.cli_ops import (
 )
 from workers.cli_sandbox import sandbox_up
 from workers.demo import demo_command
+from workers.logs import mask_url_password
+from workers.runtime import configured_redis_url
 
 app = typer.Typer(
     help="crmsync: keep PostHog accounts and your CRMs in agreement.",
@@ -41,7 +44,13 @@ app.add_typer(setup_app, name="setup")
 
 
 def main() -> None:
-    app()
+    """The ``crmsync`` entry point: an unreachable Redis is one line naming ``REDIS_URL``, not a traceback."""
+    try:
+        app()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        url = mask_url_password(configured_redis_url())
+        typer.echo(f"error: cannot reach Redis at REDIS_URL={url} ({type(exc).__name__})", err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

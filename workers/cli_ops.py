@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -46,6 +47,16 @@ def runtime_from_env() -> Runtime:
     return runtime
 
 
+def start_checks(runtime: Runtime, *checks: Callable[[], object]) -> None:
+    """Run start-up checks; the first ``CrmsyncError`` stops the command (status 2), naming the bad key."""
+    try:
+        for check in checks:
+            check()
+    except CrmsyncError as exc:
+        console.print(f"[red]config error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
 def _sources(runtime: Runtime, source: str) -> list[str]:
     if source == "all":
         return runtime.config.enabled_sources()
@@ -63,11 +74,8 @@ def worker_command(
     """Run a Celery worker (scale out by running more of them, on any host, against the same Redis)."""
     runtime = runtime_from_env()
     configure_logging(loglevel)
-    try:
-        runtime.check_posthog_key()  # a key missing a scope stops the worker here, the scope named
-    except CrmsyncError as exc:
-        console.print(f"[red]config error:[/] {exc}")
-        raise typer.Exit(2) from None
+    # every enabled connector's config, then the PostHog key's scopes: either stops the worker here, named
+    start_checks(runtime, runtime.check_sources, runtime.check_posthog_key)
     from workers.celery_app import app
 
     app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", "crmsync@%h"])
@@ -77,6 +85,7 @@ def beat_command(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
     """Run Celery beat: exactly one per deployment; it only enqueues, workers do the work."""
     runtime = runtime_from_env()
     configure_logging(loglevel)
+    start_checks(runtime, runtime.check_sources)
     from workers.celery_app import configure
     from workers.schedule import beat_schedule
 
@@ -93,11 +102,17 @@ def webhooks_serve(
     """Serve /webhooks/{hubspot,stripe}, /webhooks/salesforce/<token>, /healthz, /readyz, /metrics."""
     import uvicorn
 
-    from workers.webhooks import create_webhook_app
+    from workers.webhooks import check_public_url, create_webhook_app
 
     runtime = runtime_from_env()
     configure_logging()
-    uvicorn.run(create_webhook_app(runtime), host=host, port=port, log_level="warning", access_log=False)
+    apps: list[Any] = []
+    start_checks(
+        runtime,
+        lambda: console.print(check_public_url(runtime.config.webhooks, host)),
+        lambda: apps.append(create_webhook_app(runtime)),  # builds every enabled connector: bad config stops here
+    )
+    uvicorn.run(apps[0], host=host, port=port, log_level="warning", access_log=False)
 
 
 def run_inline(runtime: Runtime, sources: list[str], full: bool, dry_run: bool, quiet: bool) -> list[RunReport]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 import yaml
 from rich.console import Console
 
 from sandbox.common import ServerThread
+from sandbox.hubspot.cli import webhook_format_option
+from sandbox.hubspot.webhooks import WebhookFormat
 from sandbox.posthog.throttle import parse_throttle_spec
 from sandbox.stack import SandboxStack
 from workers.config import parse_config
@@ -33,6 +35,13 @@ def sandbox_up(
             "PostHog's own: 480/60 and 4800/3600); the config's posthog.budget matches. Off when not given."
         ),
     ] = None,
+    webhook_format: Annotated[
+        str,
+        typer.Option(
+            callback=webhook_format_option,
+            help="HubSpot webhooks: legacy (deal.propertyChange) or generic (object.propertyChange + objectTypeId).",
+        ),
+    ] = "legacy",
 ) -> None:
     """Start all four stand-ins, seeded, and the webhook receiver; write a config that works at once with
     ``crmsync --config PATH sync all --inline --json``."""
@@ -49,6 +58,7 @@ def sandbox_up(
         webhook_port=webhook_port,
         ledger_prefix=ledger_prefix,
         posthog_throttle=throttle,
+        hubspot_webhook_format=cast(WebhookFormat, webhook_format),
     )
     stack.start()
     try:

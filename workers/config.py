@@ -8,6 +8,7 @@ file for secrets and deployment settings: ``REDIS_URL``, ``POSTHOG_HOST``, ``POS
 posthog: {host: https://us.posthog.com, project_id: 1}     # the key comes from POSTHOG_PERSONAL_API_KEY
 #   budget: ["480/60", "4800/3600"]  (PostHog's throttles, the default; [] = unthrottled self-hosted)
 #   budget_max_wait_s: 60            (longer waits stop the run, which is re-queued)
+#   stand_in: true                   (http and private hosts allowed: a local stand-in only)
 redis_url: redis://127.0.0.1:6379/0
 ledger_prefix: crmsync                                       # keys are <prefix>:<project id>:...
 sources:                                                     # one block per CRM; see docs/connectors/
@@ -15,16 +16,19 @@ sources:                                                     # one block per CRM
 outbound: {schedule: {every_s: 300}}                         # PostHog → CRM pass
 reconcile: {schedule: {cron: "17 3 * * *"}}                  # delete reconciliation
 dlq_replay: {schedule: {every_s: 60}, backoff_s: 60, max_backoff_s: 3600}   # parked records, per-source backoff
-webhooks: {max_body_bytes: 1048576, coalesce_s: 2.0}
+webhooks: {max_body_bytes: 1048576, coalesce_s: 2.0, body_timeout_s: 10, public_url: https://hooks.example.com}
 mappings: ...   ownership: ...   identity: ...               # docs/engine.md
 ```
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -60,6 +64,7 @@ class SourceBlock(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
+    stand_in: bool = Field(False, description="the CRM host is a local stand-in: http and private addresses allowed")
     schedule: Schedule = Schedule(every_s=300)
     full_schedule: Schedule | None = None
     config: dict[str, Any] = Field(default_factory=dict)
@@ -75,6 +80,7 @@ class PostHogBlock(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = "https://us.posthog.com"
+    stand_in: bool = Field(False, description="the host is a local stand-in: http and private addresses allowed")
     project_id: int | None = Field(None, ge=1)
     personal_api_key: SecretStr | None = None
     budget: list[str] | None = None
@@ -115,7 +121,12 @@ class WebhookBlock(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     coalesce_s: float = Field(2.0, ge=0, le=300)
     event_ttl_s: int = Field(7 * 24 * 3600, ge=60)
-    public_url: str | None = Field(None, description="base URL the CRMs post to, when a proxy rewrites it")
+    body_timeout_s: float = Field(10.0, gt=0, le=300, description="time allowed to receive a body (then 408)")
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="base URL the CRMs post to; required unless the receiver listens on loopback only",
+    )
 
 
 class AppConfig(BaseModel):
@@ -174,7 +185,97 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> AppConfig:
     for name in config.sources:
         if name not in mapping.mappings:
             raise ConfigError(f"sources.{name}", f"no mappings.{name} section for this source")
+    check_hosts(config)
     return config
+
+
+HOST_KEYS: dict[str, str] = {"hubspot": "host", "stripe": "api_base", "salesforce": "login_url"}
+"""The key of each connector's config that names the vendor host crmsync sends credentials to."""
+METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data"})
+_NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
+
+
+def check_hosts(config: AppConfig) -> None:
+    """Every host crmsync sends a credential to: https and a public address, unless its block says ``stand_in``.
+
+    A stand-in (the sandbox, tests) may use http and loopback or private addresses. A link-local or cloud
+    metadata address (``169.254.169.254``, ``metadata.google.internal``) is refused even then: nothing crmsync
+    talks to lives there, and a key sent there is a key handed to whoever controls the instance's metadata.
+    Names are not resolved here (DNS may answer differently later); literal addresses in any notation are checked.
+    """
+    posthog_host = os.environ.get("POSTHOG_HOST") or config.posthog.host
+    check_host(
+        posthog_host, "POSTHOG_HOST" if os.environ.get("POSTHOG_HOST") else "posthog.host", config.posthog.stand_in
+    )
+    for name, block in config.sources.items():
+        key = HOST_KEYS.get(name)
+        value = block.config.get(key) if key else None
+        if block.enabled and isinstance(value, str):
+            check_host(value, f"sources.{name}.config.{key}", block.stand_in)
+
+
+def check_host(url: str, key: str, stand_in: bool) -> None:
+    """Raise ``ConfigError`` naming ``key`` unless ``url`` may receive credentials (see ``check_hosts``)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(key, "must be an http(s) URL with a host")
+    address = _literal_address(host)
+    if host in METADATA_HOSTS or (address is not None and address.is_link_local):
+        raise ConfigError(key, f"{host} is a link-local or cloud metadata address; crmsync never sends keys there")
+    if stand_in:
+        return
+    if parts.scheme != "https":
+        raise ConfigError(key, "must be https:// (plain http is only for a local stand-in: set stand_in: true)")
+    if host == "localhost" or host.endswith(".localhost") or (address is not None and not address.is_global):
+        raise ConfigError(
+            key, f"{host} is a loopback, private or reserved address (only for a local stand-in: set stand_in: true)"
+        )
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address if it is one in any notation resolvers accept (``2852039166``, ``0xa9fea9fe``,
+    ``0251.0376.0251.0376``, ``::ffff:169.254.169.254``), else None."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        packed = _inet_aton(host) if _NUMERIC_HOST.fullmatch(host) else None
+        if packed is None:
+            return None
+        address = ipaddress.IPv4Address(packed)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _inet_aton(host: str) -> int | None:
+    """The BSD ``inet_aton`` reading of ``host`` (1 to 4 parts, each decimal, octal with a leading 0, or hex)."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    try:
+        numbers = [int(p, 8) if len(p) > 1 and p.startswith("0") and p.isdigit() else int(p, 0) for p in parts]
+    except ValueError:
+        return None
+    value = 0
+    for n, number in enumerate(numbers):
+        width = 8 if n < len(numbers) - 1 else 8 * (4 - n)
+        if not 0 <= number < 1 << width:
+            return None
+        value = (value << width) | number
+    return value
+
+
+_QUOTED = re.compile(r"'[^']{2,}'|\"[^\"]{2,}\"")
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """Where and what a YAML error is, never the offending line: PyYAML's own message quotes the line (a password
+    in it) and names what it found (an unquoted ``*secret`` is reported as an undefined alias ``secret``)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "an unknown position"
+    problem = _QUOTED.sub("'…'", str(getattr(exc, "problem", None) or "syntax error"))
+    return f"not valid YAML at {where}: {problem}"
 
 
 def load_config(path: str | Path | None = None) -> AppConfig:
@@ -184,8 +285,10 @@ def load_config(path: str | Path | None = None) -> AppConfig:
         raw = yaml.safe_load(target.read_text())
     except FileNotFoundError:
         raise ConfigError(str(target), "config file not found (use --config or CRMSYNC_CONFIG)") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(str(target), f"cannot read config: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(target), yaml_error_text(exc)) from None
+    except OSError as exc:
+        raise ConfigError(str(target), f"cannot read config: {exc.strerror or type(exc).__name__}") from None
     if not isinstance(raw, dict):
         raise ConfigError(str(target), "expected a mapping at the top level")
     return parse_config(raw, str(target))

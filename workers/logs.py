@@ -1,7 +1,12 @@
 """Structured logs (structlog, JSON lines) that never carry secrets or payloads.
 
 Every value is passed through ``redact``: known secret values (collected from the config at start-up) are
-replaced wherever they appear, and values under secret-looking keys are masked whatever they hold.
+replaced wherever they appear, values under secret-looking keys are masked whatever they hold, and the password
+of any URL (``redis://:pw@host``) is masked.
+
+``secrets_of`` collects what to remember: every ``SecretStr``, every string under a secret-looking key (in lists
+too: ``webhook_secrets``; the Salesforce JWT ``private_key``) and the password of every URL in the config
+(``redis_url``, which ``REDIS_URL`` may set).
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from typing import Any, TextIO, cast
 import structlog
 from pydantic import BaseModel, SecretStr
 
-_SECRET_KEY = re.compile(r"(token|secret|password|api_key|apikey|authorization|signature|session_id)", re.I)
+_SECRET_KEY = re.compile(
+    r"(token|secret|password|passphrase|private_key|api_key|apikey|authorization|signature|session_id)", re.I
+)
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s/]+)(?=@)")
 _known_secrets: set[str] = set()
 
 
@@ -24,23 +32,28 @@ def remember_secrets(values: Iterable[str]) -> None:
     _known_secrets.update(v for v in values if v and len(v) >= 6)
 
 
-def secrets_of(model: Any) -> list[str]:
-    """Every ``SecretStr`` value inside a pydantic model or plain structure."""
+def mask_url_password(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``****`` (``redis://:****@host:6379/0``)."""
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + "****", text)
+
+
+def secrets_of(model: Any, secret: bool = False) -> list[str]:
+    """Every secret inside a pydantic model or plain structure (see the module docstring); ``secret`` says the
+    value sits under a secret-looking key, so every string in it counts."""
     found: list[str] = []
     if isinstance(model, SecretStr):
         found.append(model.get_secret_value())
-    elif isinstance(model, BaseModel):
-        for value in model.__dict__.values():
-            found.extend(secrets_of(value))
-    elif isinstance(model, dict):
-        for key, value in model.items():
-            if isinstance(value, str) and _SECRET_KEY.search(str(key)):
-                found.append(value)
-            else:
-                found.extend(secrets_of(value))
+    elif isinstance(model, str):
+        if secret:
+            found.append(model)
+        found.extend(m.group("password") for m in _URL_PASSWORD.finditer(model))
+    elif isinstance(model, BaseModel | dict):
+        items = model.__dict__.items() if isinstance(model, BaseModel) else model.items()
+        for key, value in items:
+            found.extend(secrets_of(value, secret or bool(_SECRET_KEY.search(str(key)))))
     elif isinstance(model, list | tuple):
         for value in model:
-            found.extend(secrets_of(value))
+            found.extend(secrets_of(value, secret))
     return found
 
 
@@ -49,7 +62,7 @@ def redact(value: Any) -> Any:
         for secret in _known_secrets:
             if secret in value:
                 value = value.replace(secret, "****")
-        return value
+        return mask_url_password(value)
     if isinstance(value, dict):
         return {k: "****" if _SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

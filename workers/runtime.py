@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import cached_property
 
@@ -74,6 +75,12 @@ class Runtime:
                 self._connectors[source] = build_connector(source, block.config, self.redis)
             return self._connectors[source]
 
+    def check_sources(self) -> None:
+        """Start-up check: build the connector of every enabled source, so a bad key in a connector's config
+        raises ``ConfigError`` naming it (``sources.hubspot.config.page_size``) now, not at its first use."""
+        for source in self.config.enabled_sources():
+            self.connector(source)
+
     def install_connector(self, source: str, connector: Connector) -> None:
         """Use this connector object for ``source`` instead of building one from the config (embedding, tests)."""
         with self._lock:
@@ -118,6 +125,14 @@ def get_runtime() -> Runtime:
         if _runtime is None:
             _runtime = Runtime(load_config())
         return _runtime
+
+
+def configured_redis_url() -> str:
+    """The Redis URL this process uses: the installed runtime's, else ``REDIS_URL``, else the default."""
+    with _runtime_lock:
+        if _runtime is not None:
+            return _runtime.config.redis_url
+    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def set_runtime(runtime: Runtime | None) -> None:

@@ -8,10 +8,12 @@ from its cursor; fatal errors end the run as failed with the reason in its repor
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from typing import Any
 
+import redis
 import structlog
 from celery import Task, group
 
@@ -27,6 +29,8 @@ from workers.runtime import Runtime, get_runtime
 
 log = structlog.get_logger("crmsync.tasks")
 MAX_RETRIES = 6
+REDIS_TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+"""Redis errors a task retries like a vendor's 5xx: the broker and ledger may be back in a moment."""
 PENDING_BATCH = 500
 PLAN_CHUNK_SIZE = 200  # accounts per crmsync.write_plan task
 THROTTLE_RETRIES = 1_000_000  # in effect no limit (Celery's retry() reads None as "the task's default", 3)
@@ -75,11 +79,11 @@ def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str)
         delay = countdown(0, exc.retry_after or THROTTLE_PAUSE_S)
         log.info("budget spent, re-queued", task=label, countdown=round(delay, 1))
         raise task.retry(exc=exc, countdown=delay, max_retries=THROTTLE_RETRIES) from None
-    except RetryableError as exc:
+    except (RetryableError, *REDIS_TRANSIENT) as exc:
         if task.request.retries >= MAX_RETRIES:
             log.error("giving up after retries", task=label, reason=str(exc))
             raise
-        delay = countdown(task.request.retries, exc.retry_after)
+        delay = countdown(task.request.retries, exc.retry_after if isinstance(exc, RetryableError) else None)
         log.warning("retrying", task=label, reason=str(exc), countdown=round(delay, 1))
         raise task.retry(exc=exc, countdown=delay, max_retries=MAX_RETRIES) from None
     except ConfigError as exc:
@@ -89,7 +93,8 @@ def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str)
     finally:
         lock_owner.reset(owner)
         if task.request.id:
-            runtime.ledger.release_owned(task.request.id)
+            with contextlib.suppress(*REDIS_TRANSIENT):  # unreachable: the locks expire, the retry takes them over
+                runtime.ledger.release_owned(task.request.id)
     return _finish(runtime, reports)
 
 

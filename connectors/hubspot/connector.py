@@ -46,7 +46,7 @@ from connectors.hubspot.errors import HubSpotPagingLoop, HubSpotRequestError
 from connectors.hubspot.properties import ensure_properties
 from connectors.hubspot.records import SOURCE, STREAM, deal_record, deleted_record, merged_ids, primary_company
 from connectors.hubspot.search import Checkpoint, WindowedSearch
-from connectors.hubspot.webhooks import parse_events, verify_v3
+from connectors.hubspot.webhooks import COMPANY_REF, parse_events, verify_v3
 from sync.errors import ConfigError, RetryableError
 
 
@@ -151,9 +151,12 @@ class HubSpotConnector:
         return list(dict.fromkeys(link.to_id for cid in company_ids for link in links.get(cid, [])))
 
     def fetch(self, stream: str, ids: Sequence[str]) -> list[CrmRecord]:
-        """Current state of ``ids``: live deals enriched as in ``pull``; ids no longer active come back deleted."""
+        """Current state of ``ids``: live deals enriched as in ``pull``; ids no longer active come back deleted.
+        ``company:<id>`` (from a company webhook) stands for every deal associated with that company."""
         self._check_stream(stream)
-        wanted = [str(i) for i in dict.fromkeys(ids) if str(i)]
+        wanted = [str(i) for i in dict.fromkeys(ids) if str(i) and not str(i).startswith(COMPANY_REF)]
+        companies = [str(i).removeprefix(COMPANY_REF) for i in ids if str(i).startswith(COMPANY_REF)]
+        wanted = list(dict.fromkeys([*wanted, *self._deals_of(companies)]))  # a company webhook: all its deals
         if not wanted:
             return []
         found, missing = self.client.read_deals(wanted, self.config.read_properties)

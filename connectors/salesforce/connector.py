@@ -47,7 +47,7 @@ from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.config import FIELD_RE, PATH_RE, SYSTEM_FIELDS, SalesforceConfig, load_salesforce_config
 from connectors.salesforce.cursor import ReadProgress, SalesforceCursor, position
 from connectors.salesforce.errors import SalesforceRequestFailed, error_items
-from connectors.salesforce.outbound import ACK_CONTENT_TYPE, NotAnOutboundMessage, ack_body, parse_message, same_org
+from connectors.salesforce.outbound import ACK_CONTENT_TYPE, NotAnOutboundMessage, ack_body, message_of, same_org
 from connectors.salesforce.records import SOURCE, epoch_ms, gone, modstamp_ms, parse_datetime, to_record
 from sync.errors import ConfigError, RetryableError
 from sync.mapping import ObjectMapping
@@ -400,7 +400,7 @@ class SalesforceConnector:
         if content_type is not None and "xml" not in content_type.lower():
             raise WebhookRejected(f"expected a SOAP (text/xml) body, got {content_type.split(';')[0]}")
         try:
-            message = parse_message(request.body)
+            message = message_of(request)
         except NotAnOutboundMessage as exc:
             raise WebhookRejected(f"not an Outbound Message: {exc}") from None
         if not same_org(message.organization_id, config.organization_id):
@@ -409,7 +409,7 @@ class SalesforceConnector:
     def parse_webhook(self, request: WebhookRequest) -> list[WebhookEvent]:
         """One refresh event per notification of a synced sObject (others are ignored)."""
         try:
-            message = parse_message(request.body)
+            message = message_of(request)
         except NotAnOutboundMessage as exc:
             raise MalformedWebhook(str(exc)) from None
         events: list[WebhookEvent] = []

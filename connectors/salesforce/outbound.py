@@ -8,14 +8,21 @@ trusted for coming from the configured organisation to an endpoint whose path ho
 answered with ``notificationsResponse/Ack = true`` (anything else makes Salesforce deliver it again, for up to
 24 hours).
 
-The parser refuses DTDs and entity declarations outright (SOAP forbids them, and they are the way to attack an XML
-parser), and accepts only the envelope above.
+The parser is ``defusedxml`` with every DTD refused (SOAP 1.1 forbids a DTD in a message, and a DTD is the way to
+attack an XML parser: entity expansion, external entities). The check is the XML parser's own, so it holds whatever
+the encoding (UTF-8, UTF-16 with a byte-order mark, ...) and wherever in the body the declaration comes; it
+accepts only the envelope above.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
+
+from connectors.base import WebhookRequest
 
 OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -51,11 +58,10 @@ def _tag(ns: str, name: str) -> str:
 
 def parse_message(body: bytes) -> OutboundMessage:
     """Parse an Outbound Message; raises ``NotAnOutboundMessage`` for anything else."""
-    head = body[:4096].upper()
-    if b"<!DOCTYPE" in head or b"<!ENTITY" in body.upper():
-        raise NotAnOutboundMessage("DTDs and entity declarations are not allowed in SOAP messages")
     try:
-        root = ET.fromstring(body)
+        root = safe_fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise NotAnOutboundMessage("DTDs and entity declarations are not allowed in SOAP messages") from None
     except ET.ParseError as exc:
         line, column = exc.position
         raise NotAnOutboundMessage(f"not well-formed XML (line {line}, column {column})") from None
@@ -85,6 +91,20 @@ def parse_message(body: bytes) -> OutboundMessage:
             raise NotAnOutboundMessage(f"Notification {n} has no sObject type or record Id")
         out.append(Notification(note_id, type_name, record_id, fields))
     return OutboundMessage(org, action, tuple(out))
+
+
+_MEMO_KEY = "salesforce.outbound_message"
+
+
+def message_of(request: WebhookRequest) -> OutboundMessage:
+    """The delivery's message, parsed on first use and kept in ``request.memo``: verification and parsing of one
+    delivery share one parse (an XML parse is the costly step of the receiver)."""
+    cached = request.memo.get(_MEMO_KEY)
+    if isinstance(cached, OutboundMessage):
+        return cached
+    message = parse_message(request.body)
+    request.memo[_MEMO_KEY] = message
+    return message
 
 
 def same_org(given: str, configured: str) -> bool:

@@ -14,6 +14,7 @@ state); events the connector caused itself (its idempotency key in ``request``) 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 
 import stripe
@@ -24,6 +25,10 @@ from connectors.stripe.events import customer_of, is_echo
 from connectors.stripe.records import SOURCE, STREAM
 
 SIGNATURE_HEADER = "Stripe-Signature"
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,250}")
+EVENT_ID = re.compile(r"evt_[A-Za-z0-9]{1,250}")
+"""Stripe's object ids: a type prefix and ASCII letters and digits (anything else never reaches a queue)."""
 
 
 def signed_timestamp(header: str) -> int:
@@ -31,10 +36,9 @@ def signed_timestamp(header: str) -> int:
     values = [part.split("=", 1)[1] for part in header.split(",") if part.strip().startswith("t=")]
     if len(values) != 1:
         raise WebhookRejected("stripe webhook: signature header needs exactly one timestamp")
-    try:
-        return int(values[0].strip())
-    except ValueError:
-        raise WebhookRejected("stripe webhook: signature timestamp is not a number") from None
+    if not _TIMESTAMP.fullmatch(values[0].strip()):  # ASCII only: int() also reads "١٧٦٠..." (Arabic-Indic digits)
+        raise WebhookRejected("stripe webhook: signature timestamp is not a number")
+    return int(values[0].strip())
 
 
 def verify(request: WebhookRequest, secrets: Sequence[SecretStr], tolerance_s: int, clock: Callable[[], float]) -> None:
@@ -66,8 +70,8 @@ def parse(request: WebhookRequest, echo_prefix: str) -> list[WebhookEvent]:
     """
     try:
         payload = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedWebhook(f"stripe webhook: body is not JSON: {exc}") from None
+    except (ValueError, RecursionError):
+        raise MalformedWebhook("stripe webhook: body is not JSON (or nested too deeply)") from None
     events = payload if isinstance(payload, list) else [payload]
     out: list[WebhookEvent] = []
     for event in events:
@@ -83,10 +87,17 @@ def _parse_event(event: object, echo_prefix: str) -> WebhookEvent | None:
     event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")
     if not isinstance(event_id, str) or not isinstance(event_type, str) or not isinstance(created, int):
         raise MalformedWebhook("stripe webhook: event lacks id, type or created")
+    if not EVENT_ID.fullmatch(event_id):
+        raise MalformedWebhook("stripe webhook: the event id is not a Stripe event id (evt_...)")
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise MalformedWebhook("stripe webhook: the event has no data.object")
     if not event_type.startswith("customer.") or is_echo(event, echo_prefix):
         return None
     customer_id = customer_of(event)
     if customer_id is None:
         return None
+    if not CUSTOMER_ID.fullmatch(customer_id):
+        raise MalformedWebhook("stripe webhook: the customer is not a Stripe customer id (cus_...)")
     kind = EventKind.DELETE if event_type == "customer.deleted" else EventKind.UPSERT
     return WebhookEvent(SOURCE, STREAM, customer_id, event_id, kind, created * 1000)

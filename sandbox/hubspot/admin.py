@@ -6,7 +6,7 @@ Edits made here behave like a person working in HubSpot's UI: they are validated
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -63,6 +63,7 @@ class WebhookTarget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None
+    format: Literal["legacy", "generic"] | None = None
 
 
 class RateLimits(BaseModel):
@@ -143,6 +144,8 @@ def webhook_status(request: Request) -> dict[str, Any]:
 def webhook_target(request: Request, body: WebhookTarget) -> dict[str, Any]:
     webhooks = portal_of(request).webhooks
     webhooks.url = body.url
+    if body.format is not None:
+        webhooks.format = body.format
     return webhooks.stats()
 
 

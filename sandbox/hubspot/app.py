@@ -22,7 +22,8 @@ Admin (``/_sandbox``, no auth, exempt from faults, counters and rate limits):
 - ``DELETE objects/{type}/{id}[?permanent=true]``: archive (or purge for good)
 - ``POST objects/{type}/merge`` ``{primary_id, merged_id}``
 - ``POST objects/{type}/modified`` ``{timestamp, ids?}``: many records to one ``hs_lastmodifieddate``
-- ``GET webhook`` / ``PUT webhook {url}`` / ``POST webhook/drain``: delivery target and counters
+- ``GET webhook`` / ``PUT webhook {url, format}`` / ``POST webhook/drain``: delivery target, format (``legacy`` or
+  ``generic``; ``reset`` restores the configured one) and counters
 - ``PUT ratelimits`` ``{app_limit_per_10s, search_limit_per_s, daily_limit}``
 """
 
@@ -49,7 +50,9 @@ from sandbox.hubspot.webhooks import WebhookPublisher
 def create_app(config: HubSpotSandboxConfig | None = None) -> FastAPI:
     """A ready HubSpot stand-in; ``app.state.store``, ``app.state.kit`` and ``app.state.portal`` expose it."""
     config = config or HubSpotSandboxConfig()
-    webhooks = WebhookPublisher(config.portal_id, config.app_id, config.app_secret, config.webhook_url)
+    webhooks = WebhookPublisher(
+        config.portal_id, config.app_id, config.app_secret, config.webhook_url, config.webhook_format
+    )
     store = HubSpotStore(config.portal_id, listener=webhooks.publish)
     limiter = RateLimiter(RateLimitSettings(config.app_limit_per_10s, config.search_limit_per_s, config.daily_limit))
     portal = Portal(config=config, store=store, limiter=limiter, webhooks=webhooks)

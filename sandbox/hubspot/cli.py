@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import typer
 import uvicorn
 
 from sandbox.hubspot.app import create_app
 from sandbox.hubspot.config import HubSpotSandboxConfig
+from sandbox.hubspot.webhooks import WebhookFormat
+
+
+def webhook_format_option(value: str) -> str:
+    """Check ``--webhook-format`` (a ``str`` option: typer 0.12, the oldest pinned, has no ``Literal`` options)."""
+    if value not in ("legacy", "generic"):
+        raise typer.BadParameter("legacy or generic")
+    return value
 
 
 def run_hubspot(
@@ -17,6 +27,11 @@ def run_hubspot(
     token: str = typer.Option("pat-sandbox", help="Private-app token accepted as 'Authorization: Bearer'."),
     webhook_url: str | None = typer.Option(None, help="Where to POST signed v3 webhooks (none if unset)."),
     app_secret: str = typer.Option("sandbox-secret", help="App secret that signs webhooks."),
+    webhook_format: str = typer.Option(
+        "legacy",
+        callback=webhook_format_option,
+        help="legacy (deal.propertyChange) or generic (object.propertyChange + objectTypeId).",
+    ),
     app_limit: int = typer.Option(190, help="Requests per rolling 10 s (0 = unlimited)."),
     search_limit: int = typer.Option(5, help="Search requests per second (0 = unlimited)."),
 ) -> None:
@@ -25,6 +40,7 @@ def run_hubspot(
         token=token,
         app_secret=app_secret,
         webhook_url=webhook_url,
+        webhook_format=cast(WebhookFormat, webhook_format),
         seed=seed,
         seed_start=seed_start,
         app_limit_per_10s=app_limit,
@@ -36,7 +52,7 @@ def run_hubspot(
     typer.echo(f"  token:       {token}   (Authorization: Bearer {token})")
     typer.echo(f"  SDK:         hubspot.HubSpot(access_token={token!r}, host={url!r})")
     typer.echo(f"  seeded:      {seed} companies from identity {seed_start}, with their deals; 10 owners")
-    typer.echo(f"  webhooks:    {webhook_url or 'off'} (app secret {app_secret!r})")
+    typer.echo(f"  webhooks:    {webhook_url or 'off'} ({webhook_format} format, app secret {app_secret!r})")
     typer.echo(f"  rate limits: {app_limit or 'no limit'}/10 s, search {search_limit or 'no limit'}/s")
     typer.echo(f"  admin:       {url}/_sandbox/health, /_sandbox/stats, /_sandbox/seed, ...")
     uvicorn.run(app, host=host, port=port, log_level="info")

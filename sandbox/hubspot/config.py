@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -11,12 +12,15 @@ class HubSpotSandboxConfig:
 
     ``token``: the private-app token accepted as ``Authorization: Bearer <token>``.
     ``app_secret``: signs webhooks (v3 and v1). ``webhook_url``: where deliveries go (None: nowhere).
+    ``webhook_format``: ``legacy`` (``deal.propertyChange``) or ``generic`` (``object.propertyChange`` with
+    ``objectTypeId``), the two formats HubSpot sends.
     ``seed``/``seed_start``: identities seeded at start-up. Rate limits: 0 turns one off.
     """
 
     token: str = "pat-sandbox"
     app_secret: str = "sandbox-secret"
     webhook_url: str | None = None
+    webhook_format: Literal["legacy", "generic"] = "legacy"
     seed: int = 0
     seed_start: int = 0
     app_limit_per_10s: int = 190

@@ -1,5 +1,10 @@
 """Webhook deliveries as HubSpot's Webhooks v3 sends them: a JSON array of events, signed.
 
+Two formats, as HubSpot has (``WebhookPublisher.format``): ``legacy`` subscriptions name the object in the
+subscription type (``deal.propertyChange``); ``generic`` ones, the only kind apps on HubSpot's current platform
+get, send ``object.propertyChange`` with ``objectTypeId`` (``0-3`` deals, ``0-2`` companies) and otherwise the
+same fields (HubSpot's changelog "Public Beta: Generic Webhook Subscriptions", August 2024).
+
 Each store operation becomes one delivery (split into arrays of at most 100 events), e.g. a batch update
 of 40 deals is one POST with one ``deal.propertyChange`` event per changed property. Event fields:
 ``eventId``, ``subscriptionId``, ``portalId``, ``appId``, ``occurredAt`` (ms), ``subscriptionType``
@@ -21,13 +26,15 @@ import itertools
 import json
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from sandbox.common import WebhookSender
 from sandbox.hubspot.model import Change
 from sandbox.hubspot.timefmt import now_ms
 
 MAX_EVENTS_PER_DELIVERY = 100
+WebhookFormat = Literal["legacy", "generic"]
+OBJECT_TYPE_IDS = {"contact": "0-1", "company": "0-2", "deal": "0-3"}
 _KINDS = ("creation", "propertyChange", "deletion", "merge", "restore")
 SUBSCRIPTION_IDS: dict[str, int] = {
     f"{singular}.{kind}": 1_000 + n for n, (singular, kind) in enumerate(itertools.product(("deal", "company"), _KINDS))
@@ -48,11 +55,15 @@ def signature_v1(secret: str, body: bytes) -> str:
 class WebhookPublisher:
     """Turns store changes into signed deliveries to ``url`` (nothing is sent while ``url`` is None)."""
 
-    def __init__(self, portal_id: int, app_id: int, app_secret: str, url: str | None) -> None:
+    def __init__(
+        self, portal_id: int, app_id: int, app_secret: str, url: str | None, webhook_format: WebhookFormat = "legacy"
+    ) -> None:
         self.portal_id = portal_id
         self.app_id = app_id
         self.app_secret = app_secret
         self.url = url
+        self.format: WebhookFormat = webhook_format
+        self._configured_format: WebhookFormat = webhook_format
         self._event_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._sender: WebhookSender | None = None
@@ -67,6 +78,7 @@ class WebhookPublisher:
     def reset(self) -> None:
         with self._lock:
             self._event_ids = itertools.count(1)
+            self.format = self._configured_format
 
     def events(self, changes: list[Change]) -> list[dict[str, Any]]:
         """The JSON events for ``changes``, numbered from this publisher's event counter."""
@@ -74,18 +86,21 @@ class WebhookPublisher:
             return [self._event(change, next(self._event_ids)) for change in changes]
 
     def _event(self, change: Change, event_id: int) -> dict[str, Any]:
-        subscription_type = f"{change.object_type.singular}.{change.kind}"
+        legacy_type = f"{change.object_type.singular}.{change.kind}"
         event: dict[str, Any] = {
             "eventId": event_id,
-            "subscriptionId": SUBSCRIPTION_IDS[subscription_type],
+            "subscriptionId": SUBSCRIPTION_IDS[legacy_type],
             "portalId": self.portal_id,
             "appId": self.app_id,
             "occurredAt": change.occurred_ms,
-            "subscriptionType": subscription_type,
+            "subscriptionType": legacy_type,
             "attemptNumber": 0,
             "objectId": change.object_id,
             "changeSource": change.source,
         }
+        if self.format == "generic":
+            event["subscriptionType"] = f"object.{change.kind}"
+            event["objectTypeId"] = OBJECT_TYPE_IDS[change.object_type.singular]
         if change.kind == "propertyChange":
             event["propertyName"] = change.property_name
             event["propertyValue"] = change.property_value

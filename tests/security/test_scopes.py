@@ -87,7 +87,9 @@ def test_a_read_only_key_lacks_both_write_scopes(server: ServerThread) -> None:
 @pytest.mark.timeout(60)
 def test_the_worker_refuses_to_start_without_a_scope(server: ServerThread, tmp_path: Path) -> None:
     config = tmp_path / "crmsync.yaml"
-    config.write_text(yaml.safe_dump({"posthog": {"host": server.url, "project_id": 1}, "mappings": {}}))
+    config.write_text(
+        yaml.safe_dump({"posthog": {"host": server.url, "stand_in": True, "project_id": 1}, "mappings": {}})
+    )
     key = _without("usage_metric:write")
     env = {**os.environ, "POSTHOG_PERSONAL_API_KEY": key, "CRMSYNC_CONFIG": str(config), "COLUMNS": "200"}
     result = subprocess.run(

@@ -1,7 +1,9 @@
 """Fuzzing the webhook receiver (hypothesis): whatever arrives on any route, the answer is never a 500.
 
-Bodies are arbitrary bytes, JSON-ish values, and mutations of valid deliveries; headers may carry a valid
-signature of another body. Every answer must be one the receiver documents (200, 400, 401, 404, 413).
+Bodies are arbitrary bytes, JSON-ish values (any Unicode, deep nesting), mutations of valid deliveries, and
+HubSpot events whose numbers are Unicode digits; headers may carry a valid signature of another body, and
+header values are any Unicode text sent as UTF-8 bytes. Every answer must be one the receiver documents
+(200, 400, 401, 404, 413).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.security.conftest import Receiver
+from tests.security.test_receiver_hardening import wire_headers
 from tests.security.webhook_kit import (
     SALESFORCE_PATH,
     hubspot_body,
@@ -37,6 +40,25 @@ bodies = st.one_of(
     ).map(lambda v: json.dumps(v).encode()),
     st.integers(0, 10**6).map(lambda n: salesforce_body(f"04l{n:015d}")[: n % 900 + 50]),
 )
+unicode_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40)
+digits_anywhere = st.text(st.characters(whitelist_categories=("Nd", "No")), min_size=1, max_size=12)
+deep_json = st.integers(1, 20_000).map(lambda n: ("[" * n + "]" * n).encode())
+signed_bodies = st.one_of(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "eventId": st.one_of(st.integers(), digits_anywhere, unicode_text),
+                "subscriptionType": st.sampled_from(["deal.creation", "deal.deletion", "deal.merge", "deal.x"]),
+                "objectId": st.one_of(st.integers(), digits_anywhere),
+                "occurredAt": st.one_of(st.integers(), digits_anywhere, unicode_text),
+                "mergedObjectIds": st.lists(st.one_of(st.integers(), digits_anywhere, json_values), max_size=3),
+            }
+        ),
+        max_size=3,
+    ).map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
+    deep_json,
+    json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
+)
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -60,3 +82,31 @@ def test_garbled_signature_headers_give_no_500(receiver: Receiver, header: str, 
     headers[header] = value
     response = receiver.client.post(f"/webhooks/{which}", content=body, headers=headers)
     assert response.status_code in ALLOWED, (header, value, response.status_code, response.text[:300])
+
+
+@FUZZ
+@given(
+    route=st.sampled_from(("/webhooks/hubspot", "/webhooks/stripe", SALESFORCE_PATH)),
+    body=signed_bodies,
+    sign_as=st.sampled_from(["hubspot", "stripe"]),
+)
+def test_signed_unicode_and_deep_bodies_give_no_500(receiver: Receiver, route: str, body: bytes, sign_as: str) -> None:
+    headers = hubspot_headers(body) if sign_as == "hubspot" else stripe_headers(body)
+    response = receiver.client.post(route, content=body, headers=headers)
+    assert response.status_code in ALLOWED, (route, body[:200], response.status_code, response.text[:300])
+
+
+@FUZZ
+@given(
+    header=st.sampled_from(
+        ["Stripe-Signature", "X-HubSpot-Signature-v3", "X-HubSpot-Request-Timestamp", "Content-Type", "Content-Length"]
+    ),
+    value=st.one_of(unicode_text, digits_anywhere),
+    route=st.sampled_from(("/webhooks/hubspot", "/webhooks/stripe", SALESFORCE_PATH)),
+)
+def test_unicode_header_values_give_no_500(receiver: Receiver, header: str, value: str, route: str) -> None:
+    body = hubspot_body(3004) if route.endswith("hubspot") else stripe_body("evt_fuzz2")
+    signed = hubspot_headers(body) if route.endswith("hubspot") else stripe_headers(body)
+    headers = wire_headers({**signed, header: value.strip()})
+    response = receiver.client.post(route, content=body, headers=headers)
+    assert response.status_code in ALLOWED, (header, value, route, response.status_code, response.text[:300])

@@ -20,7 +20,7 @@ from workers.schedule import beat_schedule
 def raw(**extra: Any) -> dict[str, Any]:
     return {
         **MAPPING,
-        "posthog": {"host": "http://127.0.0.1:8010", "project_id": 1},
+        "posthog": {"host": "http://127.0.0.1:8010", "stand_in": True, "project_id": 1},
         "sources": {"memcrm": {"schedule": {"every_s": 60}, "full_schedule": {"cron": "0 3 * * 0"}}},
         **extra,
     }
@@ -86,7 +86,7 @@ def test_beat_schedule_from_config() -> None:
 def test_posthog_budget_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """PostHog's real windows by default, what the file says otherwise, none when it says ``budget: []``."""
     monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", "phx_budget_test")
-    host = {"host": "http://127.0.0.1:8010", "project_id": 1}
+    host = {"host": "http://127.0.0.1:8010", "stand_in": True, "project_id": 1}
     default = Runtime(parse_config(raw()))
     assert default.posthog_budget is not None and default.posthog_budget.windows == POSTHOG_WINDOWS
     assert "phx_budget_test" not in default.posthog_budget.key

@@ -35,7 +35,7 @@ def runtime(posthog: PostHogSandbox, ledger: Any, crm: MemoryCrm, monkeypatch: p
     monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", POSTHOG_KEY)
     raw = {
         **MAPPING,
-        "posthog": {"host": posthog.url, "project_id": 1, "budget": ["1000/60"]},
+        "posthog": {"host": posthog.url, "stand_in": True, "project_id": 1, "budget": ["1000/60"]},
         "ledger_prefix": ledger.ns.split(":")[0],
         "sources": {"memcrm": {"config": {}}},
         "dlq_replay": {"backoff_s": 60, "max_backoff_s": 100},

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from connectors.base import WebhookRequest
 from sandbox.common import serving
 from tests.conftest import POSTHOG_KEY, PostHogSandbox
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
@@ -23,10 +27,10 @@ def runtime(posthog: PostHogSandbox, ledger: Any, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", POSTHOG_KEY)
     raw = {
         **MAPPING,
-        "posthog": {"host": posthog.url, "project_id": 1},
+        "posthog": {"host": posthog.url, "stand_in": True, "project_id": 1},
         "ledger_prefix": ledger.ns.split(":")[0],  # the budget's keys too, deleted with the test's ledger
         "sources": {"memcrm": {"config": {}}},
-        "webhooks": {"coalesce_s": 5, "max_body_bytes": 2048},
+        "webhooks": {"coalesce_s": 5, "max_body_bytes": 2048, "body_timeout_s": 1.0},
     }
     rt = Runtime(parse_config(raw))
     rt.__dict__["redis"] = ledger.redis
@@ -125,3 +129,94 @@ def test_refresh_task_applies_everything_gathered(
     assert connector.crm.fetches == 1  # one fetch for the coalesced ids
     assert refresh.run("memcrm", "accounts") == {"runs": []}  # nothing left pending
     assert posthog.count("POST", status=201) == 2
+
+
+class HeldConnector(MemoryConnector):
+    """A connector whose signature check waits until the test lets it go (a slow check, made deterministic)."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryCrm())
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        self.entered.set()
+        self.release.wait(30)
+        super().verify_webhook(request)
+
+
+def test_health_answers_while_a_delivery_is_being_checked(http: httpx.Client, runtime: Runtime) -> None:
+    """Verification (and every other blocking step) runs in a worker thread: the event loop stays free."""
+    held = HeldConnector()
+    runtime.install_connector("memcrm", held)
+    body = json.dumps([{"id": "001A", "event_id": "e1"}]).encode()
+    answers: list[int] = []
+    with httpx.Client(base_url=str(http.base_url), timeout=30) as other:
+        sender = threading.Thread(
+            target=lambda: answers.append(
+                other.post(
+                    "/webhooks/memcrm", content=body, headers={"X-Memory-Signature": held.sign(body)}
+                ).status_code
+            )
+        )
+        sender.start()
+        try:
+            assert held.entered.wait(10), "the delivery never reached verification"
+            assert http.get("/healthz", timeout=5).json() == {"ok": True}  # answered while verify is held
+            assert not held.release.is_set() and sender.is_alive()
+        finally:
+            held.release.set()
+            sender.join(30)
+    assert answers == [200]
+
+
+def _raw_post(base_url: str, path: str, head: bytes) -> socket.socket:
+    url = urlsplit(base_url)
+    sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=30)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\n".encode() + head + b"\r\n")
+    return sock
+
+
+def _read_status(sock: socket.socket) -> int:
+    answer = b""
+    while b"\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+def test_a_trickled_body_is_cut_with_408(http: httpx.Client, runtime: Runtime) -> None:
+    """One byte at a time, never finishing: the receiver answers 408 after ``body_timeout_s`` and closes."""
+    sock = _raw_post(
+        str(http.base_url), "/webhooks/memcrm", b"Content-Type: application/json\r\nContent-Length: 1000\r\n"
+    )
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(0.2):
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                return
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    feeder.start()
+    try:
+        assert http.get("/healthz", timeout=5).status_code == 200  # the loop is free while the body trickles
+        assert _read_status(sock) == 408
+    finally:
+        stop.set()
+        feeder.join(5)
+        sock.close()
+    assert runtime.redis.hget(f"{runtime.ledger.ns}:metrics", "webhooks|memcrm|body_timeout") == "1"
+
+
+@pytest.mark.parametrize("length", ["²", "١٢", "-1", "1e3", "0x10"])
+def test_a_bad_content_length_is_a_400(http: httpx.Client, length: str) -> None:
+    sock = _raw_post(str(http.base_url), "/webhooks/memcrm", f"Content-Length: {length}\r\n".encode())
+    try:
+        assert _read_status(sock) in (400,)
+    finally:
+        sock.close()

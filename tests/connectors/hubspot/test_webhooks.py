@@ -10,7 +10,8 @@ import redis
 
 from connectors.base import EventKind, MalformedWebhook, WebhookRejected, WebhookRequest
 from connectors.hubspot import HubSpotConnector
-from connectors.hubspot.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_v3
+from connectors.hubspot.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_v3, verify_v3
+from sandbox.hubspot.webhooks import signature_v3 as sign_v3_raw
 from tests.connectors.hubspot.conftest import APP_SECRET, HubSpotSandbox, WebhookReceiver, drain_webhooks, make_config
 
 
@@ -99,10 +100,8 @@ def test_missing_headers_a_future_timestamp_and_no_secret_are_rejected(
         unconfigured.verify_webhook(delivery)
 
 
-def test_public_url_behind_a_proxy_and_percent_escapes(
-    hubspot: HubSpotSandbox, redis_client: redis.Redis, budget_namespace: str
-) -> None:
-    public = "https://hooks.example.com/crm%20sync/hubspot?portal=62515"
+def test_public_url_behind_a_proxy(hubspot: HubSpotSandbox, redis_client: redis.Redis, budget_namespace: str) -> None:
+    public = "https://hooks.example.com/crmsync/hubspot?portal=62515"
     body = b'[{"eventId": 1, "subscriptionType": "deal.creation", "objectId": 5}]'
     now = 1_760_000_000_000
     headers = {SIGNATURE_HEADER: sign_v3(APP_SECRET, "POST", public, body, str(now)), TIMESTAMP_HEADER: str(now)}
@@ -110,23 +109,44 @@ def test_public_url_behind_a_proxy_and_percent_escapes(
     connector = build(APP_SECRET, hubspot, redis_client, budget_namespace, webhook_url=public)
     connector.clock = lambda: now
     connector.verify_webhook(seen_by_worker)
-    # HubSpot signs the URI decoded: "crm sync", not "crm%20sync".
-    assert sign_v3(APP_SECRET, "POST", public, body, "1") == sign_v3(
-        APP_SECRET, "POST", public.replace("%20", " "), body, "1"
-    )
 
 
+@pytest.mark.parametrize(
+    ("as_sent", "as_signed"),
+    [
+        # HubSpot's table: these twelve escapes are decoded (either case) before signing ...
+        ("https://h.example/a%3Ab%2Fc%3Fd%40e%21f%24g", "https://h.example/a:b/c?d@e!f$g"),
+        ("https://h.example/p%27%28%29%2a%2c%3b", "https://h.example/p'()*,;"),
+        # ... and no other: a space, a percent sign or a non-ASCII character stay escaped.
+        ("https://h.example/crm%20sync?q=a%26b%3Dc", "https://h.example/crm%20sync?q=a%26b%3Dc"),
+        ("https://h.example/%25/%C3%A9", "https://h.example/%25/%C3%A9"),
+    ],
+)
+def test_only_the_documented_escapes_are_decoded_before_signing(as_sent: str, as_signed: str) -> None:
+    body, timestamp = b"[]", "1760000000000"
+    signed_by_hubspot = sign_v3_raw(APP_SECRET, "POST", as_signed, body, timestamp)
+    assert sign_v3(APP_SECRET, "POST", as_sent, body, timestamp) == signed_by_hubspot
+    request = WebhookRequest("POST", as_sent, {SIGNATURE_HEADER: signed_by_hubspot, TIMESTAMP_HEADER: timestamp}, body)
+    verify_v3(request, APP_SECRET, int(timestamp))
+
+
+@pytest.mark.parametrize("webhook_format", ["legacy", "generic"])
 def test_real_deliveries_become_refresh_events(
-    hubspot: HubSpotSandbox, webhook_receiver: WebhookReceiver, connector: HubSpotConnector
+    hubspot: HubSpotSandbox, webhook_receiver: WebhookReceiver, connector: HubSpotConnector, webhook_format: str
 ) -> None:
+    """Both formats HubSpot sends (legacy ``deal.*``; generic ``object.*`` + ``objectTypeId``) give the same refreshes,
+    and a company's change refreshes that company's deals."""
+    hubspot.admin.put("/_sandbox/webhook", json={"url": webhook_receiver.url, "format": webhook_format})
     ids = sorted(hubspot.seed(8), key=int)  # 10 deals
     webhook_receiver.deliveries.clear()
     hubspot.edit("deals", ids[0], dealstage="closedwon")
     hubspot.archive("deals", ids[1])
     hubspot.merge("deals", ids[2], ids[3])
-    hubspot.edit("companies", "4000000005", name="Renamed")  # company events are not deal refreshes
+    hubspot.edit("companies", "4000000005", name="Renamed")
     events = []
     for request in delivered(hubspot, webhook_receiver):
+        kinds = {event["subscriptionType"].split(".")[0] for event in json.loads(request.body)}
+        assert (kinds == {"object"}) if webhook_format == "generic" else ("object" not in kinds)
         connector.verify_webhook(request)
         events.extend(connector.parse_webhook(request))
 
@@ -134,9 +154,49 @@ def test_real_deliveries_become_refresh_events(
     assert (EventKind.UPSERT, ids[0]) in by_kind
     assert (EventKind.DELETE, ids[1]) in by_kind
     assert (EventKind.MERGE, ids[2]) in by_kind and (EventKind.DELETE, ids[3]) in by_kind
-    assert {e.id for e in events} == set(ids[:4])
+    assert {e.id for e in events} == {*ids[:4], "company:4000000005"}
     assert all(e.source == "hubspot" and e.object == "deals" and e.event_id for e in events)
     assert len({e.event_id for e in events}) == len(events)  # one dedupe key per refresh
+
+    refreshed = connector.fetch("deals", ["company:4000000005"])  # what the coalesced refresh then reads
+    assert refreshed and all(r.fields["company"]["id"] == "4000000005" and not r.deleted for r in refreshed)
+    assert all(r.fields["company"]["name"] == "Renamed" for r in refreshed)
+
+
+def test_generic_association_changes_name_the_deal_by_object_type(connector: HubSpotConnector) -> None:
+    def change(event_id: int, from_type: str, from_id: int, to_type: str, to_id: int) -> dict[str, object]:
+        return {
+            "eventId": event_id,
+            "subscriptionType": "object.associationChange",
+            "fromObjectTypeId": from_type,
+            "fromObjectId": from_id,
+            "toObjectTypeId": to_type,
+            "toObjectId": to_id,
+            "associationType": "unlabeled",
+            "associationRemoved": False,
+        }
+
+    body = json.dumps(
+        [
+            change(1, "0-3", 7, "0-2", 40),  # deal → company
+            change(2, "0-2", 40, "0-3", 8),  # company → deal
+            change(3, "0-2", 40, "0-1", 9),  # company → contact: no deal
+            {"eventId": 4, "subscriptionType": "object.creation", "objectTypeId": "0-1", "objectId": 9},
+            {
+                "eventId": 5,
+                "subscriptionType": "company.associationChange",
+                "fromObjectId": 40,
+                "toObjectId": 11,
+                "associationType": "COMPANY_TO_DEAL_UNLABELED",
+            },
+        ]
+    ).encode()
+    events = connector.parse_webhook(WebhookRequest("POST", "http://127.0.0.1/hook", {}, body))
+    assert [(e.id, e.kind) for e in events] == [
+        ("7", EventKind.UPSERT),
+        ("8", EventKind.UPSERT),
+        ("11", EventKind.UPSERT),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,9 @@ def test_a_rotated_secret_two_v1_signatures(connect: Connect) -> None:
         ({"Stripe-Signature": "v1=abc"}, "exactly one timestamp"),
         ({"Stripe-Signature": "t=soon,v1=abc"}, "not a number"),
         ({"Stripe-Signature": "t=1,t=2,v1=abc"}, "exactly one timestamp"),
+        ({"Stripe-Signature": "t=\u0661\u0667\u0666\u0660,v1=abc"}, "not a number"),  # Arabic-Indic digits
+        ({"Stripe-Signature": "t=\u00b2,v1=abc"}, "not a number"),
+        ({"Stripe-Signature": "t=-5,v1=abc"}, "not a number"),
     ],
 )
 def test_malformed_signature_headers_are_rejected(
