@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import yaml
 
+from sandbox.posthog.throttle import ThrottleRate
 from sandbox.stack import POSTHOG_KEY, SandboxStack
 from workers.config import parse_config
 from workers.processes import RedisServer
@@ -148,6 +149,7 @@ class Env:
     start_workers: bool = True
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="crmsync-bench-")))
     redis: RedisServer | None = None
+    posthog_throttle: tuple[ThrottleRate, ...] = ()  # the PostHog stand-in's throttles; the config's budget matches
     stack: SandboxStack | None = None
     runtime: Runtime | None = None
     worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -168,12 +170,16 @@ class Env:
             webhooks=False,
             ledger_prefix=prefix,
             data_dir=self.workdir / "sandbox",
+            posthog_throttle=self.posthog_throttle,
         )
         self.stack.start()
         self.recorders = install_recorders(self.stack)
         self.http = httpx.Client(timeout=120, verify=str(self.stack.ca_file))
         config = self.stack.config()
         config["webhooks"] = {**config.get("webhooks", {}), "coalesce_s": self.coalesce_s}
+        if self.posthog_throttle:  # windows scaled down in time: so is the budget's margin against jitter
+            scale = min(r.duration_s for r in self.posthog_throttle) / 60
+            config["posthog"]["budget_margin_s"] = round(0.5 * scale, 3)
         self.config_path = self.workdir / "crmsync.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         overrides = {

@@ -106,6 +106,15 @@ def ratios_and_targets(results: dict[str, Any]) -> tuple[dict[str, Any], list[di
     if "4" in crm:
         p99 = crm["4"]["webhook"]["latency_s"]["p99"]
         target("webhook burst p99 < 1 s", p99 < 1.0, f"{p99} s")
+    if "7" in crm:
+        t = crm["7"]["throttled"]
+        use = t["budget_utilisation_while_waiting"]
+        target(
+            "scenario 7 (PostHog throttled): 0 parked, 0 lost, 0 refused",
+            t["parked"] == 0 and t["lost"] == 0 and t["posthog_429_throttled"] == 0,
+            f"parked {t['parked']}, lost {t['lost']}, 429s {t['posthog_429_throttled']}",
+        )
+        target("scenario 7: budget used ≥ 90% while work waits", None if use is None else use >= 0.9, use)
     if "6" in crm:
         hook = crm["6"]["webhook"]
         p99, bound = hook["latency_s"]["p99"], hook["coalesce_s"] + 1.0
@@ -190,6 +199,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"shuffled) for {webhook['customers']:,} customers; {webhook['reached_posthog']:,} reached PostHog. "
             f"Delivery → PostHog state: p50 {lat['p50']} s, p95 {lat['p95']} s, p99 {lat['p99']} s, max {lat['max']} s "
             f"(coalescing window {webhook['coalesce_s']} s, PostHog polled every {webhook['poll_interval_s']} s).",
+        ]
+    for row in (r for r in results.get("crmsync", []) if "throttled" in r):
+        t = row["throttled"]
+        lines += [
+            "",
+            f"Throttled sync (scenario 7): PostHog stand-in at {', '.join(t['posthog_throttle'])}, "
+            f"{t['records_seen']:,} records: {_fmt(row['posthog_requests'])} PostHog requests "
+            f"in {_fmt(row['wall_s'])} s; "
+            f"parked {t['parked']}, lost {t['lost']}, refused by PostHog {t['posthog_429_throttled']}; "
+            f"{t['budget_waits']:,} waits for budget, {t['chunks_requeued']} chunk runs re-queued; "
+            f"budget used {_fmt(t['budget_utilisation_while_waiting'])} of what it allows over the "
+            f"{_fmt(t['seconds_with_work_waiting'])} s that work was waiting.",
         ]
     ratios = results.get("ratios", {})
     if ratios:

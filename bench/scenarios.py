@@ -5,6 +5,9 @@
 3. 1% of the records of each CRM and 1% of PostHog's accounts changed, then inbound incremental + outbound.
 4. Webhook burst: signed Stripe deliveries, 30% duplicates, shuffled; delivery → PostHog state latencies.
 5. Scenario 1 with 1, 2 and 4 worker processes (``bench.__main__`` runs it on fresh environments).
+6. A webhook trickle: one Stripe event a second.
+7. Scenario 1 against PostHog throttled like PostHog, time scaled down (48/6 and 480/360): nothing parked or
+   lost, and how much of the budget is used while work waits.
 
 Edits are made through the stand-ins' admin routes (as a person in the vendor's UI would) before the counters are
 read, so the measured requests are crmsync's own.
@@ -19,6 +22,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +32,7 @@ from bench.harness import CRMS, STANDINS, Counters, Env
 from sandbox.common import ServerThread
 from sandbox.identities import sales_rep_email
 from sandbox.stack import STRIPE_KEY, STRIPE_WEBHOOK_SECRET
+from sync.budget import Window
 from sync.posthog import AccountFilter
 from sync.posthog.models import Account
 
@@ -135,6 +140,73 @@ def measure_sync(env: Env, scenario: str, full: bool, outbound: bool, changed: i
         peak_rss_kib=env.peak_rss_kib(),
         run_counts=counts,
     )
+
+
+def most_requests(windows: Sequence[Window], span_s: float) -> int:
+    """The most requests sliding windows (each ``limit`` per ``seconds``) admit in ``span_s`` from empty: every
+    request sent as early as all windows allow (a request at t takes a slot until t + seconds)."""
+    sent: list[float] = []
+    t = 0.0
+    while True:
+        for w in windows:
+            if len(sent) >= w.limit:
+                t = max(t, sent[-w.limit] + w.seconds)
+        if t > span_s:
+            return len(sent)
+        sent.append(t)
+
+
+def throttled_sync(env: Env, sample_s: float = 0.25) -> Measurement:
+    """Scenario 7: scenario 1 against a PostHog stand-in throttled like PostHog with time scaled down (``Env``'s
+    ``posthog_throttle``, e.g. 48/6 for 480/60). Sampled every ``sample_s`` while it runs: the accounts still owed
+    by plans being written (staging reads the CRMs, not PostHog) and PostHog's request count. Reports what was
+    parked or lost (must be 0) and how much of the budget was used while work was waiting: requests PostHog
+    answered between the first and the last sample with accounts owed, over the most the windows admit in that
+    time (``most_requests``)."""
+    from sync.plan import PlanStore
+
+    assert env.runtime is not None and env.http is not None and env.runtime.posthog_budget is not None
+    runtime, http, budget = env.runtime, env.http, env.runtime.posthog_budget
+    samples: list[tuple[float, int, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            owed = sum(p.accounts_left() for p in PlanStore.live(runtime.ledger) if p.chunks)  # sealed: writing
+            total = int(http.get(f"{env.url('posthog')}/_sandbox/stats").json()["total"])
+            samples.append((time.monotonic(), owed, total))
+            stop.wait(sample_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        measurement = measure_sync(env, "7", full=True, outbound=False)
+    finally:
+        stop.set()
+        sampler.join(timeout=10)
+    waiting = [s for s in samples if s[1] > 0]
+    if waiting:  # work is done once its last request is sent: a window still open after it holds no waiting work
+        waiting = [s for s in waiting if s[2] < waiting[-1][2]] + [next(s for s in waiting if s[2] == waiting[-1][2])]
+    utilisation = None
+    if len(waiting) >= 2:
+        allowed = most_requests(budget.windows, waiting[-1][0] - waiting[0][0])
+        utilisation = round((waiting[-1][2] - waiting[0][2]) / allowed, 3)
+    stats = http.get(f"{env.url('posthog')}/_sandbox/stats").json()
+    records = sum(1 for _ in runtime.redis.scan_iter(match=f"{runtime.ledger.ns}:rec:*", count=1000))
+    parked = runtime.ledger.dlq_size()
+    measurement.extra["throttled"] = {
+        "posthog_throttle": [str(w) for w in budget.windows],
+        "records_seen": measurement.records,
+        "records_in_ledger": records,
+        "parked": parked,
+        "lost": max(0, measurement.records - records - parked),
+        "posthog_429_throttled": int(stats.get("throttled", 0)),
+        "budget_waits": budget.usage().waits,
+        "seconds_with_work_waiting": round(waiting[-1][0] - waiting[0][0], 1) if len(waiting) >= 2 else 0.0,
+        "budget_utilisation_while_waiting": utilisation,
+        "chunks_requeued": measurement.run_counts.get("throttled", 0),
+    }
+    return measurement
 
 
 def snapshot_accounts(env: Env) -> list[Account]:
