@@ -47,6 +47,7 @@ from connectors.hubspot.properties import ensure_properties
 from connectors.hubspot.records import SOURCE, STREAM, deal_record, deleted_record, merged_ids, primary_company
 from connectors.hubspot.search import Checkpoint, WindowedSearch
 from connectors.hubspot.webhooks import parse_events, verify_v3
+from connectors.paging import follow
 from sync.errors import ConfigError, RetryableError
 
 
@@ -94,27 +95,23 @@ class HubSpotConnector:
         final = HubSpotCursor(modified_ms=started, companies_ms=started)
         properties = self.config.read_properties
         for archived in (False, True):
-            tokens: set[str] = set()
-            after: str | None = None
-            while True:
-                page = self.client.list_deals(after, properties, archived=archived)
-                last = page.next_after is None
+
+            def page(after: str | None, archived: bool = archived) -> tuple[ObjectPage, str | None]:
+                listed = self.client.list_deals(after, properties, archived=archived)
+                return listed, listed.next_after
+
+            for listed in follow(page, "HubSpot deals.get_page", HubSpotPagingLoop):
+                last = listed.next_after is None
                 if archived:
-                    records = [deleted_record(d.id, d.properties) for d in page.results]
+                    records = [deleted_record(d.id, d.properties) for d in listed.results]
                 else:
-                    records = self._shape(page.results)
+                    records = self._shape(listed.results)
                 yield Page(records, final if archived and last else None)
-                if last:
-                    break
-                assert page.next_after is not None
-                if page.next_after in tokens:
-                    raise HubSpotPagingLoop(f"HubSpot deals.get_page: paging token {page.next_after!r} repeated")
-                tokens.add(page.next_after)
-                after = page.next_after
 
     def _pull_since(self, cursor: HubSpotCursor, started: int) -> Iterator[Page]:
         lookback = self.config.lookback_ms
         position = cursor
+        self.client.reset_search_page()
         deals = self._windowed("deals", self.config.read_properties)
         start = Checkpoint(max(0, cursor.modified_ms - lookback), cursor.object_id if lookback == 0 else 0)
         for batch in deals.since(start):

@@ -28,6 +28,7 @@ from hubspot.crm.deals import ApiException as DealsApiException
 from hubspot.crm.owners import ApiException as OwnersApiException
 from hubspot.crm.properties import ApiException as PropertiesApiException
 
+from connectors.paging import PagingLoop
 from sync.errors import CrmsyncError, FatalError, RetryableError
 
 SDK_EXCEPTIONS: tuple[type[Exception], ...] = (
@@ -80,7 +81,7 @@ class HubSpotDailyLimit(HubSpotFatal):
     """429 with policy ``DAILY``: the portal's daily allowance is spent."""
 
 
-class HubSpotPagingLoop(HubSpotFatal):
+class HubSpotPagingLoop(HubSpotFatal, PagingLoop):
     """A paging token repeated: HubSpot (or a stand-in) would make the read loop forever."""
 
 

@@ -1,0 +1,49 @@
+"""The one paging helper and its loop guard (``connectors.paging``)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectors.hubspot.errors import HubSpotPagingLoop
+from connectors.paging import LoopGuard, PagingLoop, follow
+from sync.errors import FatalError
+
+
+@given(st.lists(st.integers(0, 1000), min_size=0, max_size=30, unique=True))
+def test_follow_yields_every_page_once_until_no_token(tokens: list[int]) -> None:
+    chain = [*tokens, None]
+    asked: list[int | None] = []
+
+    def fetch(token: int | None) -> tuple[str, int | None]:
+        asked.append(token)
+        position = 0 if token is None else tokens.index(token) + 1
+        return f"page{position}", chain[position]
+
+    pages = list(follow(fetch, "test read"))
+
+    assert pages == [f"page{n}" for n in range(len(tokens) + 1)]
+    assert asked == [None, *tokens]
+
+
+def test_a_repeated_token_raises_instead_of_looping() -> None:
+    calls = 0
+
+    def fetch(token: str | None) -> tuple[int, str | None]:
+        nonlocal calls
+        calls += 1
+        return calls, "same"
+
+    with pytest.raises(PagingLoop, match="test read: paging token 'same' repeated"):
+        list(follow(fetch, "test read"))
+    assert calls == 2
+
+
+def test_the_guard_raises_the_vendors_error_which_is_a_fatal_paging_loop() -> None:
+    guard = LoopGuard("HubSpot associations", HubSpotPagingLoop)
+    assert guard.check(("1", "a")) == ("1", "a")
+    assert guard.check(("2", "a")) == ("2", "a")
+    with pytest.raises(HubSpotPagingLoop) as caught:
+        guard.check(("1", "a"))
+    assert isinstance(caught.value, PagingLoop) and isinstance(caught.value, FatalError)
