@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import redis
 from simple_salesforce.api import Salesforce
@@ -201,8 +201,8 @@ class SalesforceConnector:
         canonical = {rid: soql.canonical_id(rid) for rid in ids}
         wanted = list(dict.fromkeys(c for c in canonical.values() if c))
         found: dict[str, CrmRecord] = {}
-        for chunk in _batched(wanted, self.config.fetch_batch_size):
-            text = soql.select(self.fields, stream, f"Id IN {soql.id_list(list(chunk))}", ordered=False)
+        for chunk in self._id_batches(stream, wanted):
+            text = soql.select(self.fields, stream, f"Id IN {soql.id_list(chunk)}", ordered=False)
             for row in self._all_rows(stream, text):
                 record = to_record(row, stream)
                 found[record.id] = record
@@ -212,6 +212,17 @@ class SalesforceConnector:
             if key not in out:
                 out[key] = found.get(key) or gone(key, stream)
         return list(out.values())
+
+    def _id_batches(self, stream: str, ids: Sequence[str]) -> Iterator[list[str]]:
+        """``ids`` in groups of at most ``fetch_batch_size`` whose ``queryAll/?q=...`` URI plus the headers sent
+        with it stay within ``max_request_bytes`` (Salesforce answers 431/414 past 16,384 bytes)."""
+        if not ids:
+            return
+        path, header_bytes = self.client.request_overhead(self._batch_header)
+        head = soql.select(self.fields, stream, "Id IN ", ordered=False)
+        fixed = len(f"{path}queryAll/?q=") + len(quote_plus(head)) + header_bytes
+        room = self.config.max_request_bytes - fixed
+        yield from soql.id_batches(ids, self.config.fetch_batch_size, max(room, 1))
 
     def _all_rows(self, stream: str, text: str) -> Iterator[Mapping[str, Any]]:
         page = self._first_page(f"read {stream}", text)
