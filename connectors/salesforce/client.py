@@ -45,9 +45,9 @@ from connectors.salesforce.errors import (
     SalesforceAuthFailed,
     SalesforceRateLimited,
     is_transient,
-    retry_after_of,
     translate,
 )
+from connectors.vendor import retry_after
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
 
@@ -161,7 +161,7 @@ class SalesforceClient:
 
     def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.allowance.observe(response.headers.get("Sforce-Limit-Info"))
-        self.last_retry_after = retry_after_of(response)
+        self.last_retry_after = retry_after(response.headers)
         date = response.headers.get("Date")
         if date:
             with contextlib.suppress(TypeError, ValueError):

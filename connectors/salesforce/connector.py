@@ -42,6 +42,7 @@ from connectors.base import (
     WebhookRejected,
     WebhookRequest,
 )
+from connectors.paging import LoopGuard, follow
 from connectors.salesforce import soql
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.config import FIELD_RE, PATH_RE, SYSTEM_FIELDS, SalesforceConfig, load_salesforce_config
@@ -154,7 +155,7 @@ class SalesforceConnector:
             yield Page((), start, (reason,))
             return
         page, progress = self._open_query(stream, start)
-        seen_urls: set[str] = set()
+        guard = LoopGuard(f"salesforce: query {stream}")
         restarts = 0
         while True:
             rows: list[Mapping[str, Any]] = list(page.get("records") or [])
@@ -168,9 +169,7 @@ class SalesforceConnector:
             next_url = page.get("nextRecordsUrl")
             if not isinstance(next_url, str) or not next_url:
                 raise SalesforceRequestFailed(f"query {stream}: a page not done has no nextRecordsUrl", None, None)
-            if next_url in seen_urls:
-                raise SalesforceRequestFailed(f"query {stream}: loop detected, {next_url} came twice", None, None)
-            seen_urls.add(next_url)
+            guard.check(next_url)
             reason = allowance.stop_reason()
             if reason is not None:
                 yield Page((), committed, (reason,))
@@ -225,12 +224,17 @@ class SalesforceConnector:
         yield from soql.id_batches(ids, self.config.fetch_batch_size, max(room, 1))
 
     def _all_rows(self, stream: str, text: str) -> Iterator[Mapping[str, Any]]:
-        page = self._first_page(f"read {stream}", text)
-        while True:
-            yield from page.get("records") or []
-            if page.get("done") or not page.get("nextRecordsUrl"):
-                return
-            page = self._next_page(f"read {stream} (next page)", str(page["nextRecordsUrl"]))
+        def page(url: str | None) -> tuple[list[Mapping[str, Any]], str | None]:
+            if url is None:
+                answer = self._first_page(f"read {stream}", text)
+            else:
+                answer = self._next_page(f"read {stream} (next page)", url)
+            next_url = answer.get("nextRecordsUrl")
+            more = not answer.get("done") and isinstance(next_url, str) and next_url
+            return list(answer.get("records") or []), str(next_url) if more else None
+
+        for rows in follow(page, f"salesforce: read {stream}"):
+            yield from rows
 
     def _first_page(self, what: str, text: str) -> dict[str, Any]:
         """``GET queryAll/?q=...`` with the configured page size."""

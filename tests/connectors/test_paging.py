@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -47,3 +49,27 @@ def test_the_guard_raises_the_vendors_error_which_is_a_fatal_paging_loop() -> No
     with pytest.raises(HubSpotPagingLoop) as caught:
         guard.check(("1", "a"))
     assert isinstance(caught.value, PagingLoop) and isinstance(caught.value, FatalError)
+
+
+def test_every_paging_loop_in_connectors_goes_through_the_helper() -> None:
+    """No hand-written ``while True`` paging loop is left outside ``connectors/paging.py`` (the windowed search
+    and the Salesforce pull, which re-open queries, guard their tokens with ``LoopGuard``)."""
+    root = Path(__file__).resolve().parents[2] / "connectors"
+    loops = {
+        str(path.relative_to(root)): path.read_text().count("while True")
+        for path in root.rglob("*.py")
+        if "while True" in path.read_text()
+    }
+    # paging.follow itself; HubSpot's and Salesforce's call paths retry in a loop; WindowedSearch moves its window
+    # (each request strictly past the last, raising otherwise); the Salesforce pull and Stripe's customer listing
+    # re-open their reads and guard every token with a LoopGuard.
+    assert set(loops) <= {
+        "paging.py",
+        "hubspot/client.py",
+        "hubspot/search.py",
+        "salesforce/client.py",
+        "salesforce/connector.py",
+        "stripe/reader.py",
+    }
+    for name in ("salesforce/connector.py", "stripe/reader.py"):
+        assert "LoopGuard(" in (root / name).read_text()
