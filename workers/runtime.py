@@ -74,6 +74,11 @@ class Runtime:
                 self._connectors[source] = build_connector(source, block.config, self.redis)
             return self._connectors[source]
 
+    def built_connectors(self) -> dict[str, Connector]:
+        """The connectors built (or installed) so far, by source."""
+        with self._lock:
+            return dict(self._connectors)
+
     def install_connector(self, source: str, connector: Connector) -> None:
         """Use this connector object for ``source`` instead of building one from the config (embedding, tests)."""
         with self._lock:
@@ -101,6 +106,11 @@ class Runtime:
         return [s for s in self.connector(source).streams if s in mapped]
 
     def close(self) -> None:
+        """Close every connector built so far (their HTTP sessions and pools), the PostHog client and Redis."""
+        with self._lock:
+            connectors, self._connectors = list(self._connectors.values()), {}
+        for connector in connectors:
+            connector.close()
         if "posthog" in self.__dict__:
             self.posthog.close()
         if "redis" in self.__dict__:

@@ -56,6 +56,7 @@ from connectors.hubspot.errors import (
     translate,
 )
 from connectors.paging import LoopGuard, follow
+from connectors.vendor import CallStats
 from sync.errors import CrmsyncError, RetryableError
 from sync.ratelimit import TokenBucket
 
@@ -133,16 +134,6 @@ class RateLimitState:
     search_remaining: int | None = None
     daily: int | None = None
     daily_remaining: int | None = None
-
-
-@dataclass
-class ClientStats:
-    """Counters for run reports and tests: requests sent, retries, 429s seen, per operation."""
-
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    by_operation: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -239,10 +230,26 @@ class HubSpotClient:
         self._owners = crm.owners.owners_api
         self._properties = crm.properties.core_api
         self.budgets = shared_budgets(redis_client, config) if redis_client is not None else Budgets(None, None)
-        self.stats = ClientStats()
+        self.stats = CallStats()
         self.limits = RateLimitState()
         self.search_page_limit = config.search_page_size
         self._random = random.Random()
+
+    def close(self) -> None:
+        """Close every SDK API's thread pool and urllib3 connection pool (idle keep-alive sockets included)."""
+        apis = (
+            self._deals,
+            self._deals_batch,
+            self._deals_search,
+            self._companies_batch,
+            self._companies_search,
+            self._associations,
+            self._owners,
+            self._properties,
+        )
+        for api in apis:
+            api.api_client.close()
+            api.api_client.rest_client.pool_manager.clear()
 
     # -- the one call path ------------------------------------------------------------------------------------
 
@@ -253,8 +260,7 @@ class HubSpotClient:
             bucket = self.budgets.search if search else self.budgets.app
             if bucket is not None:
                 bucket.take(1, max_wait_s=self.config.max_budget_wait_s)
-            self.stats.requests += 1
-            self.stats.by_operation[operation] = self.stats.by_operation.get(operation, 0) + 1
+            self.stats.sent(operation)
             error: CrmsyncError
             try:
                 data, _status, headers = fn(*args, _request_timeout=self.config.request_timeout, **kwargs)

@@ -48,6 +48,7 @@ from connectors.hubspot.records import SOURCE, STREAM, deal_record, deleted_reco
 from connectors.hubspot.search import Checkpoint, WindowedSearch
 from connectors.hubspot.webhooks import parse_events, verify_v3
 from connectors.paging import follow
+from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
 
 
@@ -77,6 +78,17 @@ class HubSpotConnector:
         self._owners_loaded_ms: int | None = None
         self._owners_missing: set[str] = set()
         self._writable: set[str] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the SDK's connection pools (one per API this connector calls)."""
+        self.client.close()
+
+    @property
+    def call_stats(self) -> CallStats:
+        """Requests sent to HubSpot (retries included) and 429s, since the worker last reported them."""
+        return self.client.stats
 
     # -- reads ------------------------------------------------------------------------------------------------
 

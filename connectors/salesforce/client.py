@@ -12,7 +12,8 @@
 - **Session refresh**: an expired session (401 ``INVALID_SESSION_ID``) logs in again once and the call is
   retried once; a second 401, or a session id given in the config, is an authentication failure.
 - **Allowance**: a response hook reads ``Sforce-Limit-Info`` (and the server's ``Date``) from every response,
-  errors included, into ``Allowance``.
+  errors included, into ``Allowance``; the same hook counts every request and refusal (429, or 403
+  ``REQUEST_LIMIT_EXCEEDED``) in ``stats`` (``connectors.vendor.CallStats``).
 
 Errors leave this module already translated into ``sync.errors`` (see ``connectors.salesforce.errors``).
 """
@@ -47,7 +48,7 @@ from connectors.salesforce.errors import (
     is_transient,
     translate,
 )
-from connectors.vendor import retry_after
+from connectors.vendor import CallStats, retry_after
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
 
@@ -155,11 +156,17 @@ class SalesforceClient:
         self.last_retry_after: float | None = None
         self.logins = 0
         self.refreshes = 0
+        self.stats = CallStats()
         self._sf: Salesforce | None = None
 
     # -- observation ---------------------------------------------------------------------------------------
 
     def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.stats.sent(str(response.request.method or "GET"))
+        if response.status_code == 429 or (
+            response.status_code == 403 and b"REQUEST_LIMIT_EXCEEDED" in (response.content or b"")
+        ):
+            self.stats.throttled += 1
         self.allowance.observe(response.headers.get("Sforce-Limit-Info"))
         self.last_retry_after = retry_after(response.headers)
         date = response.headers.get("Date")
@@ -270,6 +277,7 @@ class SalesforceClient:
                 server_wait = self.last_retry_after if isinstance(exc, SalesforceError) else None
                 if is_transient(exc):
                     retries += 1
+                    self.stats.retries += 1
                     wait = self.retry.next_delay(retries, server_wait, time.monotonic() - started)
                     if wait is not None:
                         log.warning(

@@ -50,6 +50,7 @@ from connectors.salesforce.cursor import ReadProgress, SalesforceCursor, positio
 from connectors.salesforce.errors import SalesforceRequestFailed, error_items
 from connectors.salesforce.outbound import ACK_CONTENT_TYPE, NotAnOutboundMessage, ack_body, parse_message, same_org
 from connectors.salesforce.records import SOURCE, epoch_ms, gone, modstamp_ms, parse_datetime, to_record
+from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
 from sync.mapping import ObjectMapping
 from sync.ratelimit import TokenBucket
@@ -126,7 +127,13 @@ class SalesforceConnector:
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the HTTP session (its pooled TLS connections)."""
         self.client.close()
+
+    @property
+    def call_stats(self) -> CallStats:
+        """Requests sent to Salesforce (logins included) and refusals, since the worker last reported them."""
+        return self.client.stats
 
     def __enter__(self) -> SalesforceConnector:
         return self

@@ -38,6 +38,7 @@ from connectors.stripe.events import EventWindow
 from connectors.stripe.push import StripePusher
 from connectors.stripe.reader import StripeReader
 from connectors.stripe.records import JSON, STREAM, customer_record, deleted_record
+from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
 from sync.ratelimit import TokenBucket
 
@@ -80,6 +81,11 @@ class StripeConnector:
     def http(self) -> BudgetedHttpClient:
         """The transport under the SDK client (attempts sent, 429s seen)."""
         return self.transport
+
+    @property
+    def call_stats(self) -> CallStats:
+        """HTTP attempts sent to Stripe (SDK retries included) and 429s, since the worker last reported them."""
+        return self.transport.stats
 
     def _check(self, stream: str) -> None:
         if stream not in self.streams:
