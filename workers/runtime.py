@@ -71,7 +71,7 @@ class Runtime:
                 block = self.config.sources.get(source)
                 if block is None or not block.enabled:
                     raise ConfigError(f"sources.{source}", "not configured or not enabled")
-                self._connectors[source] = build_connector(source, block.config, self.redis)
+                self._connectors[source] = build_connector(source, block.config, self.redis, self.config.mapping)
             return self._connectors[source]
 
     def built_connectors(self) -> dict[str, Connector]:

@@ -24,8 +24,8 @@ Rate budgets, retries, timeouts and error translation live in ``HubSpotClient``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import ClassVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import redis
 
@@ -40,7 +40,7 @@ from connectors.base import (
     WebhookRequest,
 )
 from connectors.hubspot.client import HsObject, HubSpotClient, ObjectPage, Owner, SearchFilter
-from connectors.hubspot.config import HubSpotConfig
+from connectors.hubspot.config import HubSpotConfig, load_hubspot_config
 from connectors.hubspot.cursor import HubSpotCursor
 from connectors.hubspot.errors import HubSpotPagingLoop, HubSpotRequestError
 from connectors.hubspot.properties import ensure_properties
@@ -50,6 +50,7 @@ from connectors.hubspot.webhooks import parse_events, verify_v3
 from connectors.paging import follow
 from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
+from sync.mapping import MappingConfig
 
 
 def now_ms() -> int:
@@ -80,6 +81,19 @@ class HubSpotConnector:
         self._writable: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        raw: Mapping[str, Any],
+        redis_client: redis.Redis | None = None,
+        mapping: MappingConfig | None = None,
+        key: str = "sources.hubspot.config",
+    ) -> HubSpotConnector:
+        """The connector for a ``sources.hubspot.config`` block (``connectors.registry``), validated (a bad entry
+        raises ``ConfigError`` naming ``<key>.<field>``), with the shared budgets in Redis. The mapping is not
+        needed: the properties read are the config's."""
+        return cls(load_hubspot_config(raw, key), redis_client)
 
     def close(self) -> None:
         """Close the SDK's connection pools (one per API this connector calls)."""

@@ -11,7 +11,7 @@ from connectors.salesforce.config import (
     SessionAuth,
     load_salesforce_config,
 )
-from connectors.salesforce.connector import SalesforceConnector, build, mapping_fields
+from connectors.salesforce.connector import SalesforceConnector, mapping_fields
 from connectors.salesforce.cursor import SalesforceCursor
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "SalesforceConnector",
     "SalesforceCursor",
     "SessionAuth",
-    "build",
     "load_salesforce_config",
     "mapping_fields",
 ]

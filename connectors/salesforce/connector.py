@@ -52,7 +52,7 @@ from connectors.salesforce.outbound import ACK_CONTENT_TYPE, NotAnOutboundMessag
 from connectors.salesforce.records import SOURCE, epoch_ms, gone, modstamp_ms, parse_datetime, to_record
 from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
-from sync.mapping import ObjectMapping
+from sync.mapping import MappingConfig, ObjectMapping
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
 
@@ -126,6 +126,21 @@ class SalesforceConnector:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
+    @classmethod
+    def from_config(
+        cls,
+        raw: Mapping[str, Any],
+        redis_client: redis.Redis | None = None,
+        mapping: MappingConfig | None = None,
+        key: str = "sources.salesforce.config",
+    ) -> SalesforceConnector:
+        """The connector for a ``sources.salesforce.config`` block (``connectors.registry``): the block validated
+        (a bad entry raises ``ConfigError`` naming ``<key>.<field>``), the shared request budget in Redis, and the
+        ``mappings.salesforce.Account`` section when there is one, so every field it addresses is read and a
+        bad field path fails at start-up."""
+        mapped = mapping.mappings.get(SOURCE, {}).get("Account") if mapping is not None else None
+        return cls(load_salesforce_config(raw, key), redis_client, mapped)
+
     def close(self) -> None:
         """Close the HTTP session (its pooled TLS connections)."""
         self.client.close()
@@ -134,20 +149,6 @@ class SalesforceConnector:
     def call_stats(self) -> CallStats:
         """Requests sent to Salesforce (logins included) and refusals, since the worker last reported them."""
         return self.client.stats
-
-    def __enter__(self) -> SalesforceConnector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def api_usage(self) -> tuple[int, int] | None:
-        """``(used, max)`` of the org's daily API allowance, as of the last response."""
-        allowance = self.client.allowance
-        if allowance.used is None or allowance.limit is None:
-            return None
-        return allowance.used, allowance.limit
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -471,13 +472,3 @@ class SalesforceConnector:
         if cursor is None or isinstance(cursor, SalesforceCursor):
             return cursor
         return SalesforceCursor.load(cursor.dump())
-
-
-def build(
-    raw: Mapping[str, Any], redis_client: redis.Redis | None = None, mapping: ObjectMapping | None = None
-) -> SalesforceConnector:
-    """The connector for a ``sources.salesforce.config`` block of ``crmsync.yaml`` (``connectors.registry``).
-
-    The block is validated here: a bad entry raises ``ConfigError`` naming ``sources.salesforce.config.<key>``.
-    """
-    return SalesforceConnector(load_salesforce_config(raw, "sources.salesforce.config"), redis_client, mapping)
