@@ -10,6 +10,9 @@ A connector is a folder (``connectors/<crm>/``) with a class satisfying ``Connec
 - ``push(stream, updates)`` writes fields back to the CRM in batches and reports a result per record.
 - ``verify_webhook(request)`` raises ``WebhookRejected`` unless the delivery is authentic and fresh;
   ``parse_webhook(request)`` turns a verified delivery into ``WebhookEvent``s.
+- ``call_stats`` counts the vendor requests sent and the 429s received (``connectors.vendor.CallStats``); the
+  worker adds them to ``/metrics`` after each task (``crmsync_api_calls_total{vendor}``).
+- ``close()`` releases the connector's connections; the runtime calls it when it shuts down.
 
 Vendor SDK errors are translated at the connector's edge into ``sync.errors``: ``RetryableError`` (429, 5xx,
 timeouts), ``FatalError`` (auth, permissions, exhausted allowances) or ``BadRecordError`` (one record).
@@ -25,6 +28,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from connectors.vendor import CallStats
 from sync.errors import CrmsyncError
 
 
@@ -164,3 +168,8 @@ class Connector(Protocol):
     def verify_webhook(self, request: WebhookRequest) -> None: ...
 
     def parse_webhook(self, request: WebhookRequest) -> list[WebhookEvent]: ...
+
+    @property
+    def call_stats(self) -> CallStats: ...
+
+    def close(self) -> None: ...

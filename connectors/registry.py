@@ -1,50 +1,53 @@
-"""Which connectors exist, and how one is built from its ``sources.<name>.config`` block.
+"""Which connectors exist, and the one way each is built: ``<Connector>.from_config(raw, redis, mapping, key)``.
 
-Each builder validates the block with the connector's own config model (a bad key raises ``ConfigError`` naming
-``sources.<name>.config.<key>``) and gives the connector the shared Redis for its rate budgets. Connector
-packages are imported only when used, so a worker that syncs one CRM does not import the other SDKs. A fourth
-CRM is a folder plus one builder here.
+Every connector class validates its ``sources.<name>.config`` block with its own config model (a bad key raises
+``ConfigError`` naming ``sources.<name>.config.<key>``), takes the shared Redis for its rate budgets, and takes
+the mapping (a connector that reads fields the mapping addresses, such as Salesforce, checks them at start-up).
+Connector packages are imported only when used, so a worker that syncs one CRM does not import the other SDKs.
+A fourth CRM is a folder plus one line in ``CONNECTORS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from importlib import import_module
+from typing import Any, Protocol
 
 import redis
 
 from connectors.base import Connector
 from sync.errors import ConfigError
+from sync.mapping import MappingConfig
 
 
-def _hubspot(config: Mapping[str, Any], client: redis.Redis) -> Connector:
-    from connectors.hubspot import HubSpotConnector, load_hubspot_config
+class ConnectorClass(Protocol):
+    """What the registry needs of a connector class: the one construction path."""
 
-    return HubSpotConnector(load_hubspot_config(config, "sources.hubspot.config"), client)
-
-
-def _stripe(config: Mapping[str, Any], client: redis.Redis) -> Connector:
-    from connectors.stripe import StripeConnector, load_stripe_config
-
-    return StripeConnector.with_shared_budget(load_stripe_config(config, "sources.stripe.config"), client)
+    def from_config(
+        self, raw: Mapping[str, Any], redis_client: redis.Redis | None, mapping: MappingConfig | None, key: str
+    ) -> Connector: ...
 
 
-def _salesforce(config: Mapping[str, Any], client: redis.Redis) -> Connector:
-    from connectors.salesforce.connector import build
-
-    return build(config, client)
-
-
-BUILDERS: dict[str, Callable[[Mapping[str, Any], redis.Redis], Connector]] = {
-    "hubspot": _hubspot,
-    "stripe": _stripe,
-    "salesforce": _salesforce,
+CONNECTORS: dict[str, str] = {
+    "hubspot": "connectors.hubspot.connector:HubSpotConnector",
+    "stripe": "connectors.stripe.connector:StripeConnector",
+    "salesforce": "connectors.salesforce.connector:SalesforceConnector",
 }
+"""Source name → ``module:class`` of its connector (imported on first use)."""
 
 
-def build_connector(name: str, config: Mapping[str, Any], client: redis.Redis) -> Connector:
-    """Build the connector called ``name`` from its config block."""
-    builder = BUILDERS.get(name)
-    if builder is None:
-        raise ConfigError(f"sources.{name}", f"unknown source; one of {', '.join(sorted(BUILDERS))}")
-    return builder(config, client)
+def connector_class(name: str) -> ConnectorClass:
+    """The connector class for source ``name``; ``ConfigError`` naming ``sources.<name>`` for an unknown one."""
+    target = CONNECTORS.get(name)
+    if target is None:
+        raise ConfigError(f"sources.{name}", f"unknown source; one of {', '.join(sorted(CONNECTORS))}")
+    module, _, attribute = target.partition(":")
+    found: ConnectorClass = getattr(import_module(module), attribute)
+    return found
+
+
+def build_connector(
+    name: str, config: Mapping[str, Any], client: redis.Redis, mapping: MappingConfig | None = None
+) -> Connector:
+    """Build the connector called ``name`` from its config block, the shared Redis and the mapping."""
+    return connector_class(name).from_config(config, client, mapping, f"sources.{name}.config")

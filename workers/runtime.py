@@ -72,7 +72,7 @@ class Runtime:
                 block = self.config.sources.get(source)
                 if block is None or not block.enabled:
                     raise ConfigError(f"sources.{source}", "not configured or not enabled")
-                self._connectors[source] = build_connector(source, block.config, self.redis)
+                self._connectors[source] = build_connector(source, block.config, self.redis, self.config.mapping)
             return self._connectors[source]
 
     def check_sources(self) -> None:
@@ -80,6 +80,11 @@ class Runtime:
         raises ``ConfigError`` naming it (``sources.hubspot.config.page_size``) now, not at its first use."""
         for source in self.config.enabled_sources():
             self.connector(source)
+
+    def built_connectors(self) -> dict[str, Connector]:
+        """The connectors built (or installed) so far, by source."""
+        with self._lock:
+            return dict(self._connectors)
 
     def install_connector(self, source: str, connector: Connector) -> None:
         """Use this connector object for ``source`` instead of building one from the config (embedding, tests)."""
@@ -108,6 +113,11 @@ class Runtime:
         return [s for s in self.connector(source).streams if s in mapped]
 
     def close(self) -> None:
+        """Close every connector built so far (their HTTP sessions and pools), the PostHog client and Redis."""
+        with self._lock:
+            connectors, self._connectors = list(self._connectors.values()), {}
+        for connector in connectors:
+            connector.close()
         if "posthog" in self.__dict__:
             self.posthog.close()
         if "redis" in self.__dict__:

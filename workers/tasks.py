@@ -65,6 +65,8 @@ def _finish(runtime: Runtime, reports: list[RunReport]) -> dict[str, Any]:
     record_api_calls(runtime.redis, runtime.ledger.ns, "posthog", *calls)
     runtime.posthog.stats.requests.clear()
     runtime.posthog.stats.statuses.clear()
+    for source, connector in runtime.built_connectors().items():
+        record_api_calls(runtime.redis, runtime.ledger.ns, source, *connector.call_stats.take())
     return {"runs": [r.as_dict() for r in reports]}
 
 

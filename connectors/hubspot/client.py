@@ -9,6 +9,8 @@
 4. on 429, 5xx and network errors retries up to ``max_retries`` times, waiting ``Retry-After`` when HubSpot sends
    it and a jittered exponential backoff when it does not; a 429 also drains the shared budget. A ``Retry-After``
    longer than ``max_backoff_s`` is not slept through: the error goes up with ``retry_after`` for a job retry;
+   A 429 on a search also halves the search page size (down to ``search_min_page_size``) for the retry and the
+   rest of the read (``reset_search_page`` starts the next read at ``search_page_size`` again);
 5. translates whatever still fails into the project's error tree (``connectors.hubspot.errors``).
 
 urllib3's own retries are switched off (``Retry(0)``) so that retrying lives here only. One SDK client (and one
@@ -53,6 +55,8 @@ from connectors.hubspot.errors import (
     HubSpotRequestError,
     translate,
 )
+from connectors.paging import LoopGuard, follow
+from connectors.vendor import CallStats
 from sync.errors import CrmsyncError, RetryableError
 from sync.ratelimit import TokenBucket
 
@@ -87,6 +91,8 @@ class ObjectPage:
     results: list[HsObject]
     next_after: str | None
     total: int | None = None
+    limit: int | None = None
+    """The page size asked for (searches: it may be less than configured after a 429)."""
 
 
 @dataclass(frozen=True)
@@ -128,16 +134,6 @@ class RateLimitState:
     search_remaining: int | None = None
     daily: int | None = None
     daily_remaining: int | None = None
-
-
-@dataclass
-class ClientStats:
-    """Counters for run reports and tests: requests sent, retries, 429s seen, per operation."""
-
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    by_operation: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -194,6 +190,13 @@ def _v3_company_links(associations: Any) -> tuple[Link, ...]:
     return tuple(Link(cid, is_primary) for cid, is_primary in primary.items())
 
 
+def _next_after(data: Any) -> str | None:
+    """``paging.next.after`` of a page (or of one per-input result), None when there is no next page."""
+    paging = getattr(getattr(data, "paging", None), "next", None)
+    after = getattr(paging, "after", None)
+    return None if after is None else str(after)
+
+
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -227,9 +230,26 @@ class HubSpotClient:
         self._owners = crm.owners.owners_api
         self._properties = crm.properties.core_api
         self.budgets = shared_budgets(redis_client, config) if redis_client is not None else Budgets(None, None)
-        self.stats = ClientStats()
+        self.stats = CallStats()
         self.limits = RateLimitState()
+        self.search_page_limit = config.search_page_size
         self._random = random.Random()
+
+    def close(self) -> None:
+        """Close every SDK API's thread pool and urllib3 connection pool (idle keep-alive sockets included)."""
+        apis = (
+            self._deals,
+            self._deals_batch,
+            self._deals_search,
+            self._companies_batch,
+            self._companies_search,
+            self._associations,
+            self._owners,
+            self._properties,
+        )
+        for api in apis:
+            api.api_client.close()
+            api.api_client.rest_client.pool_manager.clear()
 
     # -- the one call path ------------------------------------------------------------------------------------
 
@@ -240,8 +260,7 @@ class HubSpotClient:
             bucket = self.budgets.search if search else self.budgets.app
             if bucket is not None:
                 bucket.take(1, max_wait_s=self.config.max_budget_wait_s)
-            self.stats.requests += 1
-            self.stats.by_operation[operation] = self.stats.by_operation.get(operation, 0) + 1
+            self.stats.sent(operation)
             error: CrmsyncError
             try:
                 data, _status, headers = fn(*args, _request_timeout=self.config.request_timeout, **kwargs)
@@ -257,6 +276,8 @@ class HubSpotClient:
                 self.stats.throttled += 1
                 if bucket is not None:
                     bucket.drain()
+                if search:  # smaller pages for the rest of the read: a busy portal gets lighter searches
+                    self.search_page_limit = max(self.config.search_min_page_size, self.search_page_limit // 2)
             if not isinstance(error, RetryableError) or attempt >= self.config.max_retries:
                 raise error
             if error.retry_after is not None and error.retry_after > self.config.max_backoff_s:
@@ -312,11 +333,7 @@ class HubSpotClient:
             )
             for d in data.results or []
         ]
-        paging = getattr(getattr(data, "paging", None), "next", None)
-        next_after = str(paging.after) if paging is not None and paging.after is not None else None
-        if next_after is not None and next_after == after:
-            raise HubSpotPagingLoop(f"HubSpot deals.get_page: paging token {next_after!r} repeated")
-        return ObjectPage(results, next_after)
+        return ObjectPage(results, _next_after(data))
 
     def read_deals(self, ids: Sequence[str], properties: list[str]) -> tuple[list[HsObject], list[str]]:
         """Active deals by id (batch reads of ``batch_size``); the second list names the ids not found."""
@@ -345,22 +362,31 @@ class HubSpotClient:
             if object_type == "deals"
             else (CompanySearchRequest, self._companies_search)
         )
-        body = request_type(
-            filter_groups=[
-                FilterGroup(
-                    filters=[Filter(property_name=f.property, operator=f.operator, value=f.value) for f in filters]
-                )
-            ],
-            sorts=[{"propertyName": sort_property, "direction": "ASCENDING"}],
-            properties=properties,
-            limit=limit,
-            after=str(after),
-        )
-        data = self._call(f"{object_type}.search", api.do_search_with_http_info, body, search=True)
+        sent: list[int] = []
+
+        def attempt(**kwargs: Any) -> Any:
+            # Built per attempt: a retry after a 429 asks for the page size halved by ``_call``.
+            sent.append(min(limit, self.search_page_limit))
+            body = request_type(
+                filter_groups=[
+                    FilterGroup(
+                        filters=[Filter(property_name=f.property, operator=f.operator, value=f.value) for f in filters]
+                    )
+                ],
+                sorts=[{"propertyName": sort_property, "direction": "ASCENDING"}],
+                properties=properties,
+                limit=sent[-1],
+                after=str(after),
+            )
+            return api.do_search_with_http_info(body, **kwargs)
+
+        data = self._call(f"{object_type}.search", attempt, search=True)
         results = [HsObject(str(o.id), _properties(o.properties)) for o in data.results or []]
-        paging = getattr(getattr(data, "paging", None), "next", None)
-        next_after = str(paging.after) if paging is not None and paging.after is not None else None
-        return ObjectPage(results, next_after, int(data.total or 0))
+        return ObjectPage(results, _next_after(data), int(data.total or 0), limit=sent[-1])
+
+    def reset_search_page(self) -> None:
+        """Back to ``search_page_size`` (a new read starts with full pages again)."""
+        self.search_page_limit = self.config.search_page_size
 
     def update_deals(self, inputs: Sequence[tuple[str, Mapping[str, str]]]) -> BatchWrite:
         """One ``batch/update`` of at most ``batch_size`` deals. A 207 names refused ids; a 400 (one bad value
@@ -394,11 +420,17 @@ class HubSpotClient:
     def associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[Link]]:
         """v4 batch read of links (``deals``→``companies`` or back); ids without links are left out.
 
-        The ``primary`` flag is meaningful for deal → company links (association type 5)."""
+        HubSpot pages each input on its own: a result with more links than one page carries ``paging.next.after``,
+        and that id is asked again as ``{"id", "after"}`` (with the other unfinished ids, up to 1,000 inputs per
+        request) until no result carries paging. The ``primary`` flag is meaningful for deal → company links
+        (association type 5)."""
         links: dict[str, list[Link]] = {}
-        for chunk in _chunks(list(dict.fromkeys(ids)), ASSOCIATIONS_BATCH_MAX):
+        guard = LoopGuard(f"HubSpot associations.{from_type}.{to_type}", HubSpotPagingLoop)
+        pending: list[tuple[str, str | None]] = [(i, None) for i in dict.fromkeys(ids)]
+        while pending:
+            chunk, pending = pending[:ASSOCIATIONS_BATCH_MAX], pending[ASSOCIATIONS_BATCH_MAX:]
             body = BatchInputPublicFetchAssociationsBatchRequest(
-                inputs=[PublicFetchAssociationsBatchRequest(id=i) for i in chunk]
+                inputs=[PublicFetchAssociationsBatchRequest(id=i, after=after) for i, after in chunk]
             )
             data = self._call(
                 f"associations.{from_type}.{to_type}",
@@ -408,31 +440,31 @@ class HubSpotClient:
                 body,
             )
             for result in data.results or []:
-                targets = links.setdefault(str(result._from.id), [])
+                from_id = str(result._from.id)
+                targets = links.setdefault(from_id, [])
                 for target in result.to or []:
                     types = target.association_types or []
                     primary = any(t.type_id == PRIMARY_DEAL_TO_COMPANY for t in types)
                     targets.append(Link(str(target.to_object_id), primary))
+                after = _next_after(result)
+                if after is not None:
+                    pending.append((from_id, guard.check((from_id, after))[1]))
         return links
 
     def owners(self) -> dict[str, Owner]:
         """Every owner, active and archived (deals may still name a deactivated user), by owner id."""
         owners: dict[str, Owner] = {}
         for archived in (False, True):
-            after: str | None = None
-            while True:
+
+            def page(after: str | None, archived: bool = archived) -> tuple[list[Any], str | None]:
                 data = self._call(
                     "owners.get_page", self._owners.get_page_with_http_info, limit=500, after=after, archived=archived
                 )
-                for o in data.results or []:
+                return list(data.results or []), _next_after(data)
+
+            for results in follow(page, "HubSpot owners.get_page", HubSpotPagingLoop):
+                for o in results:
                     owners.setdefault(str(o.id), Owner(str(o.id), o.email, o.first_name, o.last_name))
-                paging = getattr(getattr(data, "paging", None), "next", None)
-                next_after = str(paging.after) if paging is not None and paging.after is not None else None
-                if next_after is None:
-                    break
-                if next_after == after:
-                    raise HubSpotPagingLoop(f"HubSpot owners.get_page: paging token {next_after!r} repeated")
-                after = next_after
         return owners
 
     # -- properties ------------------------------------------------------------------------------------------

@@ -62,7 +62,10 @@ class HubSpotConfig(BaseModel):
 
     page_size: int = Field(100, ge=1, le=100, description="deals per get_page request (full sync)")
     batch_size: int = Field(100, ge=1, le=100, description="ids per batch read / batch update request")
-    search_page_size: int = Field(100, ge=1, le=200, description="results per search request")
+    search_page_size: int = Field(200, ge=1, le=200, description="results per search request (HubSpot's max)")
+    search_min_page_size: int = Field(
+        25, ge=1, le=200, description="smallest search page after halving on rate-limited searches"
+    )
     lookback_ms: int = Field(300_000, ge=0, description="incremental reads start this long before the cursor")
     follow_company_changes: bool = Field(
         True, description="incremental runs also re-read the deals of companies changed since the cursor"

@@ -24,8 +24,8 @@ Rate budgets, retries, timeouts and error translation live in ``HubSpotClient``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import ClassVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import redis
 
@@ -40,14 +40,17 @@ from connectors.base import (
     WebhookRequest,
 )
 from connectors.hubspot.client import HsObject, HubSpotClient, ObjectPage, Owner, SearchFilter
-from connectors.hubspot.config import HubSpotConfig
+from connectors.hubspot.config import HubSpotConfig, load_hubspot_config
 from connectors.hubspot.cursor import HubSpotCursor
 from connectors.hubspot.errors import HubSpotPagingLoop, HubSpotRequestError
 from connectors.hubspot.properties import ensure_properties
 from connectors.hubspot.records import SOURCE, STREAM, deal_record, deleted_record, merged_ids, primary_company
 from connectors.hubspot.search import Checkpoint, WindowedSearch
 from connectors.hubspot.webhooks import COMPANY_REF, parse_events, verify_v3
+from connectors.paging import follow
+from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
+from sync.mapping import MappingConfig
 
 
 def now_ms() -> int:
@@ -77,6 +80,30 @@ class HubSpotConnector:
         self._owners_missing: set[str] = set()
         self._writable: set[str] = set()
 
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        raw: Mapping[str, Any],
+        redis_client: redis.Redis | None = None,
+        mapping: MappingConfig | None = None,
+        key: str = "sources.hubspot.config",
+    ) -> HubSpotConnector:
+        """The connector for a ``sources.hubspot.config`` block (``connectors.registry``), validated (a bad entry
+        raises ``ConfigError`` naming ``<key>.<field>``), with the shared budgets in Redis. The mapping is not
+        needed: the properties read are the config's."""
+        return cls(load_hubspot_config(raw, key), redis_client)
+
+    def close(self) -> None:
+        """Close the SDK's connection pools (one per API this connector calls)."""
+        self.client.close()
+
+    @property
+    def call_stats(self) -> CallStats:
+        """Requests sent to HubSpot (retries included) and 429s, since the worker last reported them."""
+        return self.client.stats
+
     # -- reads ------------------------------------------------------------------------------------------------
 
     def pull(self, stream: str, cursor: Cursor | None) -> Iterator[Page]:
@@ -94,27 +121,23 @@ class HubSpotConnector:
         final = HubSpotCursor(modified_ms=started, companies_ms=started)
         properties = self.config.read_properties
         for archived in (False, True):
-            tokens: set[str] = set()
-            after: str | None = None
-            while True:
-                page = self.client.list_deals(after, properties, archived=archived)
-                last = page.next_after is None
+
+            def page(after: str | None, archived: bool = archived) -> tuple[ObjectPage, str | None]:
+                listed = self.client.list_deals(after, properties, archived=archived)
+                return listed, listed.next_after
+
+            for listed in follow(page, "HubSpot deals.get_page", HubSpotPagingLoop):
+                last = listed.next_after is None
                 if archived:
-                    records = [deleted_record(d.id, d.properties) for d in page.results]
+                    records = [deleted_record(d.id, d.properties) for d in listed.results]
                 else:
-                    records = self._shape(page.results)
+                    records = self._shape(listed.results)
                 yield Page(records, final if archived and last else None)
-                if last:
-                    break
-                assert page.next_after is not None
-                if page.next_after in tokens:
-                    raise HubSpotPagingLoop(f"HubSpot deals.get_page: paging token {page.next_after!r} repeated")
-                tokens.add(page.next_after)
-                after = page.next_after
 
     def _pull_since(self, cursor: HubSpotCursor, started: int) -> Iterator[Page]:
         lookback = self.config.lookback_ms
         position = cursor
+        self.client.reset_search_page()
         deals = self._windowed("deals", self.config.read_properties)
         start = Checkpoint(max(0, cursor.modified_ms - lookback), cursor.object_id if lookback == 0 else 0)
         for batch in deals.since(start):

@@ -18,7 +18,6 @@ Messages carry the operation, status, HubSpot's category and message (truncated)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import urllib3
@@ -28,6 +27,8 @@ from hubspot.crm.deals import ApiException as DealsApiException
 from hubspot.crm.owners import ApiException as OwnersApiException
 from hubspot.crm.properties import ApiException as PropertiesApiException
 
+from connectors.paging import PagingLoop
+from connectors.vendor import retry_after
 from sync.errors import CrmsyncError, FatalError, RetryableError
 
 SDK_EXCEPTIONS: tuple[type[Exception], ...] = (
@@ -80,7 +81,7 @@ class HubSpotDailyLimit(HubSpotFatal):
     """429 with policy ``DAILY``: the portal's daily allowance is spent."""
 
 
-class HubSpotPagingLoop(HubSpotFatal):
+class HubSpotPagingLoop(HubSpotFatal, PagingLoop):
     """A paging token repeated: HubSpot (or a stand-in) would make the read loop forever."""
 
 
@@ -105,20 +106,6 @@ def error_fields(body: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (HubSpot sends one only sometimes); None when absent or odd."""
-    if not headers:
-        return None
-    for key, value in headers.items():
-        if key.lower() == "retry-after":
-            try:
-                seconds = float(value)
-            except (TypeError, ValueError):
-                return None
-            return max(0.0, seconds)
-    return None
-
-
 def translate(exc: BaseException, operation: str) -> CrmsyncError:
     """The project error for an SDK or urllib3 exception raised by ``operation`` (e.g. ``deals.search``)."""
     if isinstance(exc, SDK_EXCEPTIONS):
@@ -128,7 +115,7 @@ def translate(exc: BaseException, operation: str) -> CrmsyncError:
         category = fields.get("category")
         detail = str(fields.get("message") or getattr(exc, "reason", "") or "")[:_MESSAGE_MAX]
         message = f"HubSpot {operation}: {status} {category or ''}: {detail}".replace("  ", " ")
-        wait = retry_after_s(headers)
+        wait = retry_after(headers)
         if status == 0:
             return HubSpotUnavailable(f"HubSpot {operation}: connection failed: {detail}")
         if status == 429:

@@ -80,7 +80,8 @@ def _modified(obj: HsObject) -> int:
 class WindowedSearch:
     """Reads everything modified since a checkpoint, one page per request (see the module docstring).
 
-    ``search`` does one request: (filters, sort property, after) → page of at most ``page_size`` results.
+    ``search`` does one request: (filters, sort property, after) → page of at most ``page_size`` results (or of
+    the smaller ``ObjectPage.limit`` it reports, when the client shrank its pages after a 429).
     """
 
     def __init__(self, search: SearchFn, page_size: int) -> None:
@@ -104,7 +105,7 @@ class WindowedSearch:
                 return
             stamps = [_modified(obj) for obj in page.results]
             last_ts = stamps[-1]
-            full = len(page.results) >= self.page_size and page.next_after is not None
+            full = len(page.results) >= (page.limit or self.page_size) and page.next_after is not None
             if inclusive and last_ts == lower and full:
                 # A page of nothing but ``lower``: the window cannot move. Read that timestamp in id order.
                 yield from self._drain(lower, 0, seen)
@@ -133,6 +134,6 @@ class WindowedSearch:
             if last_id <= lower_id:
                 raise HubSpotPagingLoop(f"HubSpot search: id {last_id} does not move past {lower_id}")
             yield SearchBatch([obj for obj in page.results if obj.id not in skip], Checkpoint(ts, last_id))
-            if len(page.results) < self.page_size or page.next_after is None:
+            if len(page.results) < (page.limit or self.page_size) or page.next_after is None:
                 return
             lower_id = last_id

@@ -3,18 +3,25 @@
 See ``docs/connectors/salesforce.md``.
 """
 
-from connectors.salesforce.config import JwtAuth, PasswordAuth, SalesforceConfig, SessionAuth, load_salesforce_config
-from connectors.salesforce.connector import SalesforceConnector, build, mapping_fields
+from connectors.salesforce.config import (
+    ClientCredentialsAuth,
+    JwtAuth,
+    PasswordAuth,
+    SalesforceConfig,
+    SessionAuth,
+    load_salesforce_config,
+)
+from connectors.salesforce.connector import SalesforceConnector, mapping_fields
 from connectors.salesforce.cursor import SalesforceCursor
 
 __all__ = [
+    "ClientCredentialsAuth",
     "JwtAuth",
     "PasswordAuth",
     "SalesforceConfig",
     "SalesforceConnector",
     "SalesforceCursor",
     "SessionAuth",
-    "build",
     "load_salesforce_config",
     "mapping_fields",
 ]

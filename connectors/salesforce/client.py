@@ -1,7 +1,9 @@
 """The one simple-salesforce client a connector uses, and the HTTP session under it.
 
-- **Login** goes through the SDK's own ``SalesforceLogin`` (OAuth 2.0 username-password or JWT bearer flow) against
-  the configured ``login_url``; a session id with its instance URL is used as given.
+- **Login** goes through the SDK's own ``SalesforceLogin`` against the configured ``login_url``: the OAuth 2.0
+  client-credentials flow, the JWT bearer flow (its ``aud`` claim set apart from the token host), or the legacy
+  username-password flow; a session id with its instance URL is used as given. A refused login names the flow
+  and what to check (``login_refused``).
 - **Timeouts** are explicit on every request, logins included (the SDK sets none).
 - **Budget**: every HTTP attempt first takes a token from the org's shared Redis token bucket, so all workers
   together stay polite; a concurrent-request refusal empties the bucket, so every worker backs off.
@@ -10,7 +12,8 @@
 - **Session refresh**: an expired session (401 ``INVALID_SESSION_ID``) logs in again once and the call is
   retried once; a second 401, or a session id given in the config, is an authentication failure.
 - **Allowance**: a response hook reads ``Sforce-Limit-Info`` (and the server's ``Date``) from every response,
-  errors included, into ``Allowance``.
+  errors included, into ``Allowance``; the same hook counts every request and refusal (429, or 403
+  ``REQUEST_LIMIT_EXCEEDED``) in ``stats`` (``connectors.vendor.CallStats``).
 
 Errors leave this module already translated into ``sync.errors`` (see ``connectors.salesforce.errors``).
 """
@@ -20,31 +23,82 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 from simple_salesforce.api import Salesforce
-from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError, SalesforceExpiredSession
 from simple_salesforce.login import SalesforceLogin
 
 from connectors.salesforce.allowance import Allowance
-from connectors.salesforce.config import JwtAuth, PasswordAuth, SalesforceConfig, SessionAuth
+from connectors.salesforce.config import (
+    SALESFORCE_HOST_RE,
+    ClientCredentialsAuth,
+    JwtAuth,
+    PasswordAuth,
+    SalesforceConfig,
+    SessionAuth,
+)
 from connectors.salesforce.errors import (
     SalesforceAuthFailed,
     SalesforceRateLimited,
     is_transient,
-    retry_after_of,
     translate,
 )
+from connectors.vendor import CallStats, retry_after
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+LoginAuth = PasswordAuth | JwtAuth | ClientCredentialsAuth
 SALESFORCE_SUFFIX = ".salesforce.com"
+
+
+def audience_domain(audience: str) -> str:
+    """What simple-salesforce needs as ``domain`` to sign ``aud = audience`` (``https://acme.my.salesforce.com``
+    → ``acme.my``); the config only admits Salesforce hosts."""
+    match = SALESFORCE_HOST_RE.match(audience)
+    if match is None:
+        raise ValueError(f"not a Salesforce host: {audience!r}")
+    return match.group(1)
+
+
+_HINTS = {
+    "password": (
+        "check the username, the password and the security token (appended outside trusted IP ranges), and that "
+        "the org still allows the username-password flow (Salesforce is retiring it: prefer client_credentials "
+        "or jwt)"
+    ),
+    "jwt": (
+        "check that the user in auth.username is pre-authorised for the connected app, that the app's "
+        "certificate matches auth.private_key, and that the org accepts the audience {audience} (production: "
+        "https://login.salesforce.com, sandboxes: https://test.salesforce.com, or the org's My Domain; set "
+        "auth.audience)"
+    ),
+    "client_credentials": (
+        "check that the connected app has 'Enable Client Credentials Flow' and a Run As user, and that login_url "
+        "is the org's My Domain ({login_url})"
+    ),
+}
+
+
+def login_refused(auth: LoginAuth, login_url: str, exc: SalesforceAuthenticationFailed) -> SalesforceAuthFailed:
+    """The error for a refused login: the flow, Salesforce's code and description, and what to check (never a
+    secret: only the settings' names and the public hosts)."""
+    if isinstance(auth, JwtAuth):
+        domain, _ = login_target(login_url)
+        audience = auth.audience or f"https://{domain}.salesforce.com"
+    else:
+        audience = ""
+    hint = _HINTS[auth.flow].format(audience=audience, login_url=login_url)
+    description = str(exc.auth_message or "")[:200]
+    return SalesforceAuthFailed(
+        f"Salesforce login ({auth.flow} flow) refused: {exc.code or 'no code'} ({description}); {hint}"
+    )
 
 
 def login_target(login_url: str) -> tuple[str, str | None]:
@@ -102,13 +156,19 @@ class SalesforceClient:
         self.last_retry_after: float | None = None
         self.logins = 0
         self.refreshes = 0
+        self.stats = CallStats()
         self._sf: Salesforce | None = None
 
     # -- observation ---------------------------------------------------------------------------------------
 
     def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.stats.sent(str(response.request.method or "GET"))
+        if response.status_code == 429 or (
+            response.status_code == 403 and b"REQUEST_LIMIT_EXCEEDED" in (response.content or b"")
+        ):
+            self.stats.throttled += 1
         self.allowance.observe(response.headers.get("Sforce-Limit-Info"))
-        self.last_retry_after = retry_after_of(response)
+        self.last_retry_after = retry_after(response.headers)
         date = response.headers.get("Date")
         if date:
             with contextlib.suppress(TypeError, ValueError):
@@ -134,33 +194,57 @@ class SalesforceClient:
             )
         return self._sf
 
-    def _login(self, auth: PasswordAuth | JwtAuth) -> tuple[str, str]:
+    def _login(self, auth: LoginAuth) -> tuple[str, str]:
+        """Log in with the configured flow; a refusal names the flow and what to check (``login_refused``)."""
         domain, token_host = login_target(self.config.login_url)
         self.logins += 1
-        if isinstance(auth, PasswordAuth):
-            password = auth.password.get_secret_value()
-            if auth.security_token is not None:
-                password += auth.security_token.get_secret_value()
-            token, host = SalesforceLogin(
-                username=auth.username,
-                password=password,
-                consumer_key=auth.client_id,
-                consumer_secret=auth.client_secret.get_secret_value(),
-                domain=token_host or domain,
-                session=self.session,
-            )
-        else:
-            token, host = SalesforceLogin(
-                username=auth.username,
-                consumer_key=auth.client_id,
-                privatekey=auth.private_key.get_secret_value(),
-                domain=domain,
-                instance_url=token_host,
-                session=self.session,
-            )
+        try:
+            if isinstance(auth, PasswordAuth):
+                password = auth.password.get_secret_value()
+                if auth.security_token is not None:
+                    password += auth.security_token.get_secret_value()
+                token, host = SalesforceLogin(
+                    username=auth.username,
+                    password=password,
+                    consumer_key=auth.client_id,
+                    consumer_secret=auth.client_secret.get_secret_value(),
+                    domain=token_host or domain,
+                    session=self.session,
+                )
+            elif isinstance(auth, JwtAuth):
+                # The SDK signs ``aud = https://<domain>.salesforce.com`` and posts to ``instance_url``: the
+                # audience and the token host are set apart.
+                token, host = SalesforceLogin(
+                    username=auth.username,
+                    consumer_key=auth.client_id,
+                    privatekey=auth.private_key.get_secret_value(),
+                    domain=audience_domain(auth.audience) if auth.audience else domain,
+                    instance_url=token_host or domain,
+                    session=self.session,
+                )
+            else:
+                token, host = SalesforceLogin(
+                    consumer_key=auth.client_id,
+                    consumer_secret=auth.client_secret.get_secret_value(),
+                    domain=token_host or domain,
+                    session=self.session,
+                )
+        except SalesforceAuthenticationFailed as exc:
+            raise login_refused(auth, self.config.login_url, exc) from None
         if not token or not host:
             raise SalesforceAuthFailed("login answered without an access token or instance URL")
         return str(token), str(host)
+
+    def request_overhead(self, extra_headers: Mapping[str, str]) -> tuple[str, int]:
+        """``(REST base path, bytes of the headers a call will send)``: what a query's URI length is added to
+        when checking it against Salesforce's limit on URI plus headers. Logs in first if needed."""
+        try:
+            sf = self.sdk()
+        except (SalesforceError, requests.RequestException) as exc:
+            raise translate(exc, "login", self.config.rate_limited_retry_after_s) from exc
+        parts = urlsplit(sf.base_url)
+        headers = {**self.session.headers, **sf.headers, **extra_headers, "Host": parts.netloc}
+        return parts.path, sum(len(str(k)) + len(str(v)) + 4 for k, v in headers.items())
 
     def close(self) -> None:
         """Close the HTTP session (its pooled TLS connections)."""
@@ -193,6 +277,7 @@ class SalesforceClient:
                 server_wait = self.last_retry_after if isinstance(exc, SalesforceError) else None
                 if is_transient(exc):
                     retries += 1
+                    self.stats.retries += 1
                     wait = self.retry.next_delay(retries, server_wait, time.monotonic() - started)
                     if wait is not None:
                         log.warning(

@@ -25,8 +25,14 @@ SYSTEM_FIELDS: tuple[str, ...] = ("Id", "IsDeleted", "SystemModstamp", "LastModi
 """Fields every read selects: the id, the delete flag, and the stamps the cursor, version and link rank use."""
 
 
+SALESFORCE_HOST_RE = re.compile(r"^https://([a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*)\.salesforce\.com$")
+"""A Salesforce host URL (``https://login.salesforce.com``, ``https://acme.my.salesforce.com``); group 1 is what
+simple-salesforce calls the ``domain`` (``login``, ``acme.my``)."""
+
+
 class PasswordAuth(BaseModel):
-    """OAuth 2.0 username-password flow of a connected app (``grant_type=password``).
+    """OAuth 2.0 username-password flow of a connected app (``grant_type=password``). Legacy: Salesforce is
+    retiring this flow and orgs can block it; prefer ``client_credentials`` or ``jwt``.
 
     ``security_token`` is appended to the password, as Salesforce requires outside trusted IP ranges.
     """
@@ -42,7 +48,14 @@ class PasswordAuth(BaseModel):
 
 
 class JwtAuth(BaseModel):
-    """OAuth 2.0 JWT bearer flow: an RS256 assertion signed with the key whose certificate the app holds."""
+    """OAuth 2.0 JWT bearer flow: an RS256 assertion signed with the key whose certificate the app holds.
+
+    The assertion is posted to ``login_url`` (the token host); its ``aud`` claim is ``audience``, set apart
+    because orgs differ on the audience they accept: ``https://login.salesforce.com`` (production),
+    ``https://test.salesforce.com`` (sandboxes) or the org's My Domain. Default: ``login_url`` when it is a
+    Salesforce host, else ``https://login.salesforce.com``. simple-salesforce builds the claim as
+    ``https://<domain>.salesforce.com``, so the audience must be a ``salesforce.com`` host.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,6 +63,20 @@ class JwtAuth(BaseModel):
     username: str = Field(min_length=3)
     client_id: str = Field(min_length=1, description="the connected app's consumer key")
     private_key: SecretStr = Field(description="PEM of the RSA private key that signs the assertion")
+    audience: str | None = Field(None, description="the assertion's aud claim (https://<name>.salesforce.com)")
+
+    @field_validator("audience")
+    @classmethod
+    def _audience(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        bare = value.rstrip("/").lower()
+        if not SALESFORCE_HOST_RE.match(bare):
+            raise ValueError(
+                "must be a Salesforce host URL such as https://login.salesforce.com, https://test.salesforce.com "
+                "or https://acme.my.salesforce.com"
+            )
+        return bare
 
     @field_validator("private_key")
     @classmethod
@@ -57,6 +84,18 @@ class JwtAuth(BaseModel):
         if "PRIVATE KEY-----" not in value.get_secret_value():
             raise ValueError("must be a PEM private key (-----BEGIN ... PRIVATE KEY-----)")
         return value
+
+
+class ClientCredentialsAuth(BaseModel):
+    """OAuth 2.0 client-credentials flow (``grant_type=client_credentials``): the connected app's key and secret
+    only; calls run as the app's Run As user. Salesforce serves it on the org's My Domain only, so ``login_url``
+    must be ``https://<name>.my.salesforce.com`` (or a stand-in), not ``login``/``test``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flow: Literal["client_credentials"]
+    client_id: str = Field(min_length=1, description="the connected app's consumer key")
+    client_secret: SecretStr
 
 
 class SessionAuth(BaseModel):
@@ -75,7 +114,7 @@ class SessionAuth(BaseModel):
         return _https_url(value)
 
 
-Auth = Annotated[PasswordAuth | JwtAuth | SessionAuth, Field(discriminator="flow")]
+Auth = Annotated[PasswordAuth | JwtAuth | ClientCredentialsAuth | SessionAuth, Field(discriminator="flow")]
 
 
 def _https_url(value: str) -> str:
@@ -90,9 +129,10 @@ def _https_url(value: str) -> str:
 class SalesforceConfig(BaseModel):
     """How to reach one org, what to read and write there, and how much of its API allowance to spend.
 
-    - ``auth``: ``{flow: password, ...}``, ``{flow: jwt, ...}`` or ``{flow: session, ...}``.
-    - ``login_url``: the OAuth host (``https://login.salesforce.com``, ``https://test.salesforce.com``, a My
-      Domain, or a stand-in); ``api_version`` the REST version.
+    - ``auth``: ``{flow: client_credentials, ...}``, ``{flow: jwt, ...}``, ``{flow: session, ...}`` or the
+      legacy ``{flow: password, ...}``.
+    - ``login_url``: the OAuth token host (``https://login.salesforce.com``, ``https://test.salesforce.com``, a
+      My Domain, or a stand-in); ``api_version`` the REST version.
     - ``ca_bundle``: a CA file to trust instead of the system store; ``trust_env``: honour proxy and CA
       environment variables (``REQUESTS_CA_BUNDLE`` overrides ``ca_bundle`` when true).
     - ``connect_timeout_s`` / ``read_timeout_s``: per HTTP attempt (the SDK has no default timeout).
@@ -106,8 +146,9 @@ class SalesforceConfig(BaseModel):
       the mapping writes, read on every pull so that a value the record already holds is never pushed again.
     - ``csm_lookup``: the relationship name of a custom User lookup holding the CSM (``CSM__r``); its
       ``Email`` is read as ``<csm_lookup>.Email``.
-    - ``push_batch_size``: records per sObject Collections request (at most 200); ``fetch_batch_size``: ids
-      per ``Id IN (...)`` query.
+    - ``push_batch_size``: records per sObject Collections request (at most 200); ``fetch_batch_size``: most ids
+      per ``Id IN (...)`` query; ``max_request_bytes``: what one query's URI plus headers may take (Salesforce
+      refuses more than 16,384 bytes with 431/414), so a batch also ends where its URL would grow past it.
     - ``max_share_per_run`` / ``max_share_total``: a pull stops cleanly once this run has used that share of
       the org's daily allowance, or once the org as a whole has (read from ``Sforce-Limit-Info``).
     - ``requests_per_s`` / ``burst``: the request budget all workers of this org share (a Redis token bucket),
@@ -140,6 +181,7 @@ class SalesforceConfig(BaseModel):
 
     push_batch_size: int = Field(200, ge=1, le=200)
     fetch_batch_size: int = Field(200, ge=1, le=500)
+    max_request_bytes: int = Field(15_360, ge=2_048, le=16_384)
 
     max_share_per_run: float = Field(0.25, gt=0, le=1)
     max_share_total: float = Field(0.8, gt=0, le=1)
@@ -217,6 +259,18 @@ class SalesforceConfig(BaseModel):
             raise ValueError("max_share_per_run cannot exceed max_share_total")
         return self
 
+    @model_validator(mode="after")
+    def _client_credentials_host(self) -> SalesforceConfig:
+        if isinstance(self.auth, ClientCredentialsAuth) and self.login_url in (
+            "https://login.salesforce.com",
+            "https://test.salesforce.com",
+        ):
+            raise ValueError(
+                "login_url: the client_credentials flow is served on the org's My Domain only "
+                "(https://<name>.my.salesforce.com), not on login or test"
+            )
+        return self
+
     @property
     def read_fields(self) -> tuple[str, ...]:
         """Every field path a read selects, system fields first, each once (names compare case-insensitively)."""
@@ -247,7 +301,12 @@ class SalesforceConfig(BaseModel):
         """The Redis key of the org's shared request budget (a digest of host and user, never a secret)."""
         if self.budget_key:
             return f"crmsync:budget:salesforce:{self.budget_key}"
-        who = self.auth.instance_url if isinstance(self.auth, SessionAuth) else f"{self.login_url}|{self.auth.username}"
+        if isinstance(self.auth, SessionAuth):
+            who = self.auth.instance_url
+        elif isinstance(self.auth, ClientCredentialsAuth):
+            who = f"{self.login_url}|{self.auth.client_id}"
+        else:
+            who = f"{self.login_url}|{self.auth.username}"
         return f"crmsync:budget:salesforce:{hashlib.sha256(who.encode()).hexdigest()[:16]}"
 
 

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import redis
 from simple_salesforce.api import Salesforce
@@ -42,6 +42,7 @@ from connectors.base import (
     WebhookRejected,
     WebhookRequest,
 )
+from connectors.paging import LoopGuard, follow
 from connectors.salesforce import soql
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.config import FIELD_RE, PATH_RE, SYSTEM_FIELDS, SalesforceConfig, load_salesforce_config
@@ -49,8 +50,9 @@ from connectors.salesforce.cursor import ReadProgress, SalesforceCursor, positio
 from connectors.salesforce.errors import SalesforceRequestFailed, error_items
 from connectors.salesforce.outbound import ACK_CONTENT_TYPE, NotAnOutboundMessage, ack_body, message_of, same_org
 from connectors.salesforce.records import SOURCE, epoch_ms, gone, modstamp_ms, parse_datetime, to_record
+from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
-from sync.mapping import ObjectMapping
+from sync.mapping import MappingConfig, ObjectMapping
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
 
@@ -124,22 +126,29 @@ class SalesforceConnector:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
+    @classmethod
+    def from_config(
+        cls,
+        raw: Mapping[str, Any],
+        redis_client: redis.Redis | None = None,
+        mapping: MappingConfig | None = None,
+        key: str = "sources.salesforce.config",
+    ) -> SalesforceConnector:
+        """The connector for a ``sources.salesforce.config`` block (``connectors.registry``): the block validated
+        (a bad entry raises ``ConfigError`` naming ``<key>.<field>``), the shared request budget in Redis, and the
+        ``mappings.salesforce.Account`` section when there is one, so every field it addresses is read and a
+        bad field path fails at start-up."""
+        mapped = mapping.mappings.get(SOURCE, {}).get("Account") if mapping is not None else None
+        return cls(load_salesforce_config(raw, key), redis_client, mapped)
+
     def close(self) -> None:
+        """Close the HTTP session (its pooled TLS connections)."""
         self.client.close()
 
-    def __enter__(self) -> SalesforceConnector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
-    def api_usage(self) -> tuple[int, int] | None:
-        """``(used, max)`` of the org's daily API allowance, as of the last response."""
-        allowance = self.client.allowance
-        if allowance.used is None or allowance.limit is None:
-            return None
-        return allowance.used, allowance.limit
+    def call_stats(self) -> CallStats:
+        """Requests sent to Salesforce (logins included) and refusals, since the worker last reported them."""
+        return self.client.stats
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -154,7 +163,7 @@ class SalesforceConnector:
             yield Page((), start, (reason,))
             return
         page, progress = self._open_query(stream, start)
-        seen_urls: set[str] = set()
+        guard = LoopGuard(f"salesforce: query {stream}")
         restarts = 0
         while True:
             rows: list[Mapping[str, Any]] = list(page.get("records") or [])
@@ -168,9 +177,7 @@ class SalesforceConnector:
             next_url = page.get("nextRecordsUrl")
             if not isinstance(next_url, str) or not next_url:
                 raise SalesforceRequestFailed(f"query {stream}: a page not done has no nextRecordsUrl", None, None)
-            if next_url in seen_urls:
-                raise SalesforceRequestFailed(f"query {stream}: loop detected, {next_url} came twice", None, None)
-            seen_urls.add(next_url)
+            guard.check(next_url)
             reason = allowance.stop_reason()
             if reason is not None:
                 yield Page((), committed, (reason,))
@@ -201,8 +208,8 @@ class SalesforceConnector:
         canonical = {rid: soql.canonical_id(rid) for rid in ids}
         wanted = list(dict.fromkeys(c for c in canonical.values() if c))
         found: dict[str, CrmRecord] = {}
-        for chunk in _batched(wanted, self.config.fetch_batch_size):
-            text = soql.select(self.fields, stream, f"Id IN {soql.id_list(list(chunk))}", ordered=False)
+        for chunk in self._id_batches(stream, wanted):
+            text = soql.select(self.fields, stream, f"Id IN {soql.id_list(chunk)}", ordered=False)
             for row in self._all_rows(stream, text):
                 record = to_record(row, stream)
                 found[record.id] = record
@@ -213,13 +220,29 @@ class SalesforceConnector:
                 out[key] = found.get(key) or gone(key, stream)
         return list(out.values())
 
+    def _id_batches(self, stream: str, ids: Sequence[str]) -> Iterator[list[str]]:
+        """``ids`` in groups of at most ``fetch_batch_size`` whose ``queryAll/?q=...`` URI plus the headers sent
+        with it stay within ``max_request_bytes`` (Salesforce answers 431/414 past 16,384 bytes)."""
+        if not ids:
+            return
+        path, header_bytes = self.client.request_overhead(self._batch_header)
+        head = soql.select(self.fields, stream, "Id IN ", ordered=False)
+        fixed = len(f"{path}queryAll/?q=") + len(quote_plus(head)) + header_bytes
+        room = self.config.max_request_bytes - fixed
+        yield from soql.id_batches(ids, self.config.fetch_batch_size, max(room, 1))
+
     def _all_rows(self, stream: str, text: str) -> Iterator[Mapping[str, Any]]:
-        page = self._first_page(f"read {stream}", text)
-        while True:
-            yield from page.get("records") or []
-            if page.get("done") or not page.get("nextRecordsUrl"):
-                return
-            page = self._next_page(f"read {stream} (next page)", str(page["nextRecordsUrl"]))
+        def page(url: str | None) -> tuple[list[Mapping[str, Any]], str | None]:
+            if url is None:
+                answer = self._first_page(f"read {stream}", text)
+            else:
+                answer = self._next_page(f"read {stream} (next page)", url)
+            next_url = answer.get("nextRecordsUrl")
+            more = not answer.get("done") and isinstance(next_url, str) and next_url
+            return list(answer.get("records") or []), str(next_url) if more else None
+
+        for rows in follow(page, f"salesforce: read {stream}"):
+            yield from rows
 
     def _first_page(self, what: str, text: str) -> dict[str, Any]:
         """``GET queryAll/?q=...`` with the configured page size."""
@@ -449,13 +472,3 @@ class SalesforceConnector:
         if cursor is None or isinstance(cursor, SalesforceCursor):
             return cursor
         return SalesforceCursor.load(cursor.dump())
-
-
-def build(
-    raw: Mapping[str, Any], redis_client: redis.Redis | None = None, mapping: ObjectMapping | None = None
-) -> SalesforceConnector:
-    """The connector for a ``sources.salesforce.config`` block of ``crmsync.yaml`` (``connectors.registry``).
-
-    The block is validated here: a bad entry raises ``ConfigError`` naming ``sources.salesforce.config.<key>``.
-    """
-    return SalesforceConnector(load_salesforce_config(raw, "sources.salesforce.config"), redis_client, mapping)

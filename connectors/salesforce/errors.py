@@ -88,17 +88,6 @@ def is_total_allowance(code: str, message: str) -> bool:
     return code == "REQUEST_LIMIT_EXCEEDED" and "totalrequests" in message.replace(" ", "").lower()
 
 
-def retry_after_of(response: requests.Response | None) -> float | None:
-    """Seconds from a ``Retry-After`` header, when the response carried one."""
-    if response is None:
-        return None
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
 def translate(exc: Exception, what: str, rate_limited_retry_after_s: float = 30.0) -> CrmsyncError:
     """The project error for an SDK or transport exception raised while doing ``what``."""
     if isinstance(exc, SalesforceAuthenticationFailed):

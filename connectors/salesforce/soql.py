@@ -8,9 +8,9 @@ text. Values placed in a URL path (External IDs) are percent-encoded by ``path_s
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 _ID_RE = re.compile(r"^[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?$")
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
@@ -62,6 +62,28 @@ def id_list(ids: Sequence[str]) -> str:
         if canonical_id(value) != value:
             raise ValueError(f"not a canonical record id: {value!r}")
     return "(" + ", ".join(f"'{value}'" for value in ids) + ")"
+
+
+def id_batches(ids: Sequence[str], max_count: int, max_encoded_bytes: int) -> Iterator[list[str]]:
+    """``ids`` in consecutive groups of at most ``max_count`` whose ``id_list`` text, URL-encoded as a query
+    parameter (``quote_plus``, as ``requests`` sends ``?q=``), takes at most ``max_encoded_bytes``.
+
+    Salesforce refuses a request whose URI plus headers pass 16,384 bytes, so a batch of ids is bounded by the
+    length it adds to the URL, not only by count. A group always holds at least one id.
+    """
+    empty = len(quote_plus("()"))
+    separator = len(quote_plus(", "))
+    chunk: list[str] = []
+    size = empty
+    for value in ids:
+        cost = len(quote_plus(f"'{value}'"))
+        if chunk and (len(chunk) >= max_count or size + separator + cost > max_encoded_bytes):
+            yield chunk
+            chunk, size = [], empty
+        size += cost + (separator if chunk else 0)
+        chunk.append(value)
+    if chunk:
+        yield chunk
 
 
 def datetime_literal(epoch_ms: int) -> str:

@@ -9,21 +9,13 @@ worker backs off, not only the one that was refused.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import stripe
 
 from connectors.stripe.config import StripeConfig
+from connectors.vendor import CallStats
 from sync.ratelimit import TokenBucket
-
-
-@dataclass
-class TransportStats:
-    """What the transport saw: attempts sent (retries included) and 429s received."""
-
-    attempts: int = 0
-    rate_limited: int = 0
 
 
 class BudgetedHttpClient(stripe.RequestsClient):
@@ -38,7 +30,7 @@ class BudgetedHttpClient(stripe.RequestsClient):
         super().__init__(timeout=timeout)
         self.budget = budget
         self.max_budget_wait_s = max_budget_wait_s
-        self.stats = TransportStats()
+        self.stats = CallStats()
 
     def request(  # type: ignore[override]  # RequestsClient answers bytes where HTTPClient declares str
         self,
@@ -53,9 +45,9 @@ class BudgetedHttpClient(stripe.RequestsClient):
         if self.budget is not None:
             self.budget.take(1, self.max_budget_wait_s)
         content, status, response_headers = super().request(method, url, headers, post_data)
-        self.stats.attempts += 1
+        self.stats.sent(method.upper())
         if status == 429:
-            self.stats.rate_limited += 1
+            self.stats.throttled += 1
             if self.budget is not None:
                 self.budget.drain()
         return content, status, response_headers

@@ -22,23 +22,25 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import redis
 
 from connectors.base import CrmRecord, Cursor, Page, PushResult, PushUpdate, WebhookEvent, WebhookRequest
 from connectors.stripe import webhooks
-from connectors.stripe.client import BudgetedHttpClient, make_client
-from connectors.stripe.config import ENDED_STATUSES, StripeConfig
+from connectors.stripe.client import make_client
+from connectors.stripe.config import ENDED_STATUSES, StripeConfig, load_stripe_config
 from connectors.stripe.cursor import StripeCursor
 from connectors.stripe.errors import StripeRequestFailed
 from connectors.stripe.events import EventWindow
 from connectors.stripe.push import StripePusher
 from connectors.stripe.reader import StripeReader
 from connectors.stripe.records import JSON, STREAM, customer_record, deleted_record
+from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
+from sync.mapping import MappingConfig
 from sync.ratelimit import TokenBucket
 
 _STALE_MARGIN_S = 3600.0
@@ -71,15 +73,29 @@ class StripeConnector:
         """The event window of the latest incremental read (its counters say what was de-duplicated)."""
 
     @classmethod
+    def from_config(
+        cls,
+        raw: Mapping[str, Any],
+        redis_client: redis.Redis | None = None,
+        mapping: MappingConfig | None = None,
+        key: str = "sources.stripe.config",
+    ) -> StripeConnector:
+        """The connector for a ``sources.stripe.config`` block (``connectors.registry``), validated (a bad entry
+        raises ``ConfigError`` naming ``<key>.<field>``), paying from the account's shared budget when Redis is
+        given. The mapping is not needed: the customer fields read are the SDK's whole object."""
+        config = load_stripe_config(raw, key)
+        return cls(config) if redis_client is None else cls.with_shared_budget(config, redis_client)
+
+    @classmethod
     def with_shared_budget(cls, config: StripeConfig, redis_client: redis.Redis) -> StripeConnector:
         """A connector whose requests pay from the account's budget in Redis, shared by every worker."""
         bucket = TokenBucket(redis_client, config.bucket_key, config.burst, config.requests_per_s)
         return cls(config, bucket)
 
     @property
-    def http(self) -> BudgetedHttpClient:
-        """The transport under the SDK client (attempts sent, 429s seen)."""
-        return self.transport
+    def call_stats(self) -> CallStats:
+        """HTTP attempts sent to Stripe (SDK retries included) and 429s, since the worker last reported them."""
+        return self.transport.stats
 
     def _check(self, stream: str) -> None:
         if stream not in self.streams:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import stripe
 
+from connectors.vendor import retry_after
 from sync.errors import CrmsyncError, FatalError, RetryableError
 
 
@@ -71,27 +72,18 @@ def error_code(error: stripe.StripeError) -> str | None:
     return str(code) if code else None
 
 
-def retry_after(error: stripe.StripeError) -> float | None:
-    """Seconds to wait, when Stripe said (``Retry-After``); Stripe usually does not, so often ``None``."""
-    raw = (error.headers or {}).get("Retry-After") or (error.headers or {}).get("retry-after")
-    try:
-        return max(0.0, float(raw)) if raw is not None else None
-    except ValueError:
-        return None
-
-
 def translate(error: stripe.StripeError, action: str) -> CrmsyncError:
     """The project error for a Stripe SDK error raised while doing ``action`` (e.g. ``list customers``)."""
     what = f"stripe: {action}: {describe(error)}"
     status = error.http_status
     if isinstance(error, stripe.RateLimitError) or status == 429:
-        return StripeRateLimited(what, retry_after=retry_after(error))
+        return StripeRateLimited(what, retry_after=retry_after(error.headers))
     if isinstance(error, stripe.APIConnectionError):
         return StripeUnavailable(what)
     if isinstance(error, stripe.AuthenticationError | stripe.PermissionError) or status in (401, 403):
         return StripeAuthFailed(what)
     if isinstance(error, stripe.APIError) or (status is not None and (status >= 500 or status == 409)):
-        return StripeUnavailable(what, retry_after=retry_after(error))
+        return StripeUnavailable(what, retry_after=retry_after(error.headers))
     return StripeRequestFailed(what, status, error_code(error))
 
 

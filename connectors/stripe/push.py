@@ -31,6 +31,11 @@ from sync.mapping import get_path
 
 WRITABLE: tuple[str, ...] = ("name", "email", "description", "phone")
 """Top-level customer fields a push may set (besides ``metadata.<key>``)."""
+METADATA_MAX_KEYS = 50
+METADATA_MAX_KEY_LENGTH = 40
+METADATA_MAX_VALUE_LENGTH = 500
+"""Stripe's metadata limits (docs.stripe.com/metadata): 50 keys, key names up to 40 characters, values up to 500;
+square brackets cannot appear in a key. Past them Stripe answers 400 ``invalid_request_error``."""
 
 
 @dataclass
@@ -48,21 +53,43 @@ class InvalidPushField(ValueError):
 
 
 def update_params(fields: Mapping[str, str | None]) -> JSON:
-    """Stripe update parameters for ``fields``; ``None`` becomes ``""`` (Stripe's way to unset or delete)."""
+    """Stripe update parameters for ``fields``; ``None`` becomes ``""`` (Stripe's way to unset or delete).
+
+    Metadata is checked against Stripe's limits first, so a value Stripe would refuse costs no request and the
+    record's error names the key and the limit (``InvalidPushField``)."""
     params: JSON = {}
     metadata: dict[str, str] = {}
     for path, value in sorted(fields.items()):
         text = "" if value is None else str(value)
         head, _, key = path.partition(".")
-        if head == "metadata" and key and "." not in key and len(key) <= 40:
+        if head == "metadata" and key and "." not in key:
+            check_metadata_entry(key, text)
             metadata[key] = text
         elif path in WRITABLE:
             params[path] = text
         else:
             raise InvalidPushField(f"{path}: not writable (metadata.<key> or one of {', '.join(WRITABLE)})")
+    if len(metadata) > METADATA_MAX_KEYS:
+        raise InvalidPushField(
+            f"metadata: {len(metadata)} keys in one update; Stripe allows at most {METADATA_MAX_KEYS} per customer"
+        )
     if metadata:
         params["metadata"] = metadata
     return params
+
+
+def check_metadata_entry(key: str, value: str) -> None:
+    """``InvalidPushField`` naming the key and the limit when ``key``/``value`` pass Stripe's metadata limits."""
+    if len(key) > METADATA_MAX_KEY_LENGTH:
+        raise InvalidPushField(
+            f"metadata.{key}: the key is {len(key)} characters; Stripe allows at most {METADATA_MAX_KEY_LENGTH}"
+        )
+    if "[" in key or "]" in key:
+        raise InvalidPushField(f"metadata.{key}: Stripe does not allow square brackets in metadata keys")
+    if len(value) > METADATA_MAX_VALUE_LENGTH:
+        raise InvalidPushField(
+            f"metadata.{key}: the value is {len(value)} characters; Stripe allows at most {METADATA_MAX_VALUE_LENGTH}"
+        )
 
 
 def idempotency_key(prefix: str, customer_id: str, params: Mapping[str, Any], found: str = "") -> str:

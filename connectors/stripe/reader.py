@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import stripe
 
+from connectors.paging import LoopGuard, follow
 from connectors.stripe.config import StripeConfig
 from connectors.stripe.errors import is_missing, translate, translated
 from connectors.stripe.records import JSON, newest_ended
@@ -75,6 +76,7 @@ class StripeReader:
         ``resume_created`` is that time for a ``starting_after`` taken from an earlier run.
         """
         after, upto = starting_after, None
+        guard = LoopGuard("stripe: list customers")
         last_created = resume_created
         same_second: set[str] = {starting_after} if starting_after is not None else set()
         while True:
@@ -109,7 +111,7 @@ class StripeReader:
             yield CustomerPage(fresh, more, last_id, last_created)
             if not more:
                 return
-            after = last_id
+            after = guard.check((last_id, upto))[0]
 
     def retrieve(self, customer_id: str) -> JSON | None:
         """One customer with its current subscriptions; ``None`` if it was deleted or never existed."""
@@ -137,19 +139,18 @@ class StripeReader:
     # -- subscriptions --------------------------------------------------------------------------------------
 
     def _subscriptions(self, params: stripe.params.SubscriptionListParams) -> Iterator[JSON]:
-        after: str | None = None
-        while True:
+        def page(after: str | None) -> tuple[list[JSON], str | None]:
             query: stripe.params.SubscriptionListParams = {**params, "limit": 100}
             if after is not None:
                 query["starting_after"] = after
             with translated("list subscriptions"):
-                page = self.client.v1.subscriptions.list(params=query)
+                listed = self.client.v1.subscriptions.list(params=query)
             self.stats.subscription_pages += 1
-            data = [_dict(s) for s in page.data]
+            data = [_dict(s) for s in listed.data]
+            return data, str(data[-1]["id"]) if listed.has_more and data else None
+
+        for data in follow(page, "stripe: list subscriptions"):
             yield from data
-            if not page.has_more or not data:
-                return
-            after = str(data[-1]["id"])
 
     def ended_by_customer(self) -> tuple[dict[str, JSON], int]:
         """Every ended subscription of the account, in bulk: customer id → its newest ended subscription, and
@@ -176,8 +177,8 @@ class StripeReader:
 
     def events(self, since: int) -> Iterator[JSON]:
         """Events of the configured types created at or after ``since`` (unix s), as Stripe lists them."""
-        after: str | None = None
-        while True:
+
+        def page(after: str | None) -> tuple[list[JSON], str | None]:
             params: stripe.params.EventListParams = {
                 "types": list(self.config.event_types),
                 "created": {"gte": since},
@@ -186,10 +187,10 @@ class StripeReader:
             if after is not None:
                 params["starting_after"] = after
             with translated("list events"):
-                page = self.client.v1.events.list(params=params)
+                listed = self.client.v1.events.list(params=params)
             self.stats.event_pages += 1
-            data = [_dict(e) for e in page.data]
+            data = [_dict(e) for e in listed.data]
+            return data, str(data[-1]["id"]) if listed.has_more and data else None
+
+        for data in follow(page, "stripe: list events"):
             yield from data
-            if not page.has_more or not data:
-                return
-            after = str(data[-1]["id"])

@@ -74,6 +74,22 @@ class RateLimits(BaseModel):
     daily_limit: int = Field(500_000, ge=0)
 
 
+class SearchThrottle(BaseModel):
+    """The next ``count`` search requests answer 429 (policy ``SECONDLY``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=0, le=1_000)
+
+
+class AssociationPaging(BaseModel):
+    """Links per input in one v4 association batch-read answer (HubSpot pages each input on its own)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page_size: int = Field(ge=1, le=10_000)
+
+
 def _kind(name: str) -> ObjectType:
     found = object_type(name)
     if found is None:
@@ -160,4 +176,16 @@ def webhook_drain(request: Request, timeout: float = 10.0) -> JSONResponse:
 def rate_limits(request: Request, body: RateLimits) -> dict[str, int]:
     settings = RateLimitSettings(body.app_limit_per_10s, body.search_limit_per_s, body.daily_limit)
     portal_of(request).limiter.configure(settings)
+    return body.model_dump()
+
+
+@router.post("/ratelimits/search-throttle")
+def search_throttle(request: Request, body: SearchThrottle) -> dict[str, int]:
+    portal_of(request).limiter.throttle_searches(body.count)
+    return body.model_dump()
+
+
+@router.put("/associations/paging")
+def association_paging(request: Request, body: AssociationPaging) -> dict[str, int]:
+    portal_of(request).association_page_size = body.page_size
     return body.model_dump()

@@ -25,6 +25,8 @@ Admin (``/_sandbox``, no auth, exempt from faults, counters and rate limits):
 - ``GET webhook`` / ``PUT webhook {url, format}`` / ``POST webhook/drain``: delivery target, format (``legacy`` or
   ``generic``; ``reset`` restores the configured one) and counters
 - ``PUT ratelimits`` ``{app_limit_per_10s, search_limit_per_s, daily_limit}``
+- ``POST ratelimits/search-throttle`` ``{count}``: the next ``count`` searches answer 429 ``SECONDLY``
+- ``PUT associations/paging`` ``{page_size}``: links per input in a v4 association batch-read answer
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def create_app(config: HubSpotSandboxConfig | None = None) -> FastAPI:
     )
     store = HubSpotStore(config.portal_id, listener=webhooks.publish)
     limiter = RateLimiter(RateLimitSettings(config.app_limit_per_10s, config.search_limit_per_s, config.daily_limit))
-    portal = Portal(config=config, store=store, limiter=limiter, webhooks=webhooks)
+    portal = Portal(config, store, limiter, webhooks, config.association_page_size)
     if config.seed:
         store.seed(config.seed_start, config.seed)
 
@@ -93,6 +95,7 @@ def create_app(config: HubSpotSandboxConfig | None = None) -> FastAPI:
         store.reset()
         limiter.reset()
         webhooks.reset()
+        portal.association_page_size = config.association_page_size
 
     app.state.kit = install_sandbox(app, fault, reset)
     return app

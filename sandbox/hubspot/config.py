@@ -15,6 +15,8 @@ class HubSpotSandboxConfig:
     ``webhook_format``: ``legacy`` (``deal.propertyChange``) or ``generic`` (``object.propertyChange`` with
     ``objectTypeId``), the two formats HubSpot sends.
     ``seed``/``seed_start``: identities seeded at start-up. Rate limits: 0 turns one off.
+    ``association_page_size``: links per input in one v4 association batch-read answer; an input with more
+    links gets ``paging.next.after`` (HubSpot pages each input on its own; tests set it small).
     """
 
     token: str = "pat-sandbox"
@@ -26,5 +28,6 @@ class HubSpotSandboxConfig:
     app_limit_per_10s: int = 190
     search_limit_per_s: int = 5
     daily_limit: int = 500_000
+    association_page_size: int = 500
     portal_id: int = 62_515
     app_id: int = 1_160_452

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -100,9 +101,31 @@ def _targets(request: Request, from_type: ObjectType, record_id: int) -> list[di
     ]
 
 
+def _after_token(offset: int) -> str:
+    """An opaque ``paging.next.after`` (HubSpot's are base64 strings the client must hand back unchanged)."""
+    return base64.urlsafe_b64encode(f"assoc-{offset}".encode()).decode()
+
+
+def _after_offset(token: Any) -> int:
+    """The offset an ``after`` token stands for; 400 ``VALIDATION_ERROR`` for one this stand-in never issued."""
+    if token is None or token == "":
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(str(token).encode()).decode()
+        prefix, _, digits = text.partition("-")
+        if prefix == "assoc" and digits.isdigit():
+            return int(digits)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise bad_request(f"Invalid paging token 'after': {token}")
+
+
 @router.post("/crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read", dependencies=[require_app_budget])
 async def associations_batch_read(request: Request) -> JSONResponse:
-    """``associations.v4.batch_api.get_page``: ids without links (or unknown) come back as 207 errors."""
+    """``associations.v4.batch_api.get_page``: ids without links (or unknown) come back as 207 errors.
+
+    Each input is paged on its own, as HubSpot does: an input ``{"id", "after"}`` resumes that id's links, and a
+    result with more links than ``association_page_size`` carries ``paging.next.after``."""
     started = now_ms()
     from_type, to_type = _pair(request, "fromObjectType", "toObjectType")
     body = await json_body(request)
@@ -113,13 +136,18 @@ async def associations_batch_read(request: Request) -> JSONResponse:
         raise bad_request(f"Batch input is limited to {MAX_ASSOCIATION_INPUTS} inputs, got {len(inputs)}.")
     results: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
-    store = portal_of(request).store
+    portal = portal_of(request)
+    size = portal.association_page_size
     for item in inputs:
         key = str(item.get("id", ""))
-        record = store.get(from_type, int(key)) if key.isdigit() else None
+        offset = _after_offset(item.get("after"))
+        record = portal.store.get(from_type, int(key)) if key.isdigit() else None
         targets = _targets(request, from_type, record.id) if record is not None else []
         if targets:
-            results.append({"from": {"id": key}, "to": targets})
+            result: dict[str, Any] = {"from": {"id": key}, "to": targets[offset : offset + size]}
+            if offset + size < len(targets):
+                result["paging"] = {"next": {"after": _after_token(offset + size)}}
+            results.append(result)
         else:
             errors.append(
                 {

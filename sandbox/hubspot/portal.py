@@ -37,6 +37,7 @@ class Portal:
     store: HubSpotStore
     limiter: RateLimiter
     webhooks: WebhookPublisher
+    association_page_size: int = 500
 
 
 def portal_of(request: Request) -> Portal:

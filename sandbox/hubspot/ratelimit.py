@@ -61,16 +61,33 @@ class RateLimiter:
         self._app = RollingWindow(settings.app_limit_per_10s, 10.0)
         self._search = RollingWindow(settings.search_limit_per_s, 1.0)
         self._daily_used = 0
+        self._forced_search_429s = 0
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         self.configure(self.settings)
+
+    def throttle_searches(self, count: int) -> None:
+        """Answer the next ``count`` search requests with the per-second 429, whatever the window holds: a
+        deterministic way to show what a busy portal does (tests count requests, never time)."""
+        with self._lock:
+            self._forced_search_429s = count
 
     def check(self, *, search: bool) -> dict[str, str]:
         """Headers for an admitted request; raises a 429 ``HubSpotError`` (headers in ``extra``) if over."""
         now = time.monotonic()
         if search:
             limit = self.settings.search_limit_per_s
+            with self._lock:
+                forced = self._forced_search_429s > 0
+                self._forced_search_429s -= int(forced)
+            if forced:
+                exhausted = {
+                    "X-HubSpot-RateLimit-Max": str(limit),
+                    "X-HubSpot-RateLimit-Remaining": "0",
+                    "X-HubSpot-RateLimit-Interval-Milliseconds": "1000",
+                }
+                raise RateLimited("You have reached your secondly limit.", "SECONDLY", exhausted)
             if not limit:
                 return {}
             allowed, remaining = self._search.acquire(now)

@@ -21,6 +21,8 @@ Shared machinery (``sandbox.common``): ``GET /_sandbox/health``, ``GET /_sandbox
 Admin endpoints of this stand-in (see ``routes_admin``): ``POST /_sandbox/seed``,
 ``GET|PATCH|DELETE /_sandbox/sobjects/{type}/{id}``, ``POST /_sandbox/sobjects/{type}/{id}/undelete``,
 ``POST /_sandbox/modstamp``, ``POST /_sandbox/tokens/expire``, ``GET|POST /_sandbox/limits``,
+``POST /_sandbox/oauth`` (accepted JWT audiences, client-credentials Run As user),
+``POST /_sandbox/request-limit`` (the URI + headers limit: 414 / 431 past it),
 ``GET|POST /_sandbox/outbound``, ``GET /_sandbox/summary``.
 
 ``create_app(config)`` returns the app with ``app.state.kit`` (``SandboxKit``), ``app.state.store``
@@ -33,7 +35,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,6 +71,35 @@ class LimitInfoMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_header)
+
+
+class RequestSizeLimit:
+    """Salesforce's limit on one request's size: URI plus headers at most ``org.max_request_bytes`` (16,384).
+
+    A URI over the limit on its own answers 414 ``URI Too Long``; URI and headers together over it answer 431
+    ``Request Header Fields Too Large`` (Salesforce Help 000386264). The answer is the edge's plain text, not the
+    REST API's JSON, and nothing behind it runs (no allowance is spent, no request counted).
+    """
+
+    def __init__(self, app: ASGIApp, org: Org) -> None:
+        self.app = app
+        self.org = org
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/services"):
+            await self.app(scope, receive, send)
+            return
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        limit = self.org.max_request_bytes
+        status = 414 if len(target) > limit else 431 if len(target) + header_bytes > limit else 0
+        if not status:
+            await self.app(scope, receive, send)
+            return
+        text = "URI Too Long" if status == 414 else "Request Header Fields Too Large"
+        await PlainTextResponse(text, status_code=status)(scope, receive, send)
 
 
 def _fault_responder(status: int, retry_after_s: float) -> Response:
@@ -121,11 +152,13 @@ def create_app(config: SalesforceSandboxConfig | None = None) -> FastAPI:
             client_id=config.client_id,
             client_secret=config.client_secret,
             jwt_public_key_pem=config.jwt_public_key_pem,
+            jwt_audiences=config.jwt_audiences,
+            client_credentials_user=config.client_credentials_user,
         ),
         store,
         tokens,
     )
-    org = Org(config, store, tokens, CursorStore(), notifier, oauth)
+    org = Org(config, store, tokens, CursorStore(), notifier, oauth, config.max_request_bytes)
 
     app = FastAPI(title="Salesforce stand-in", redirect_slashes=False)
     app.state.org = org
@@ -143,11 +176,16 @@ def create_app(config: SalesforceSandboxConfig | None = None) -> FastAPI:
     app.include_router(routes_sobjects.router)
     app.include_router(routes_admin.router)
 
+    initial_oauth = oauth.settings
+
     def reset() -> None:
         store.reset()
         org.cursors.clear()
         notifier.reset_counters()
+        oauth.settings = initial_oauth
+        org.max_request_bytes = config.max_request_bytes
 
     app.state.kit = install_sandbox(app, _fault_responder, reset)
     app.add_middleware(LimitInfoMiddleware, usage=store.usage)
+    app.add_middleware(RequestSizeLimit, org=org)
     return app

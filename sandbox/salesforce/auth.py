@@ -5,9 +5,11 @@
 - ``grant_type=password`` with ``client_id``, ``client_secret``, ``username``, ``password``;
 - ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` with an RS256 ``assertion`` whose ``iss`` is the
   client id, ``sub`` an active user's username, ``aud`` ``https://login.salesforce.com`` /
-  ``https://test.salesforce.com`` (or the stand-in's own URL) and ``exp`` in the future, verified with the
-  configured certificate or public key;
-- ``grant_type=client_credentials`` with HTTP Basic ``client_id:client_secret`` (runs as the API user).
+  ``https://test.salesforce.com`` (or the stand-in's own URL; ``jwt_audiences`` narrows it to what one org
+  accepts, answering ``invalid_grant`` / ``audience is invalid`` otherwise) and ``exp`` in the future, verified
+  with the configured certificate or public key;
+- ``grant_type=client_credentials`` with HTTP Basic ``client_id:client_secret`` (runs as the API user; an app
+  without a Run As user answers ``invalid_grant`` / ``no client credentials user enabled``).
 
 Success answers ``{"access_token", "instance_url", "id", "token_type": "Bearer", "issued_at", "signature"}``
 (``signature`` = base64 HMAC-SHA256 of ``id + issued_at`` keyed by the client secret, as Salesforce signs it).
@@ -101,6 +103,8 @@ class OAuthSettings:
     client_id: str
     client_secret: str
     jwt_public_key_pem: str | None = None
+    jwt_audiences: tuple[str, ...] | None = None
+    client_credentials_user: bool = True
 
 
 def load_verification_key(pem: str) -> RSAPublicKey:
@@ -177,6 +181,8 @@ class TokenEndpoint:
                 raise OAuthError("invalid_client", "invalid client credentials") from exc
             client_id, _, client_secret = decoded.partition(":")
         self._check_client(client_id, client_secret)
+        if not self.settings.client_credentials_user:
+            raise OAuthError("invalid_grant", "no client credentials user enabled")
         return ADMIN_USER_ID
 
     def _jwt(self, assertion: str, base_url: str) -> str:
@@ -193,7 +199,12 @@ class TokenEndpoint:
             raise OAuthError("invalid_grant", "invalid assertion") from exc
         self._check_client(str(claims.get("iss", "")), None)
         audience = str(claims.get("aud", ""))
-        if audience not in LOGIN_AUDIENCES and not audience.startswith(base_url):
+        accepted = self.settings.jwt_audiences
+        if accepted is not None:
+            allowed = audience.rstrip("/") in {a.rstrip("/") for a in accepted}
+        else:
+            allowed = audience in LOGIN_AUDIENCES or audience.startswith(base_url)
+        if not allowed:
             raise OAuthError("invalid_grant", "audience is invalid")
         try:
             expires = float(claims["exp"])

@@ -42,6 +42,12 @@ class SalesforceSandboxConfig:
     ``batch_size`` is the default query page size (``Sforce-Query-Options: batchSize=N`` overrides it within
     200..2000); ``jwt_public_key_pem`` (certificate or public key) enables the JWT bearer flow.
     ``outbound_attempts`` and ``outbound_retry_base_s`` shape the retries of unacknowledged messages.
+    ``jwt_audiences``: the JWT ``aud`` values the org accepts (None: ``https://login.salesforce.com``,
+    ``https://test.salesforce.com`` and the stand-in's own URL; orgs differ, e.g. some accept only their My Domain).
+    ``client_credentials_user``: whether the connected app has a Run As user for the client-credentials flow
+    (without one Salesforce answers ``invalid_grant`` / ``no client credentials user enabled``).
+    ``max_request_bytes``: the most a request's URI plus headers may take; more answers 431, a URI alone over it
+    414 (Salesforce documents 16,384 bytes).
     ``data_dir`` is where the CLI keeps its TLS material (``make_tls``); the app itself keeps everything in
     memory.
     """
@@ -61,6 +67,9 @@ class SalesforceSandboxConfig:
     seed_start: int = 0
     outbound_attempts: int = 8
     outbound_retry_base_s: float = 0.25
+    jwt_audiences: tuple[str, ...] | None = None
+    client_credentials_user: bool = True
+    max_request_bytes: int = 16_384
 
 
 def make_tls(data_dir: Path | str, extra_names: tuple[str, ...] = ()) -> tuple[Path, Path, Path]:

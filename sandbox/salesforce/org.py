@@ -47,6 +47,7 @@ class Org:
     cursors: CursorStore
     notifier: OutboundNotifier
     oauth: TokenEndpoint
+    max_request_bytes: int = 16_384
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,15 @@ They stand in for what people and the platform do in a real org, outside the API
 - ``POST /_sandbox/tokens/expire``: expire every issued access token now.
 - ``GET|POST /_sandbox/limits`` ``{"used", "max"}``: read or set the daily API usage.
 - ``GET|POST /_sandbox/outbound`` ``{"url"}``: Outbound Message listener URL and delivery counters.
+- ``POST /_sandbox/oauth`` ``{"jwt_audiences": [...] | null, "client_credentials_user": bool}``: what the
+  token endpoint accepts (``POST /_sandbox/reset`` restores the configured values).
+- ``POST /_sandbox/request-limit`` ``{"max_bytes"}``: the URI + headers limit (414 / 431 past it).
 - ``GET /_sandbox/summary``: record counts, API usage, open cursors, outbound counters.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -50,6 +54,19 @@ class ModstampRequest(BaseModel):
     value: str
     ids: list[str] | None = None
     limit: int | None = Field(None, ge=0)
+
+
+class OAuthRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jwt_audiences: list[str] | None = None
+    client_credentials_user: bool = True
+
+
+class RequestLimit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_bytes: int = Field(ge=256, le=1_048_576)
 
 
 class LimitsRequest(BaseModel):
@@ -211,3 +228,19 @@ async def summary(request: Request) -> dict[str, Any]:
         "open_cursors": org.cursors.open_count(),
         "outbound": _outbound(org),
     }
+
+
+@router.post("/oauth")
+async def oauth_settings(body: OAuthRequest, request: Request) -> dict[str, Any]:
+    org = org_of(request)
+    audiences = tuple(body.jwt_audiences) if body.jwt_audiences is not None else None
+    org.oauth.settings = replace(
+        org.oauth.settings, jwt_audiences=audiences, client_credentials_user=body.client_credentials_user
+    )
+    return body.model_dump()
+
+
+@router.post("/request-limit")
+async def request_limit(body: RequestLimit, request: Request) -> dict[str, int]:
+    org_of(request).max_request_bytes = body.max_bytes
+    return body.model_dump()

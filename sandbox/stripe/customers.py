@@ -13,17 +13,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.stripe.errors import invalid_param, unknown_param
+from sandbox.stripe.errors import StripeError, invalid_param, unknown_param
 from sandbox.stripe.forms import as_hash, as_int, as_list, as_str
 from sandbox.stripe.objects import JSON
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ADDRESS_KEYS = ("city", "country", "line1", "line2", "postal_code", "state")
 _TEXT_FIELDS = ("name", "description", "phone", "business_name", "individual_name")
+METADATA_MAX_KEYS = 50
+METADATA_MAX_KEY_LENGTH = 40
+METADATA_MAX_VALUE_LENGTH = 500
 _METADATA_HELP = (
     "Invalid metadata: You can specify up to 50 keys, with key names up to 40 characters long "
     "and values up to 500 characters long."
 )
+
+
+def _too_long(kind: str, text: str, limit: int) -> StripeError:
+    """Stripe's answer to a metadata key or value over its limit: ``Invalid key: <key> must be a string under 40
+    characters`` / ``Invalid val: <value> must be a string under 500 characters``, ``param: metadata``."""
+    return invalid_param(f"Invalid {kind}: {text} must be a string under {limit} characters", "metadata")
 
 
 @dataclass
@@ -53,8 +62,10 @@ def _metadata(params: Mapping[str, Any], patch: CustomerPatch) -> None:
     for key, value in (metadata or {}).items():
         if not isinstance(value, str):
             raise invalid_param(_METADATA_HELP, f"metadata[{key}]")
-        if len(key) > 40 or len(value) > 500:
-            raise invalid_param(_METADATA_HELP, f"metadata[{key}]")
+        if len(key) > METADATA_MAX_KEY_LENGTH:
+            raise _too_long("key", key, METADATA_MAX_KEY_LENGTH)
+        if len(value) > METADATA_MAX_VALUE_LENGTH:
+            raise _too_long("val", value, METADATA_MAX_VALUE_LENGTH)
         patch.metadata[key] = value or None
 
 
@@ -125,7 +136,7 @@ def apply_patch(current: JSON, patch: CustomerPatch) -> tuple[JSON, JSON]:
             metadata.pop(key, None)
         else:
             metadata[key] = value
-    if len(metadata) > 50:
+    if len(metadata) > METADATA_MAX_KEYS:
         raise invalid_param(_METADATA_HELP, "metadata")
     if metadata != old_metadata:
         changed = {key for key in metadata.keys() | old_metadata.keys() if metadata.get(key) != old_metadata.get(key)}

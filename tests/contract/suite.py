@@ -111,3 +111,14 @@ class ConnectorContract:
         tampered = replace(request, body=request.body + b" ")
         with pytest.raises(WebhookRejected):
             harness.connector.verify_webhook(tampered)
+
+    def test_call_stats_count_requests_and_hand_over_once(self, harness: ContractHarness) -> None:
+        harness.seed(2)
+        harness.connector.call_stats.take()
+        pull_all(harness.connector, harness.stream)
+        requests, throttled = harness.connector.call_stats.take()
+        assert requests >= 1 and throttled == 0
+        assert harness.connector.call_stats.take() == (0, 0)
+
+    def test_close_can_be_called_and_is_final(self, harness: ContractHarness) -> None:
+        harness.connector.close()

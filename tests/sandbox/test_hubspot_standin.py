@@ -460,3 +460,67 @@ def test_list_limits_and_bad_associations(hs: HubSpot, server: ServerThread) -> 
         trust_env=False,
     )
     assert response.status_code == 400 and response.json()["category"] == "VALIDATION_ERROR"
+
+
+def test_association_batch_reads_page_each_input_on_its_own(hs: HubSpot, admin: httpx.Client) -> None:
+    admin.put("/_sandbox/associations/paging", json={"page_size": 1}).raise_for_status()
+    extra = hs.crm.companies.basic_api.create(CompanyCreate(properties={"name": "Second"}))
+    hs.crm.deals.basic_api.create(
+        SimplePublicObjectInputForCreate(
+            properties={"dealname": "two companies"},
+            associations=[
+                PublicAssociationsForObject(
+                    to=PublicObjectId(id=str(c)),
+                    types=[AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=341)],
+                )
+                for c in (company_id(1), extra.id)
+            ],
+        )
+    )
+    batch = hs.crm.associations.v4.batch_api
+    first = batch.get_page(
+        "companies",
+        "deals",
+        BatchInputPublicFetchAssociationsBatchRequest(
+            inputs=[PublicFetchAssociationsBatchRequest(id=str(company_id(1)))]
+        ),
+    )
+    (result,) = first.results
+    assert len(result.to) == 1 and result.paging.next.after
+    second = batch.get_page(
+        "companies",
+        "deals",
+        BatchInputPublicFetchAssociationsBatchRequest(
+            inputs=[PublicFetchAssociationsBatchRequest(id=str(company_id(1)), after=result.paging.next.after)]
+        ),
+    )
+    (rest,) = second.results
+    assert len(rest.to) == 1 and rest.to[0].to_object_id != result.to[0].to_object_id
+    assert rest.paging is None  # HubSpot leaves ``paging`` out on the last page
+    bad = admin.post(
+        "/crm/v4/associations/companies/deals/batch/read",
+        json={"inputs": [{"id": str(company_id(1)), "after": "not-a-token"}]},
+        headers={"Authorization": "Bearer pat-sandbox"},
+    )
+    assert bad.status_code == 400 and bad.json()["category"] == "VALIDATION_ERROR"
+    admin.post("/_sandbox/reset").raise_for_status()
+    admin.post("/_sandbox/seed", json={"count": 2}).raise_for_status()
+    again = batch.get_page(
+        "companies",
+        "deals",
+        BatchInputPublicFetchAssociationsBatchRequest(
+            inputs=[PublicFetchAssociationsBatchRequest(id=str(company_id(0)))]
+        ),
+    )
+    assert again.results[0].paging is None  # reset restores the configured page size (500)
+
+
+def test_search_throttle_answers_the_next_searches_429_secondly(hs: HubSpot, admin: httpx.Client) -> None:
+    admin.post("/_sandbox/ratelimits/search-throttle", json={"count": 2}).raise_for_status()
+    body = {"filterGroups": [], "limit": 200}
+    headers = {"Authorization": "Bearer pat-sandbox"}
+    statuses = [admin.post("/crm/v3/objects/deals/search", json=body, headers=headers) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [429, 429, 200]
+    assert statuses[0].json()["policyName"] == "SECONDLY"
+    too_big = admin.post("/crm/v3/objects/deals/search", json={**body, "limit": 201}, headers=headers)
+    assert too_big.status_code == 400

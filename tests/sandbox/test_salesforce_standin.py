@@ -859,3 +859,42 @@ def test_cli_command_is_registered() -> None:
     assert result.exit_code == 0
     for option in ("--port", "--seed", "--ca-out", "--outbound-url", "--org-id"):
         assert option in result.output
+
+
+def test_requests_over_16384_bytes_are_refused_as_salesforce_does(tls: tuple[Path, Path, Path]) -> None:
+    with running(tls) as harness, harness.http() as http:
+        long_uri = http.get("/services/data/v59.0/query/", params={"q": "x" * 16_400})
+        assert long_uri.status_code == 414 and long_uri.text == "URI Too Long"
+        with_headers = http.get(
+            "/services/data/v59.0/query/", params={"q": "x" * 15_000}, headers={"X-Padding": "p" * 2_000}
+        )
+        assert with_headers.status_code == 431 and with_headers.text == "Request Header Fields Too Large"
+        fits = http.get("/services/data/v59.0/query/", params={"q": "x" * 15_000})
+        assert fits.status_code == 401  # past the size check: no session
+
+
+def test_token_endpoint_switches_audiences_and_the_run_as_user(tls: tuple[Path, Path, Path]) -> None:
+    with running(tls, jwt_audiences=("https://acme.my.salesforce.com",), client_credentials_user=False) as h:
+        with h.http() as http:
+            basic = base64.b64encode(b"sandbox:sandbox").decode()
+            refused = http.post(
+                "/services/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": f"Basic {basic}"},
+            )
+            assert refused.status_code == 400
+            assert refused.json() == {
+                "error": "invalid_grant",
+                "error_description": "no client credentials user enabled",
+            }
+        h.admin("POST", "/oauth", json={"client_credentials_user": True})
+        with h.http() as http:
+            granted = http.post(
+                "/services/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": f"Basic {basic}"},
+            )
+            assert granted.status_code == 200 and granted.json()["token_type"] == "Bearer"
+        h.admin("POST", "/reset")
+        assert h.org.oauth.settings.client_credentials_user is False  # reset restores the configured switch
+        assert h.org.oauth.settings.jwt_audiences == ("https://acme.my.salesforce.com",)

@@ -213,8 +213,9 @@ def test_write_validation_errors(sandbox: Sandbox) -> None:
     with pytest.raises(stripe.InvalidRequestError) as caught:
         customers.create({"email": "not-an-email"})
     assert caught.value.code == "email_invalid"
-    with pytest.raises(stripe.InvalidRequestError, match="metadata"):
+    with pytest.raises(stripe.InvalidRequestError, match="must be a string under 40 characters") as long_key:
         customers.create({"metadata": {"k" * 41: "v"}})
+    assert long_key.value.param == "metadata"
     with pytest.raises(stripe.InvalidRequestError, match="metadata"):
         customers.create({"metadata": {f"k{i}": "v" for i in range(51)}})
 

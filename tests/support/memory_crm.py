@@ -26,6 +26,7 @@ from connectors.base import (
     WebhookRejected,
     WebhookRequest,
 )
+from connectors.vendor import CallStats
 from sync.mapping import set_path
 
 
@@ -88,6 +89,12 @@ class MemoryConnector:
         self.crm = crm
         self.page_size = page_size
         self.secret = secret.encode()
+        self.call_stats = CallStats()
+        """Each page, fetch and push batch counts as one call (what a vendor would have been sent)."""
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
 
     def pull(self, stream: str, cursor: Cursor | None) -> Iterator[Page]:
         since = (cursor.version, cursor.id) if isinstance(cursor, MemoryCursor) else (0, "")
@@ -98,6 +105,7 @@ class MemoryConnector:
         )
         for start in range(0, len(ordered), self.page_size):
             self.crm.pulls += 1
+            self.call_stats.sent("pull")
             chunk = ordered[start : start + self.page_size]
             records = [self.crm.record(rid, stream) for _, rid in chunk]
             last_version, last_id = chunk[-1]
@@ -105,12 +113,14 @@ class MemoryConnector:
 
     def fetch(self, stream: str, ids: Sequence[str]) -> list[CrmRecord]:
         self.crm.fetches += 1
+        self.call_stats.sent("fetch")
         return [self.crm.record(rid, stream) for rid in ids if rid in self.crm.versions]
 
     def push(self, stream: str, updates: Sequence[PushUpdate]) -> list[PushResult]:
         results: list[PushResult] = []
         for start in range(0, len(updates), 100):
             self.crm.push_requests += 1
+            self.call_stats.sent("push")
             for update in updates[start : start + 100]:
                 if update.record_id in self.crm.reject:
                     results.append(PushResult(update.record_id, ok=False, error="INVALID_FIELD: rejected"))

@@ -129,6 +129,11 @@ def test_refresh_task_applies_everything_gathered(
     assert connector.crm.fetches == 1  # one fetch for the coalesced ids
     assert refresh.run("memcrm", "accounts") == {"runs": []}  # nothing left pending
     assert posthog.count("POST", status=201) == 2
+    metrics = http.get("/metrics").text
+    # the connector's one fetch and one push-back batch, reported once by the task that made them
+    assert 'crmsync_api_calls_total{vendor="memcrm"} 2.0' in metrics
+    assert 'crmsync_api_calls_total{vendor="posthog"}' in metrics
+    assert connector.call_stats.requests == 0  # handed over once
 
 
 class HeldConnector(MemoryConnector):
@@ -220,3 +225,10 @@ def test_a_bad_content_length_is_a_400(http: httpx.Client, length: str) -> None:
         assert _read_status(sock) in (400,)
     finally:
         sock.close()
+
+
+def test_runtime_close_closes_every_connector(runtime: Runtime) -> None:
+    connector = runtime.connector("memcrm")
+    assert isinstance(connector, MemoryConnector) and not connector.closed
+    runtime.close()
+    assert connector.closed and runtime.built_connectors() == {}

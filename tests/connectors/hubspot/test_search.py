@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from connectors.hubspot import HubSpotConnector
+from connectors.hubspot import HubSpotConnector, HubSpotCursor
 from connectors.hubspot.client import ObjectPage, SearchFilter
 from connectors.hubspot.search import MODIFIED, Checkpoint, SearchBatch, WindowedSearch, epoch_ms
 from sandbox.hubspot.timefmt import BASE_TIME_MS
@@ -97,3 +97,34 @@ def test_records_edited_during_the_read_are_not_skipped(hubspot: HubSpotSandbox,
 )
 def test_hubspot_timestamps_in_every_format_become_epoch_ms(raw: str | None, expected: int | None) -> None:
     assert epoch_ms(raw) == expected
+
+
+def test_searches_ask_for_hubspots_maximum_page_of_200(hubspot: HubSpotSandbox, connector: HubSpotConnector) -> None:
+    ids = hubspot.seed(350)  # 400 deals, distinct timestamps
+    hubspot.reset_counters()
+
+    pages = list(connector.pull("deals", HubSpotCursor(modified_ms=0, companies_ms=BASE_TIME_MS * 2)))
+
+    assert {r.id for p in pages for r in p.records} == set(ids)
+    # Each page moves the window by at least 199 (it re-reads the previous page's last timestamp): 3 searches.
+    assert hubspot.count("/deals/search", "POST", 200) == 3
+
+
+def test_a_rate_limited_search_halves_the_page_size_for_the_rest_of_the_read(
+    hubspot: HubSpotSandbox, connector: HubSpotConnector
+) -> None:
+    ids = hubspot.seed(350)  # 400 deals
+    hubspot.admin.post("/_sandbox/ratelimits/search-throttle", json={"count": 1}).raise_for_status()
+    hubspot.reset_counters()
+
+    pages = list(connector.pull("deals", HubSpotCursor(modified_ms=0, companies_ms=BASE_TIME_MS * 2)))
+
+    assert {r.id for p in pages for r in p.records} == set(ids)
+    assert hubspot.count("/deals/search", "POST", 429) == 1
+    assert connector.client.search_page_limit == 100
+    # 100 per page from the retry on: each page moves by at least 99, so 5 searches (not 3) read the 400 deals.
+    assert hubspot.count("/deals/search", "POST", 200) == 5
+    assert connector.client.stats.throttled == 1
+
+    connector.client.reset_search_page()
+    assert connector.client.search_page_limit == 200

@@ -53,22 +53,28 @@ def test_25000_deals_full_then_incremental_with_12000_on_one_timestamp(
     hubspot.set_modified("deals", group_b, t + 3)
     hubspot.reset_counters()
 
-    incremental, after = read(list(connector.pull("deals", cursor)))
+    pages = list(connector.pull("deals", cursor))
+    incremental, after = read(pages)
 
     assert len(incremental) == len(set(incremental))  # nothing twice
     assert set(incremental) == {*group_a, *tied, *group_b}  # nothing lost, nothing unchanged
     assert after.sort_key() > cursor.sort_key()
     assert (after.modified_ms, after.object_id) == (t + 3, int(group_b[-1]))
-    # Per group of n on one timestamp: a first page (100 new), a page of nothing but that timestamp, then
-    # n / 100 drain pages by id; plus the final empty query. Never a 400 (the cap).
-    searches = sum(1 + 1 + n // 100 for n in (2_500, 12_000, 1_500)) + 1
-    assert hubspot.count("/deals/search", "POST", 200) == searches == 167
+    # Per group of n on one timestamp: a first page (200 new), a page of nothing but that timestamp, then
+    # ceil(n / 200) drain pages by id; plus the final empty query. Never a 400 (the cap).
+    searches = sum(1 + 1 + -(-n // 200) for n in (2_500, 12_000, 1_500)) + 1
+    assert hubspot.count("/deals/search", "POST", 200) == searches == 88
     assert hubspot.count("/deals/search", status=400) == 0
     assert hubspot.count("/companies/search", "POST", 200) == 1  # no company changed
-    # Enrichment is batched per page of new records (160 pages of 100): never a request per deal.
-    assert hubspot.count("/batch/read", "POST", 200) == 160 + 160  # v4 associations + companies
+    # Enrichment is batched per page of new records (up to 200): one v4 associations read and at most two company
+    # batch reads (100 ids each) per page; never a request per deal.
+    filled = sum(1 for page in pages if page.records)
+    assert 16_000 / 200 <= filled <= searches
+    assert hubspot.count("{toObjectType}/batch/read", "POST", 200) == filled
+    company_reads = hubspot.count("/companies/batch/read", "POST", 200)
+    assert filled <= company_reads <= 2 * filled
     assert hubspot.count("/crm/v3/owners/") == 0  # still cached
-    assert hubspot.stats()["total"] == searches + 1 + 320
+    assert hubspot.stats()["total"] == searches + 1 + filled + company_reads
 
     # And the next run, with nothing new but five edits, reads those five.
     touched = ordered[20_000:20_005]

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from connectors.registry import build_connector
 from connectors.salesforce import (
     JwtAuth,
     PasswordAuth,
     SalesforceConnector,
     SessionAuth,
-    build,
     load_salesforce_config,
 )
 from connectors.salesforce.client import login_target
@@ -193,9 +193,9 @@ def test_build_from_a_sources_block(standin: StandIn, budget_redis: Any) -> None
         "trust_env": False,
         "budget_key": "test-build",
     }
-    connector = build(raw, budget_redis)
+    connector = SalesforceConnector.from_config(raw, budget_redis)
     standin.connectors.append(connector)
     assert len(names(connector)) == 2 and connector.client.budget is not None
     with pytest.raises(ConfigError) as info:
-        build({**raw, "ca_file": str(standin.ca_path)}, budget_redis)
+        build_connector("salesforce", {**raw, "ca_file": str(standin.ca_path)}, budget_redis)
     assert info.value.key == "sources.salesforce.config.ca_file"

@@ -14,6 +14,7 @@ from connectors.base import Page
 from connectors.salesforce import SalesforceConnector, SalesforceCursor
 from connectors.salesforce.errors import AllowanceExhausted, SalesforceRateLimited, SalesforceUnavailable
 from sandbox.identities import company, sales_rep_email
+from sandbox.salesforce.store import account_id
 from sync.engine import SyncEngine
 from sync.errors import RetryableError
 from sync.posthog import PostHogClient
@@ -198,3 +199,15 @@ def test_engine_run_stops_at_the_share_and_a_later_run_finishes(
     pushed = standin.sdk().query("SELECT COUNT() FROM Account WHERE PostHog_Account_Id__c != null")
     assert pushed["totalSize"] == 600
     assert standin.count("/composite/sobjects", "PATCH") == 3  # ceil(200/200) for each of three new pages
+
+
+def test_call_stats_count_every_request_and_refusal(standin: StandIn) -> None:
+    standin.seed(3)
+    connector = standin.connector()
+    standin.admin("POST", "/stats/reset")
+    list(connector.pull("Account", None))
+    assert connector.call_stats.requests == standin.count()  # the login and the query
+    standin.faults(rate_429=1.0)
+    with pytest.raises(RetryableError):
+        connector.fetch("Account", [account_id(0)])
+    assert connector.call_stats.throttled == 1 and connector.call_stats.take() == (standin.count(), 1)

@@ -92,6 +92,10 @@ class StripeStandIn:
         response.raise_for_status()
         return dict(response.json())
 
+    def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A raw API call (not through the connector) with the stand-in's key; the response whatever its status."""
+        return self.admin.request(method, path, headers={"Authorization": f"Bearer {KEY}"}, **kwargs)
+
     def events(self, **params: Any) -> list[dict[str, Any]]:
         """Every retained event (newest first), read raw."""
         out: list[dict[str, Any]] = []

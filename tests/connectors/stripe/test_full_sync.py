@@ -38,7 +38,7 @@ def test_full_sync_costs_n_over_100_list_requests_plus_bulk_subscription_reads(
     assert list_requests == math.ceil(n / 100) == len(pages)
     assert subscription_reads == math.ceil(ended / 100)
     assert standin.count() == list_requests + subscription_reads  # nothing per customer
-    assert connector.http.stats.attempts == standin.count()
+    assert connector.call_stats.requests == standin.count()
     final = pages[-1].cursor
     assert isinstance(final, StripeCursor) and not final.in_full_sync
     assert final.customers == n and final.ended_subscriptions == ended

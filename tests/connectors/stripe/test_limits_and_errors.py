@@ -33,8 +33,8 @@ def test_429s_that_say_retry_are_retried_by_the_sdk(standin: StripeStandIn, conn
     standin.faults(rate_429=0.5, seed=10)  # two 429s, never two in a row
     assert full_pull(connector) == 250
     refused = standin.count(status=429)
-    assert refused >= 1 and connector.http.stats.rate_limited == refused
-    assert connector.http.stats.attempts == standin.count()  # every attempt, retries included, paid a token
+    assert refused >= 1 and connector.call_stats.throttled == refused
+    assert connector.call_stats.requests == standin.count()  # every attempt, retries included, paid a token
 
 
 def test_429s_beyond_the_retries_are_a_retryable_error_with_the_servers_wait(

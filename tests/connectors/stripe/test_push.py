@@ -118,3 +118,44 @@ def test_a_revoked_key_stops_the_push_with_a_fatal_error(standin: StripeStandIn,
     with pytest.raises(FatalError) as caught:
         connector.push("customers", [PushUpdate(customer_id(0), {"metadata.x": "1"}, "f")])
     assert "401" in str(caught.value) and "sk_test_revoked" not in str(caught.value)
+
+
+def test_metadata_over_stripes_limits_fails_per_record_naming_key_and_limit_without_a_request(
+    standin: StripeStandIn, connector: StripeConnector
+) -> None:
+    standin.seed(4)
+    long_key = "posthog_" + "k" * 33  # 41 characters
+    updates = [
+        PushUpdate(customer_id(0), {f"metadata.{long_key}": "v"}, "f0"),
+        PushUpdate(customer_id(1), {"metadata.posthog_csm_email": "x" * 501}, "f1"),
+        PushUpdate(customer_id(2), {f"metadata.k{n}": "v" for n in range(51)}, "f2"),
+        PushUpdate(customer_id(3), {"metadata.posthog_account_id": "y" * 500}, "f3"),  # exactly the limit: sent
+    ]
+    standin.reset_counters()
+
+    results = connector.push("customers", updates)
+
+    assert [r.ok for r in results] == [False, False, False, True]
+    assert results[0].error == f"metadata.{long_key}: the key is 41 characters; Stripe allows at most 40"
+    assert results[1].error == "metadata.posthog_csm_email: the value is 501 characters; Stripe allows at most 500"
+    assert results[2].error == "metadata: 51 keys in one update; Stripe allows at most 50 per customer"
+    assert not any(r.retryable for r in results)
+    assert standin.count(*POST) == 1  # only the record within the limits cost a request
+
+
+def test_the_stand_in_refuses_what_stripe_refuses_with_stripes_error_body(standin: StripeStandIn) -> None:
+    standin.seed(1)
+    cid = customer_id(0)
+    for body, message in (
+        ({"metadata[" + "k" * 41 + "]": "v"}, f"Invalid key: {'k' * 41} must be a string under 40 characters"),
+        ({"metadata[note]": "x" * 501}, f"Invalid val: {'x' * 501} must be a string under 500 characters"),
+    ):
+        response = standin.raw("POST", f"/v1/customers/{cid}", data=body)
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["param"] == "metadata"
+        assert error["message"] == message
+    many = {f"metadata[k{n}]": "v" for n in range(51)}
+    response = standin.raw("POST", f"/v1/customers/{cid}", data=many)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "metadata"
+    assert "up to 50 keys" in response.json()["error"]["message"]

@@ -1,0 +1,65 @@
+"""One construction path: ``build_connector(name, block, redis, mapping)`` → ``<Connector>.from_config``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from connectors.base import Connector
+from connectors.hubspot import HubSpotConnector
+from connectors.registry import CONNECTORS, build_connector, connector_class
+from connectors.salesforce import SalesforceConnector
+from connectors.stripe import StripeConnector
+from sync.errors import ConfigError
+from sync.mapping import MappingConfig, load_mapping_config, load_mapping_file
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "crmsync.yaml"
+BLOCKS: dict[str, dict[str, Any]] = {
+    "hubspot": {"access_token": "pat-x"},
+    "stripe": {"api_key": "sk_test_x"},
+    "salesforce": {
+        "auth": {"flow": "client_credentials", "client_id": "app", "client_secret": "s3cret"},
+        "login_url": "https://acme.my.salesforce.com",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("hubspot", HubSpotConnector), ("stripe", StripeConnector), ("salesforce", SalesforceConnector)]
+)
+def test_every_source_is_built_the_same_way(name: str, kind: type, redis_client: redis.Redis) -> None:
+    connector = build_connector(name, BLOCKS[name], redis_client, load_mapping_file(EXAMPLE))
+    try:
+        assert isinstance(connector, kind) and isinstance(connector, Connector)
+        assert connector_class(name) is kind
+    finally:
+        connector.close()
+    with pytest.raises(ConfigError) as info:
+        build_connector(name, {**BLOCKS[name], "no_such_key": 1}, redis_client)
+    assert info.value.key == f"sources.{name}.config.no_such_key"
+
+
+def test_an_unknown_source_names_the_known_ones(redis_client: redis.Redis) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_connector("pipedrive", {}, redis_client)
+    assert info.value.key == "sources.pipedrive" and ", ".join(sorted(CONNECTORS)) in str(info.value)
+
+
+def test_the_mapping_reaches_salesforce_and_a_bad_field_path_fails_at_start_up(redis_client: redis.Redis) -> None:
+    mapping = load_mapping_file(EXAMPLE)
+    connector = build_connector("salesforce", BLOCKS["salesforce"], redis_client, mapping)
+    assert isinstance(connector, SalesforceConnector) and "Owner.Email" in connector.fields
+    connector.close()
+    bad: MappingConfig = load_mapping_config(
+        {
+            "mappings": {
+                "salesforce": {"Account": {"link": "sfdc_id", "fields": [{"source": "A.B.C", "target": "name"}]}}
+            }
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        build_connector("salesforce", BLOCKS["salesforce"], redis_client, bad)
+    assert info.value.key == "mappings.salesforce.Account.fields.0.source"
