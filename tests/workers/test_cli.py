@@ -61,7 +61,7 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
         assert written["ledger_prefix"] == prefix
         assert written["posthog"]["budget"] == ["1000/60"]  # the stand-in's throttle, as the config's budget
         described = json.loads(endpoints.read_text())
-        assert set(described) == {"posthog", "hubspot", "stripe", "salesforce", "webhooks"}
+        assert set(described) == {"posthog", "hubspot", "stripe", "salesforce", "webhooks", "ui"}
 
         result = crmsync("--config", str(config), "sync", "all", "--inline", "--json", env=env)
         assert result.returncode == 0, result.stderr[-3000:]
