@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import redis
 import yaml
 
@@ -62,6 +63,9 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
         assert written["posthog"]["budget"] == ["1000/60"]  # the stand-in's throttle, as the config's budget
         described = json.loads(endpoints.read_text())
         assert set(described) == {"posthog", "hubspot", "stripe", "salesforce", "webhooks", "ui"}
+        ui = described["ui"]
+        assert httpx.get(ui["url"]).status_code == 401  # the status page, behind its login
+        assert httpx.get(ui["url"], auth=(ui["username"], ui["password"])).status_code == 200
 
         result = crmsync("--config", str(config), "sync", "all", "--inline", "--json", env=env)
         assert result.returncode == 0, result.stderr[-3000:]

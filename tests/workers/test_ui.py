@@ -250,3 +250,12 @@ def test_no_password_means_loopback_only(runtime: Runtime, tmp_path: Path) -> No
     command = ["--config", str(config), "ui", "--host", "0.0.0.0"]
     result = CliRunner().invoke(app, command, env={"CRMSYNC_UI_PASSWORD": ""})
     assert result.exit_code == 2 and "CRMSYNC_UI_PASSWORD" in result.output
+
+
+def test_compose_ui_service_needs_a_password_and_publishes_on_loopback() -> None:
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    ui = compose["services"]["ui"]
+    assert ui["command"][:2] == ["crmsync", "ui"] and "0.0.0.0" in ui["command"]
+    assert ui["environment"]["CRMSYNC_UI_PASSWORD"] == "${CRMSYNC_UI_PASSWORD:-}"
+    assert ui["environment"]["REDIS_URL"] == compose["services"]["worker"]["environment"]["REDIS_URL"]
+    assert ui["ports"] == ["127.0.0.1:8091:8091"]

@@ -64,10 +64,19 @@ def _duration(seconds: Any) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _when(iso: Any) -> str:
+    """An ISO timestamp from a report, to the second: ``2026-12-03 03:50:55 UTC``."""
+    if not isinstance(iso, str) or "T" not in iso:
+        return "-" if not iso else str(iso)
+    day, clock = iso.split("T", 1)
+    return f"{day} {clock[:8]} UTC" if iso.endswith("Z") else f"{day} {clock[:8]}"
+
+
 def make_templates() -> Jinja2Templates:
     """The page templates (HTML autoescaped: every value from Redis is text, never markup)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["duration"] = _duration
+    templates.env.filters["when"] = _when
     return templates
 
 

@@ -76,7 +76,7 @@ def recent_runs(runtime: Runtime, per_stream: int = RUNS_SHOWN) -> dict[str, lis
         rows = grouped.setdefault(f"{report.get('source', '?')}/{report.get('stream', '?')}", [])
         if len(rows) < per_stream:
             rows.append(run_row(run_id, report))
-    return dict(masked(grouped))
+    return dict(masked(dict(sorted(grouped.items()))))
 
 
 def run_detail(runtime: Runtime, run_id: str, links: RecordLinks) -> dict[str, Any] | None:
