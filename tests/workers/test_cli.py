@@ -76,6 +76,8 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
 
         dry = crmsync("--config", str(config), "sync", "salesforce", "--inline", "--dry-run", "--json", env=env)
         assert dry.returncode == 0 and json.loads(dry.stdout)["runs"][0]["counts"]["updated"] == 0
+        table = crmsync("--config", str(config), "sync", "stripe", "--inline", "--dry-run", "--full", env=env)
+        assert table.returncode == 0 and "Plan: 0 field changes, nothing written" in table.stdout, table.stdout
 
         listed = crmsync("--config", str(config), "dlq", "list", "--json", env=env)
         assert listed.returncode == 0 and json.loads(listed.stdout) == {"entries": [], "total": 0}

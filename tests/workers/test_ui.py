@@ -9,27 +9,35 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from sandbox.common import free_port
 from sandbox.stack import EXAMPLE_CONFIG
 from sync.errors import BadRecordError, ConfigError
 from sync.ledger import RecordEntry, RecordKey, delete_keys
 from sync.report import PlannedChange, RunReport
 from workers import dry_runs
+from workers.cli import app
 from workers.cli_ops import status_data
-from workers.config import parse_config
+from workers.config import UiLinks, parse_config
 from workers.logs import remember_secrets
 from workers.processes import RedisServer
 from workers.runtime import Runtime
 from workers.ui.app import create_ui_app, make_templates
+from workers.ui.links import RecordLinks
 from workers.ui.security import Access, check_bind
 
 PASSWORD = f"ui-pass-{uuid.uuid4().hex}"
@@ -149,9 +157,6 @@ def test_run_detail_shows_errors_escaped_with_links_and_no_secret(client: TestCl
 
 
 def test_record_links_only_when_their_pieces_are_known(redis_server: RedisServer) -> None:
-    from workers.config import UiLinks
-    from workers.ui.links import RecordLinks
-
     bare = RecordLinks(UiLinks())
     assert bare.crm("hubspot", "deals", "9") is None and bare.crm("salesforce", "Account", "001") is None
     assert bare.posthog("abc") is None
@@ -243,8 +248,6 @@ def test_no_password_means_loopback_only(runtime: Runtime, tmp_path: Path) -> No
     with TestClient(create_ui_app(runtime, Access("ops", None))) as open_page:
         assert open_page.get("/ui/").status_code == 200  # loopback, no login asked
 
-    from workers.cli import app
-
     config = tmp_path / "crmsync.yaml"
     config.write_text(yaml.safe_dump(raw_config(runtime.config.redis_url, "unused")))
     command = ["--config", str(config), "ui", "--host", "0.0.0.0"]
@@ -259,3 +262,30 @@ def test_compose_ui_service_needs_a_password_and_publishes_on_loopback() -> None
     assert ui["environment"]["CRMSYNC_UI_PASSWORD"] == "${CRMSYNC_UI_PASSWORD:-}"
     assert ui["environment"]["REDIS_URL"] == compose["services"]["worker"]["environment"]["REDIS_URL"]
     assert ui["ports"] == ["127.0.0.1:8091:8091"]
+
+
+def test_crmsync_ui_serves_the_page_behind_its_login(runtime: Runtime, tmp_path: Path) -> None:
+    """``crmsync ui`` as an operator starts it: a process on loopback, the login from config and environment."""
+    config = tmp_path / "crmsync.yaml"
+    config.write_text(yaml.safe_dump(raw_config(runtime.config.redis_url, runtime.config.ledger_prefix)))
+    port = free_port()
+    env = {**os.environ, "CRMSYNC_UI_PASSWORD": PASSWORD, "REDIS_URL": runtime.config.redis_url}
+    command = [sys.executable, "-m", "workers.cli", "--config", str(config), "ui", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/ui/api/status"
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.stdout.read() if server.stdout else b""
+            try:
+                answer = httpx.get(url, auth=("ops", PASSWORD))
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "crmsync ui did not come up"
+                time.sleep(0.2)
+        assert answer.status_code == 200 and set(answer.json()["sources"]) == set(SOURCES)
+        assert httpx.get(url).status_code == 401
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0].decode()
+    assert f"status page: http://127.0.0.1:{port}/ui/ (user ops)" in output and PASSWORD not in output

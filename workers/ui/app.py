@@ -104,7 +104,7 @@ def create_ui_app(runtime: Runtime, access: Access, enqueue: Enqueue | None = No
         return response
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
-        context.update(csrf=access.csrf_token, sources=list(runtime.config.sources))
+        context.update(csrf=access.csrf_token, sources=runtime.config.enabled_sources())
         return templates.TemplateResponse(request, name, context)
 
     @app.get("/", include_in_schema=False)
