@@ -89,14 +89,15 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 
 def store_run(runtime: Runtime, source: str = "stripe", stream: str = "customers") -> str:
-    """A finished run with a bad record whose reason carries markup and a secret; returns its stream id."""
+    """A finished run with a bad Stripe record whose reason carries markup and a secret; returns its stream id.
+    (``all/plan``: the write phase of a planned sync, which reports every source's records.)"""
     remember_secrets([SECRET])
     report = RunReport(source, stream, "full")
     report.add("seen", 3)
     report.add("created", 2)
-    report.error(BadRecordError(source, "cus_bad1", "name", f"<script>alert(1)</script> key {SECRET} refused"))
-    report.review.append({"source": source, "id": "cus_rev", "domain": "acme.test", "reason": "two accounts"})
-    runtime.ledger.commit(records={RecordKey(source, stream, "cus_bad1"): RecordEntry("fp", ACCOUNT)})
+    report.error(BadRecordError("stripe", "cus_bad1", "name", f"<script>alert(1)</script> key {SECRET} refused"))
+    report.review.append({"source": "stripe", "id": "cus_rev", "domain": "acme.test", "reason": "two accounts"})
+    runtime.ledger.commit(records={RecordKey("stripe", "customers", "cus_bad1"): RecordEntry("fp", ACCOUNT)})
     return runtime.ledger.append_run(report.finish("succeeded").as_dict())
 
 
@@ -144,8 +145,11 @@ def test_main_page_lists_each_source_and_links_its_runs(client: TestClient, runt
     assert "<script>" not in html
 
 
-def test_run_detail_shows_errors_escaped_with_links_and_no_secret(client: TestClient, runtime: Runtime) -> None:
-    run_id = store_run(runtime)
+@pytest.mark.parametrize(("source", "stream"), [("stripe", "customers"), ("all", "plan")])
+def test_run_detail_shows_errors_escaped_with_links_and_no_secret(
+    client: TestClient, runtime: Runtime, source: str, stream: str
+) -> None:
+    run_id = store_run(runtime, source, stream)
     html = client.get(f"/ui/runs/{run_id}").text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
     assert SECRET not in html and "key **** refused" in html
@@ -159,6 +163,7 @@ def test_run_detail_shows_errors_escaped_with_links_and_no_secret(client: TestCl
 def test_record_links_only_when_their_pieces_are_known(redis_server: RedisServer) -> None:
     bare = RecordLinks(UiLinks())
     assert bare.crm("hubspot", "deals", "9") is None and bare.crm("salesforce", "Account", "001") is None
+    assert bare.crm("stripe", None, "cus_1") is None  # an object it cannot tell: no guess
     assert bare.posthog("abc") is None
     assert bare.crm("stripe", "customers", "cus_1") == "https://dashboard.stripe.com/customers/cus_1"
     full = RecordLinks(

@@ -97,7 +97,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             dep = Deployment(stack, runtime, ui)
             dep.stripe_admin(BAD_CUSTOMER, name="", email="")  # nothing left to name its account by
             runs = run_enqueued(runtime, SOURCES, full=True, dry_run=False, quiet=True)
-            assert {r["source"] for r in runs} == set(SOURCES), runs
+            assert set(SOURCES) <= {r["source"] for r in runs}, runs  # and the planned write phase, "all"
             yield dep
             ui.stop()
         finally:
@@ -152,8 +152,7 @@ def test_an_operator_finds_a_bad_record_and_replays_it(deployment: Deployment) -
             if os.environ.get("CRMSYNC_UI_SCREENSHOT"):
                 page.screenshot(path=os.environ["CRMSYNC_UI_SCREENSHOT"], full_page=True)
 
-            page.locator('tr[data-stream="stripe/customers"]:not([data-errors="0"]) a').first.click()
-            expect(page.locator("h1")).to_contain_text("stripe/customers")
+            page.locator('tr[data-run]:not([data-errors="0"]) a').first.click()  # the run that met the bad record
             bad = page.locator("table.errors tbody tr", has_text=BAD_CUSTOMER)
             expect(bad.locator("td.reason")).to_have_text("required to create an account")
             expect(bad.locator("a", has_text=BAD_CUSTOMER)).to_have_attribute(

@@ -24,8 +24,8 @@ from workers.config import UiLinks
 class RecordLinks:
     links: UiLinks
 
-    def crm(self, source: str, obj: str, record_id: str | None) -> str | None:
-        """The record's page in its CRM, or None when no URL can be built."""
+    def crm(self, source: str, obj: str | None, record_id: str | None) -> str | None:
+        """The record's page in its CRM, or None when no URL can be built (unknown object, missing piece)."""
         if not record_id:
             return None
         rid = quote(str(record_id), safe="")
@@ -33,7 +33,7 @@ class RecordLinks:
             return f"https://app.hubspot.com/contacts/{self.links.hubspot_portal}/deal/{rid}"
         if source == "stripe" and obj == "customers":
             return f"https://dashboard.stripe.com/customers/{rid}"
-        if source == "salesforce" and self.links.salesforce_instance:
+        if source == "salesforce" and obj and self.links.salesforce_instance:
             return f"{self.links.salesforce_instance.rstrip('/')}/{rid}"
         return None
 

@@ -79,6 +79,19 @@ def recent_runs(runtime: Runtime, per_stream: int = RUNS_SHOWN) -> dict[str, lis
     return dict(masked(dict(sorted(grouped.items()))))
 
 
+def _object_of(runtime: Runtime, item: dict[str, Any], run: dict[str, Any]) -> str | None:
+    """The CRM object a reported record is of: its own ``object``, else the run's stream when the run is of the
+    record's source, else the source's only mapped stream (a planned sync's write phase reports every source's
+    records under ``all/plan``)."""
+    source = str(item.get("source"))
+    if item.get("object"):
+        return str(item["object"])
+    if run.get("source") == source:
+        return str(run.get("stream"))
+    streams = list(runtime.config.mapping.mappings.get(source, {}))
+    return streams[0] if len(streams) == 1 else None
+
+
 def run_detail(runtime: Runtime, run_id: str, links: RecordLinks) -> dict[str, Any] | None:
     """One run with its errors and review items, each linked to PostHog and its CRM where a URL can be built.
 
@@ -89,16 +102,19 @@ def run_detail(runtime: Runtime, run_id: str, links: RecordLinks) -> dict[str, A
     if report is None:
         return None
     run = run_row(run_id, report)
-    stream = str(report.get("stream", ""))
     items = [*run.get("errors", []), *run.get("review", [])]
-    keyed = [(i, RecordKey(str(i.get("source")), stream, str(i.get("id")))) for i in items if i.get("id")]
+    objects = [_object_of(runtime, item, run) for item in items]
+    keyed = [
+        (n, RecordKey(str(item.get("source")), obj, str(item["id"])))
+        for n, (item, obj) in enumerate(zip(items, objects, strict=True))
+        if obj and item.get("id")
+    ]
     entries = runtime.ledger.get_records([key for _, key in keyed])
-    accounts = {id(item): entry.account_id for (item, _), entry in zip(keyed, entries, strict=True) if entry}
-    for item in items:
-        account = accounts.get(id(item))
-        item["account"] = account
-        item["posthog_url"] = links.posthog(account)
-        item["crm_url"] = links.crm(str(item.get("source")), stream, item.get("id"))
+    accounts = {n: entry.account_id for (n, _), entry in zip(keyed, entries, strict=True) if entry}
+    for n, (item, obj) in enumerate(zip(items, objects, strict=True)):
+        item["account"] = accounts.get(n)
+        item["posthog_url"] = links.posthog(accounts.get(n))
+        item["crm_url"] = links.crm(str(item.get("source")), obj, item.get("id"))
     for change in run.get("plan", []):
         change["posthog_url"] = links.posthog(str(change.get("account")))
     return dict(masked(run))
