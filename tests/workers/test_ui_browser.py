@@ -4,8 +4,8 @@ A whole deployment on loopback: the four stand-ins, a real Celery worker process
 the page in a thread. A Stripe customer is made bad before the first sync (no name, no email: nothing to name its
 account by), so the full sync parks it. In the browser: log in, see the three sources, open the Stripe run and
 read the bad record's reason, see it among the dead letters, fix it in Stripe, press replay and watch the count
-fall to 0; press "Dry run" and read the plan; then a request without the login gets 401 and a form posted from
-another site is refused.
+fall to 0; press "Dry run" and read the plan; see a newly parked record counted without a reload (the page's
+``fetch`` refresh); then a request without the login gets 401 and a form posted from another site is refused.
 
 Nothing downloads a browser: ``.ci/run`` installs Debian's ``chromium`` (``CRMSYNC_REQUIRE_BROWSER=1`` there
 turns a missing browser into a failure instead of a skip). ``CRMSYNC_UI_SCREENSHOT=docs/ui.png`` saves the main
@@ -175,6 +175,11 @@ def test_an_operator_finds_a_bad_record_and_replays_it(deployment: Deployment) -
             plan = page.locator('section.dry-run[data-source="hubspot"]')
             _until(page, lambda: plan.count() == 1, "the hubspot dry run's plan")
             expect(plan.locator("table.plan")).to_be_visible()
+
+            page.goto(f"{url}/ui/")  # the counts follow the stream without a reload (static/refresh.js)
+            deployment.runtime.ledger.park([{"source": "hubspot", "object": "deals", "id": "1", "reason": "test"}])
+            expect(page.locator("#dlq-total")).to_have_text("1", timeout=30_000)
+            expect(page.locator('.dlq-count[data-source="hubspot"]')).to_have_text("1")
 
             anonymous = browser.new_context().new_page()
             with (

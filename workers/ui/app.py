@@ -1,4 +1,4 @@
-"""The status page's routes (FastAPI, Jinja2 templates autoescaped, one stylesheet; no JavaScript).
+"""The status page's routes (FastAPI, Jinja2 templates autoescaped, one stylesheet, one small script).
 
 | route | shows / does |
 |---|---|
@@ -11,7 +11,8 @@
 | ``POST /ui/actions/{sync,dry-run,replay}/<source>`` | enqueue ``crmsync.sync_source`` (dry run or not) or |
 | | ``crmsync.replay_dlq`` on the configured broker, then back to the page (303) |
 
-Every route needs the login (``security``); every POST is checked against cross-site use.
+Every route needs the login (``security``); every POST is checked against cross-site use. The pages work without
+JavaScript; ``static/refresh.js`` (plain ``fetch``, no build step) only keeps their dead-letter counts current.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ ACTIONS: dict[str, tuple[str, dict[str, Any], str]] = {
     "replay": ("crmsync.replay_dlq", {}, "/ui/dlq"),
 }
 """Button → (Celery task, its keyword arguments besides the source, the page to go back to)."""
+
+REFRESH_S = 5
+"""How often ``static/refresh.js`` re-reads ``/ui/api/status`` to keep the dead-letter counts current."""
 
 Enqueue = Callable[[str, tuple[Any, ...], dict[str, Any]], str]
 
@@ -104,7 +108,7 @@ def create_ui_app(runtime: Runtime, access: Access, enqueue: Enqueue | None = No
         return response
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
-        context.update(csrf=access.csrf_token, sources=runtime.config.enabled_sources())
+        context.update(csrf=access.csrf_token, sources=runtime.config.enabled_sources(), refresh_s=REFRESH_S)
         return templates.TemplateResponse(request, name, context)
 
     @app.get("/", include_in_schema=False)
