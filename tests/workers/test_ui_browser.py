@@ -204,3 +204,24 @@ def test_an_operator_finds_a_bad_record_and_replays_it(deployment: Deployment) -
                 evil.stop()
         finally:
             browser.close()
+
+
+def test_the_page_reads_redis_only(deployment: Deployment) -> None:
+    """Every page, read with the login, costs no request to any stand-in (PostHog or a CRM)."""
+    http = {
+        name: httpx.Client(base_url=deployment.stack.url(name), verify=str(deployment.stack.ca_file))
+        for name in ("posthog", *SOURCES)
+    }
+    try:
+        for client in http.values():
+            client.post("/_sandbox/stats/reset").raise_for_status()
+        auth = ("ops", PASSWORD)
+        run_ids = [run_id for run_id, _ in deployment.runtime.ledger.run_entries(20)]
+        paths = ["/ui/", "/ui/dlq", "/ui/dry-runs", "/ui/api/status", *(f"/ui/runs/{r}" for r in run_ids)]
+        for path in paths:
+            assert httpx.get(f"{deployment.ui.url}{path}", auth=auth).status_code == 200, path
+        served = {name: client.get("/_sandbox/stats").json()["total"] for name, client in http.items()}
+    finally:
+        for client in http.values():
+            client.close()
+    assert len(paths) > 5 and served == dict.fromkeys(("posthog", *SOURCES), 0)
