@@ -42,6 +42,7 @@ from workers.ui.security import Access, check_bind
 
 PASSWORD = f"ui-pass-{uuid.uuid4().hex}"
 SECRET = f"sk_live_{uuid.uuid4().hex}"  # a secret that must never reach the page, even inside a reason
+POSTHOG_KEY = f"phx_ui_{uuid.uuid4().hex}"  # the config's key: the page registers it for masking itself
 SOURCES = ("salesforce", "hubspot", "stripe")
 ACCOUNT = "0190f2a4-0000-7000-8000-00000000abcd"
 
@@ -51,7 +52,7 @@ def raw_config(redis_url: str, prefix: str, links: dict[str, Any] | None = None)
     raw = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     return {
         **raw,
-        "posthog": {"host": "http://127.0.0.1:9", "project_id": 1, "personal_api_key": "phx_ui_test_key"},
+        "posthog": {"host": "http://127.0.0.1:9", "project_id": 1, "personal_api_key": POSTHOG_KEY},
         "redis_url": redis_url,
         "ledger_prefix": prefix,
         "sources": {s: {"schedule": {"every_s": 60}} for s in SOURCES},
@@ -95,7 +96,8 @@ def store_run(runtime: Runtime, source: str = "stripe", stream: str = "customers
     report = RunReport(source, stream, "full")
     report.add("seen", 3)
     report.add("created", 2)
-    report.error(BadRecordError("stripe", "cus_bad1", "name", f"<script>alert(1)</script> key {SECRET} refused"))
+    reason = f"<script>alert(1)</script> key {SECRET} refused; {POSTHOG_KEY} and {PASSWORD} too"
+    report.error(BadRecordError("stripe", "cus_bad1", "name", reason))
     report.review.append({"source": "stripe", "id": "cus_rev", "domain": "acme.test", "reason": "two accounts"})
     runtime.ledger.commit(records={RecordKey("stripe", "customers", "cus_bad1"): RecordEntry("fp", ACCOUNT)})
     return runtime.ledger.append_run(report.finish("succeeded").as_dict())
@@ -152,7 +154,8 @@ def test_run_detail_shows_errors_escaped_with_links_and_no_secret(
     run_id = store_run(runtime, source, stream)
     html = client.get(f"/ui/runs/{run_id}").text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
-    assert SECRET not in html and "key **** refused" in html
+    assert SECRET not in html and POSTHOG_KEY not in html and PASSWORD not in html
+    assert "key **** refused; **** and **** too" in html
     assert 'href="https://dashboard.stripe.com/customers/cus_bad1"' in html
     assert f'href="https://posthog.example/project/1/accounts/{ACCOUNT}"' in html
     assert "acme.test" in html and 'href="https://dashboard.stripe.com/customers/cus_rev"' in html

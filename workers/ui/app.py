@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from workers.logs import remember_secrets, secrets_of
 from workers.runtime import Runtime
 from workers.ui import views
 from workers.ui.links import RecordLinks
@@ -85,7 +86,12 @@ def make_templates() -> Jinja2Templates:
 
 
 def create_ui_app(runtime: Runtime, access: Access, enqueue: Enqueue | None = None) -> FastAPI:
-    """The page for ``runtime``'s deployment; ``enqueue`` defaults to Celery on the config's broker."""
+    """The page for ``runtime``'s deployment; ``enqueue`` defaults to Celery on the config's broker.
+
+    Every secret of the config (and the login's password) is registered for masking here, whoever starts the page
+    (``crmsync ui``, ``sandbox up``, the demo, a test), so none can be rendered even if a report or reason holds it."""
+    remember_secrets([*secrets_of(runtime.config), runtime.settings.personal_api_key.get_secret_value()])
+    remember_secrets([access.password] if access.password else [])
     app = FastAPI(title="crmsync", docs_url=None, redoc_url=None, openapi_url=None)
     templates = make_templates()
     links = RecordLinks(runtime.config.ui.links)
