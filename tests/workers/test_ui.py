@@ -185,7 +185,7 @@ def test_record_links_only_when_their_pieces_are_known(redis_server: RedisServer
 def test_buttons_enqueue_on_the_broker(client: TestClient, runtime: Runtime) -> None:
     html = client.get("/ui/dlq").text  # the form token comes from the page, as a browser gets it
     csrf = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    same_origin = {"Origin": "http://127.0.0.1:8091", "Sec-Fetch-Site": "same-origin"}
+    same_origin = {"Origin": "https://127.0.0.1:8091", "Sec-Fetch-Site": "same-origin"}  # https: via a TLS proxy
     for action, task, kwargs in (
         ("replay", "crmsync.replay_dlq", {}),
         ("sync", "crmsync.sync_source", {"mode": "incremental"}),
@@ -207,6 +207,7 @@ def test_buttons_enqueue_on_the_broker(client: TestClient, runtime: Runtime) -> 
         ({"Sec-Fetch-Site": "cross-site"}, True),
         ({"Sec-Fetch-Site": "same-site"}, True),
         ({"Origin": "http://evil.example"}, True),
+        ({"Origin": "http://127.0.0.1:8092"}, True),
         ({"Origin": "null"}, True),
         ({"Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1:8091"}, False),
         ({}, False),

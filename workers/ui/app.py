@@ -151,7 +151,7 @@ def create_ui_app(runtime: Runtime, access: Access, enqueue: Enqueue | None = No
             raise HTTPException(404, "no such action or source")
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         refused = access.cross_site_reason(
-            f"{request.url.scheme}://{request.headers.get('host', '')}",
+            request.headers.get("host", ""),
             request.headers.get("origin"),
             request.headers.get("sec-fetch-site"),
             next(iter(form.get("csrf", [])), None),

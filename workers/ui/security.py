@@ -5,8 +5,9 @@
 - **No password, loopback only**: without ``CRMSYNC_UI_PASSWORD`` the page asks for no login, so ``crmsync ui``
   refuses to bind anything but a loopback address (``check_bind``), naming the variable.
 - **Cross-site POSTs are refused** (403) on three independent grounds, any one enough: a ``Sec-Fetch-Site`` header
-  other than ``same-origin`` (sent by every current browser), an ``Origin`` that is not the page's own, and a
-  missing or wrong CSRF token in the form. The token is an HMAC of the username under a key drawn at start-up, so
+  other than ``same-origin`` (sent by every current browser), an ``Origin`` whose host and port are not the
+  page's own (the scheme is not compared: behind a TLS-terminating proxy the page sees http, the browser https),
+  and a missing or wrong CSRF token in the form. The token is an HMAC of the username under a key drawn at start-up, so
   it is valid for this process only and a page on another site cannot know it (it cannot read ours).
 """
 
@@ -19,6 +20,7 @@ import hmac
 import ipaddress
 import secrets
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from sync.errors import ConfigError
 
@@ -69,12 +71,13 @@ class Access:
         return hmac.new(self.csrf_key, self.username.encode(), hashlib.sha256).hexdigest()
 
     def cross_site_reason(
-        self, own_origin: str, origin: str | None, fetch_site: str | None, token: str | None
+        self, own_host: str, origin: str | None, fetch_site: str | None, token: str | None
     ) -> str | None:
-        """Why a POST is refused as cross-site, or None when it is the page's own."""
+        """Why a POST is refused as cross-site, or None when it is the page's own (``own_host``: the request's
+        ``Host`` header)."""
         if fetch_site is not None and fetch_site != "same-origin":
             return f"Sec-Fetch-Site is {fetch_site}"
-        if origin is not None and origin != own_origin:
+        if origin is not None and (not own_host or urlsplit(origin).netloc != own_host):
             return "Origin is another site"
         if not token or not hmac.compare_digest(token, self.csrf_token):
             return "missing or wrong form token"
