@@ -2,10 +2,11 @@
 
 A whole deployment on loopback: the four stand-ins, a real Celery worker process, a Redis server of its own, and
 the page in a thread. A Stripe customer is made bad before the first sync (no name, no email: nothing to name its
-account by), so the full sync parks it. In the browser: log in, see the three sources, open the Stripe run and
-read the bad record's reason, see it among the dead letters, fix it in Stripe, press replay and watch the count
-fall to 0; press "Dry run" and read the plan; see a newly parked record counted without a reload (the page's
-``fetch`` refresh); then a request without the login gets 401 and a form posted from another site is refused.
+account by), so the full sync parks it. In the browser: log in, see the three sources, open the run that met the
+bad record and read its reason, see it among the dead letters, fix it in Stripe, press replay and watch the count
+fall to 0; rename a customer in Stripe, press "Dry run" and read the rename in the plan; see a newly parked record
+counted without a reload (the page's ``fetch`` refresh); then a request without the login gets 401 and a form
+posted from another site is refused. A second test reads every page and counts no request to any stand-in.
 
 Nothing downloads a browser: ``.ci/run`` installs Debian's ``chromium`` (``CRMSYNC_REQUIRE_BROWSER=1`` there
 turns a missing browser into a failure instead of a skip). ``CRMSYNC_UI_SCREENSHOT=docs/ui.png`` saves the main
@@ -52,7 +53,8 @@ CHROMIUM_ARGS = [
 ]
 SEED = 12
 SOURCES = ["salesforce", "hubspot", "stripe"]
-BAD_CUSTOMER = f"cus_S{SEED + 2 * SEED // 3 - 3:013d}"  # a Stripe-only identity (see sandbox/stack.py)
+BAD_CUSTOMER = f"cus_S{SEED + 2 * SEED // 3 - 3:013d}"  # Stripe-only identities (see sandbox/stack.py)
+RENAMED_CUSTOMER = f"cus_S{SEED + 2 * SEED // 3 - 2:013d}"
 PASSWORD = f"ui-{uuid.uuid4().hex}"
 
 if not CHROMIUM.exists():
@@ -169,12 +171,15 @@ def test_an_operator_finds_a_bad_record_and_replays_it(deployment: Deployment) -
             _until(page, lambda: count.inner_text() == "0", "the replay to empty the stripe dead letters")
             expect(page.locator("#dlq-total")).to_have_text("0")
 
+            deployment.stripe_admin(RENAMED_CUSTOMER, name="Renamed In Stripe")
             page.goto(f"{url}/ui/")
-            page.click('button[data-action="dry-run"][data-source="hubspot"]')
-            expect(page).to_have_url(f"{url}/ui/dry-runs?" + page.url.split("?", 1)[1])
-            plan = page.locator('section.dry-run[data-source="hubspot"]')
-            _until(page, lambda: plan.count() == 1, "the hubspot dry run's plan")
-            expect(plan.locator("table.plan")).to_be_visible()
+            page.click('button[data-action="dry-run"][data-source="stripe"]')
+            expect(page.locator(".flash")).to_contain_text("dry-run stripe")
+            plan = page.locator('section.dry-run[data-source="stripe"]')
+            _until(page, lambda: plan.count() == 1, "the stripe dry run's plan")
+            row = plan.locator("table.plan tbody tr", has_text="Renamed In Stripe")
+            expect(row.locator("td").nth(1)).to_have_text("name")
+            expect(plan).to_contain_text("updated 1")  # the counts say what a real run would change
 
             page.goto(f"{url}/ui/")  # the counts follow the stream without a reload (static/refresh.js)
             deployment.runtime.ledger.park([{"source": "hubspot", "object": "deals", "id": "1", "reason": "test"}])
