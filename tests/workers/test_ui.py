@@ -52,7 +52,7 @@ def raw_config(redis_url: str, prefix: str, links: dict[str, Any] | None = None)
     raw = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     return {
         **raw,
-        "posthog": {"host": "http://127.0.0.1:9", "project_id": 1, "personal_api_key": POSTHOG_KEY},
+        "posthog": {"host": "http://127.0.0.1:9", "project_id": 1, "personal_api_key": POSTHOG_KEY, "stand_in": True},
         "redis_url": redis_url,
         "ledger_prefix": prefix,
         "sources": {s: {"schedule": {"every_s": 60}} for s in SOURCES},
