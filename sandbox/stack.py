@@ -47,6 +47,7 @@ SALESFORCE_LOGIN = {
     "client_id": "sandbox",
     "client_secret": "sandbox",
 }
+UI_LOGIN = {"username": "crmsync", "password": "sandbox-ui"}
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "crmsync.yaml"
 
 
@@ -67,6 +68,8 @@ class Credentials:
     salesforce_password: str = SALESFORCE_LOGIN["password"]
     salesforce_client_id: str = SALESFORCE_LOGIN["client_id"]
     salesforce_client_secret: str = SALESFORCE_LOGIN["client_secret"]
+    ui_username: str = UI_LOGIN["username"]
+    ui_password: str = UI_LOGIN["password"]
 
     @property
     def salesforce_login(self) -> dict[str, str]:
@@ -249,11 +252,12 @@ class SandboxStack:
             },
             "outbound": {"schedule": {"every_s": 60}},
             "webhooks": {"coalesce_s": 1.0},
+            "ui": {"username": creds.ui_username},
             **{k: example[k] for k in ("ownership", "mappings", "identity") if k in example},
         }
 
     def endpoints(self) -> dict[str, Any]:
-        """The JSON ``--endpoints-out`` writes, for scripts."""
+        """The JSON ``--endpoints-out`` writes, for scripts (``ui`` once a status page runs, ``serve_ui``)."""
         creds = self.credentials
         return {
             "posthog": {"url": self.url("posthog"), "api_key": creds.posthog_key, "project_id": 1},
@@ -261,6 +265,11 @@ class SandboxStack:
             "stripe": {"url": self.url("stripe"), "api_key": creds.stripe_key},
             "salesforce": {"url": self.url("salesforce"), "ca_file": str(self.ca_file), **creds.salesforce_login},
             "webhooks": {"url": self.webhooks_url},
+            **(
+                {"ui": {"url": f"{self.url('ui')}/ui/", "username": creds.ui_username, "password": creds.ui_password}}
+                if "ui" in self.servers
+                else {}
+            ),
         }
 
     def write(self, config_out: Path, endpoints_out: Path | None = None) -> None:

@@ -419,6 +419,7 @@ class SyncEngine:
         self._tally(report, result)
         if out.dry_run:
             report.plan.extend(PlannedChange(account.id, c.field, c.before, c.after, c.source) for c in result.changes)
+            report.add("updated" if result.changed else "unchanged", len(group))  # counts say what would change
             return
         if result.changed:
             try:

@@ -376,8 +376,17 @@ class Ledger:
         return str(self.redis.xadd(f"{self.ns}:runs", {"report": json.dumps(report)}, maxlen=maxlen))
 
     def recent_runs(self, count: int = 20) -> list[dict[str, Any]]:
+        return [report for _, report in self.run_entries(count)]
+
+    def run_entries(self, count: int = 20) -> list[tuple[str, dict[str, Any]]]:
+        """The newest run reports with their stream ids (newest first): the id addresses one run (``run``)."""
         entries = cast(list[tuple[str, dict[str, str]]], self.redis.xrevrange(f"{self.ns}:runs", count=count))
-        return [json.loads(fields["report"]) for _, fields in entries]
+        return [(entry_id, json.loads(fields["report"])) for entry_id, fields in entries]
+
+    def run(self, entry_id: str) -> dict[str, Any] | None:
+        """One run report by its stream id (``XRANGE id id``), None when it is not (or no longer) in the stream."""
+        entries = cast(list[tuple[str, dict[str, str]]], self.redis.xrange(f"{self.ns}:runs", entry_id, entry_id))
+        return json.loads(entries[0][1]["report"]) if entries else None
 
     def park(self, entries: Sequence[Mapping[str, Any]], maxlen: int = 100_000) -> list[str]:
         """Add records that could not be applied to the dead-letter stream (one round trip)."""

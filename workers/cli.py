@@ -21,6 +21,7 @@ from workers.cli_sandbox import sandbox_up
 from workers.demo import demo_command
 from workers.logs import mask_url_password
 from workers.runtime import configured_redis_url
+from workers.ui.server import ui_command
 
 app = typer.Typer(
     help="crmsync: keep PostHog accounts and your CRMs in agreement.",
@@ -38,6 +39,7 @@ app.command("beat")(beat_command)
 app.command("sync")(sync_command)
 app.command("status")(status_command)
 app.command("demo")(demo_command)
+app.command("ui")(ui_command)
 setup_app = typer.Typer(help="One-time set-up in a CRM (custom properties crmsync writes).")
 setup_app.command("hubspot")(setup_hubspot)
 app.add_typer(setup_app, name="setup")

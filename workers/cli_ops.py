@@ -25,6 +25,7 @@ from sync.engine import TAGS_DROPPED
 from sync.errors import CrmsyncError
 from sync.report import RunReport
 from workers.config import load_config
+from workers.dry_runs import remember as remember_dry_runs
 from workers.logs import configure_logging, remember_secrets, secrets_of
 from workers.runtime import Runtime, set_runtime
 
@@ -148,6 +149,7 @@ def run_inline(runtime: Runtime, sources: list[str], full: bool, dry_run: bool, 
                 show(report)
                 progress.update(task, total=1, completed=1)
                 reports.append(report)
+    remember_dry_runs(runtime.redis, runtime.ledger.ns, reports)  # the status page shows the last plan
     return reports
 
 
@@ -255,6 +257,8 @@ def sync_command(
         out.print_json(json.dumps({"runs": runs}))
     else:
         out.print(runs_table(runs))
+        if dry_run:
+            out.print(plan_table(runs))
     if any(r.get("status") == "failed" for r in runs):
         raise typer.Exit(1)
 
@@ -295,6 +299,35 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             _STATUS.get(run.get("status", ""), run.get("status", "")),
             *(str(counts.get(k, 0)) for k, _ in _MAIN),
             also,
+        )
+    return table
+
+
+PLAN_ROWS = 200
+
+
+def _cell(value: Any) -> str:
+    """A plan value as one short cell (JSON for structures, ``-`` for none)."""
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def plan_table(runs: list[dict[str, Any]], limit: int = PLAN_ROWS) -> Table:
+    """What the dry runs would change: one row per (account, field), the first ``limit`` (``--json`` has all)."""
+    changes = [c for run in runs for c in run.get("plan", [])]
+    caption = f"first {limit} of {len(changes)} changes; --json has all" if len(changes) > limit else None
+    table = Table(title=f"Plan: {len(changes)} field changes, nothing written", caption=caption)
+    for column in ("account", "field", "before", "after", "source"):
+        table.add_column(column, overflow="fold")
+    for change in changes[:limit]:
+        table.add_row(
+            str(change.get("account", "")),
+            str(change.get("field", "")),
+            _cell(change.get("before")),
+            _cell(change.get("after")),
+            str(change.get("source", "")),
         )
     return table
 

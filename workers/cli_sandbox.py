@@ -42,9 +42,11 @@ def sandbox_up(
             help="HubSpot webhooks: legacy (deal.propertyChange) or generic (object.propertyChange + objectTypeId).",
         ),
     ] = "legacy",
+    ui_port: Annotated[int, typer.Option(help="Port of the status page (0: any free port).")] = 0,
 ) -> None:
-    """Start all four stand-ins, seeded, and the webhook receiver; write a config that works at once with
-    ``crmsync --config PATH sync all --inline --json``."""
+    """Start all four stand-ins, seeded, the webhook receiver and the status page; write a config that works at once
+    with ``crmsync --config PATH sync all --inline --json``."""
+    from workers.ui.server import serve_ui
     from workers.webhooks import create_webhook_app
 
     try:
@@ -62,13 +64,17 @@ def sandbox_up(
     )
     stack.start()
     try:
-        stack.write(config_out, endpoints_out)
+        stack.write(config_out)
         runtime = Runtime(parse_config(yaml.safe_load(config_out.read_text()), str(config_out)))
         set_runtime(runtime)
         receiver = ServerThread(create_webhook_app(runtime), port=stack.webhook_port).start()
+        serve_ui(stack, runtime, ui_port)
+        stack.write(config_out, endpoints_out)  # the endpoints now include the status page
         for name in ("posthog", "hubspot", "stripe", "salesforce"):
             console.print(f"[bold]{name:<10}[/] {stack.url(name)}")
         console.print(f"[bold]{'webhooks':<10}[/] {receiver.url}")
+        login = f"user {stack.credentials.ui_username}, password {stack.credentials.ui_password}"
+        console.print(f"[bold]{'ui':<10}[/] {stack.url('ui')}/ui/  ({login})")
         console.print(f"config written to {config_out}" + (f", endpoints to {endpoints_out}" if endpoints_out else ""))
         console.print(f"try: crmsync --config {config_out} sync all --inline   (Ctrl-C stops everything)")
         while True:

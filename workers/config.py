@@ -17,6 +17,7 @@ outbound: {schedule: {every_s: 300}}                         # PostHog → CRM p
 reconcile: {schedule: {cron: "17 3 * * *"}}                  # delete reconciliation
 dlq_replay: {schedule: {every_s: 60}, backoff_s: 60, max_backoff_s: 3600}   # parked records, per-source backoff
 webhooks: {max_body_bytes: 1048576, coalesce_s: 2.0, body_timeout_s: 10, public_url: https://hooks.example.com}
+ui: {username: crmsync, links: {hubspot_portal: 123456}}    # crmsync ui; password from CRMSYNC_UI_PASSWORD
 mappings: ...   ownership: ...   identity: ...               # docs/engine.md
 ```
 """
@@ -129,6 +130,29 @@ class WebhookBlock(BaseModel):
     )
 
 
+class UiLinks(BaseModel):
+    """What the status page needs to link a record to the system that holds it; a link is shown only when known."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    posthog_account: str | None = Field(
+        None, pattern=r"\{id\}", description="URL of an account page in PostHog, with {id} for the account id"
+    )
+    hubspot_portal: int | None = Field(None, ge=1, description="HubSpot portal (hub) id, for deal pages")
+    salesforce_instance: str | None = Field(
+        None, pattern=r"^https://[^/?#]+/?$", description="the org's instance URL, e.g. https://acme.my.salesforce.com"
+    )
+
+
+class UiBlock(BaseModel):
+    """``crmsync ui``: the login name (the password comes from ``CRMSYNC_UI_PASSWORD``) and record links."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field("crmsync", min_length=1, pattern=r"^[^:]+$")
+    links: UiLinks = UiLinks()
+
+
 class AppConfig(BaseModel):
     """The validated configuration; ``mapping`` holds the engine's sections."""
 
@@ -142,6 +166,7 @@ class AppConfig(BaseModel):
     reconcile: JobBlock = JobBlock(schedule=Schedule(cron="17 3 * * *"))
     dlq_replay: DlqReplayBlock = DlqReplayBlock()
     webhooks: WebhookBlock = WebhookBlock()
+    ui: UiBlock = UiBlock()
     mapping: MappingConfig
 
     def posthog_settings(self) -> PostHogSettings:

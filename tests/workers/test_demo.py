@@ -22,6 +22,7 @@ def test_demo_runs_end_to_end() -> None:
     output = " ".join((result.stdout + result.stderr).split())  # rich wraps lines at the terminal width
     assert result.returncode == 0, output[-4000:]
     assert "Full sync of all three CRMs" in output
+    assert re.search(r"status page at http://127\.0\.0\.1:\d+/ui/ \(user crmsync, password sandbox-ui\)", output)
     assert "PostHog showed the new name" in output
     assert "inbound: 3 accounts updated" in output  # exactly the three CRM edits, both ways
     assert "outbound: 1 CRM records updated from PostHog" in output
