@@ -23,7 +23,7 @@ from tests.faults.harness import deployment, diff, final_state, settle, sync_all
 from workers.processes import RedisServer
 
 SEED = 60
-LATENCY_MS = 30
+LATENCY_MS = 100  # slow enough that the run is still writing when Redis goes (a PATCH needs no GET now)
 WRITES_BEFORE_RESTART = 20
 
 
