@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from sync.budget import Window
 
 
 def machine() -> dict[str, Any]:
@@ -103,6 +106,9 @@ def ratios_and_targets(results: dict[str, Any]) -> tuple[dict[str, Any], list[di
     )
     value = ratios.get("throughput_over_ceiling")
     target("scenario 1: throughput ≥ 70% of ceiling", None if value is None else value >= 0.7, value)
+    for s in ("4", "6"):
+        if s in crm:
+            ratios[f"webhook_{s}_posthog_budget"] = budget_bound(crm[s])
     if "4" in crm:
         p99 = crm["4"]["webhook"]["latency_s"]["p99"]
         target("webhook burst p99 < 1 s", p99 < 1.0, f"{p99} s")
@@ -123,6 +129,44 @@ def ratios_and_targets(results: dict[str, Any]) -> tuple[dict[str, Any], list[di
 
 
 POSTHOG_REQUESTS_PER_HOUR = 4800  # PostHog's sustained limit per personal API key (posthog/rate_limit.py)
+
+
+POSTHOG_WINDOWS = (Window(480, 60.0), Window(4800, 3600.0))  # PostHog's real throttles per personal API key
+
+
+def _schedule(windows: Sequence[Window]) -> Iterator[float]:
+    """When each request can go at the earliest under sliding windows (each ``limit`` per ``seconds``), from
+    empty windows: a request sent at t holds a slot of every window until t + seconds."""
+    sent: list[float] = []
+    t = 0.0
+    while True:
+        for w in windows:
+            if len(sent) >= w.limit:
+                t = max(t, sent[-w.limit] + w.seconds)
+        sent.append(t)
+        yield t
+
+
+def most_requests(windows: Sequence[Window], span_s: float) -> int:
+    """The most requests the windows admit within ``span_s`` seconds."""
+    return next(n for n, t in enumerate(_schedule(windows)) if t > span_s)
+
+
+def seconds_for(windows: Sequence[Window], requests: int) -> float:
+    """The least time ``requests`` requests take under the windows (0 for those the windows admit at once)."""
+    return next(t for n, t in enumerate(_schedule(windows), start=1) if n >= requests) if requests else 0.0
+
+
+def budget_bound(row: dict[str, Any]) -> dict[str, Any]:
+    """A run's PostHog requests against PostHog's real budget: the share of what it admits in the run's wall time
+    (above 1: the real PostHog would have made the run wait) and the least time they take at that budget."""
+    requests = int(row["posthog_requests"])
+    admitted = most_requests(POSTHOG_WINDOWS, float(row["wall_s"]))
+    return {
+        "posthog_requests": requests,
+        "budget_share": round(requests / admitted, 3) if admitted else None,
+        "seconds_at_real_budget": round(seconds_for(POSTHOG_WINDOWS, requests), 1),
+    }
 
 
 def posthog_cost(row: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +234,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_fmt(c['requests_per_s'])} |"
             )
         lines.append(f"| **total** | | | {_fmt(ceiling['total_s'])} | {_fmt(ceiling['records_per_s'])} records/s |")
-    for webhook in (r["webhook"] for r in results.get("crmsync", []) if "webhook" in r):
+    for row in (r for r in results.get("crmsync", []) if "webhook" in r):
+        webhook, bound = row["webhook"], budget_bound(row)
         lat = webhook["latency_s"]
         kind = f"trickle (one every {webhook['pace_s']:g} s)" if webhook.get("pace_s") else "burst"
         lines += [
@@ -200,6 +245,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"Delivery → PostHog state: p50 {lat['p50']} s, p95 {lat['p95']} s, p99 {lat['p99']} s, max {lat['max']} s "
             f"(coalescing window {webhook['coalesce_s']} s, PostHog polled every {webhook['poll_interval_s']} s).",
         ]
+        lines[-1] += (
+            f" PostHog requests: {bound['posthog_requests']:,} in {_fmt(row['wall_s'])} s, "
+            f"{_fmt(bound['budget_share'])} of what PostHog's real budget (480/60, 4,800/3600) admits in that time; "
+            f"at that budget they take at least {_fmt(bound['seconds_at_real_budget'])} s."
+        )
     for row in (r for r in results.get("crmsync", []) if "throttled" in r):
         t = row["throttled"]
         lines += [

@@ -22,17 +22,16 @@ import random
 import re
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from bench.harness import CRMS, STANDINS, Counters, Env
+from bench.report import most_requests
 from sandbox.common import ServerThread
 from sandbox.identities import sales_rep_email
 from sandbox.stack import STRIPE_KEY, STRIPE_WEBHOOK_SECRET
-from sync.budget import Window
 from sync.posthog import AccountFilter
 from sync.posthog.models import Account
 
@@ -140,20 +139,6 @@ def measure_sync(env: Env, scenario: str, full: bool, outbound: bool, changed: i
         peak_rss_kib=env.peak_rss_kib(),
         run_counts=counts,
     )
-
-
-def most_requests(windows: Sequence[Window], span_s: float) -> int:
-    """The most requests sliding windows (each ``limit`` per ``seconds``) admit in ``span_s`` from empty: every
-    request sent as early as all windows allow (a request at t takes a slot until t + seconds)."""
-    sent: list[float] = []
-    t = 0.0
-    while True:
-        for w in windows:
-            if len(sent) >= w.limit:
-                t = max(t, sent[-w.limit] + w.seconds)
-        if t > span_s:
-            return len(sent)
-        sent.append(t)
 
 
 def throttled_sync(env: Env, sample_s: float = 0.25) -> Measurement:
