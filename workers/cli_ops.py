@@ -67,10 +67,20 @@ def _sources(runtime: Runtime, source: str) -> list[str]:
     return [source]
 
 
+def default_node_name() -> str:
+    """``crmsync-<pid>@%h``: distinct for every worker process on one host (Celery expands ``%h``), so control
+    replies (``inspect``, ``ping``, queue depth in ``status``) never mix two workers up."""
+    return f"crmsync-{os.getpid()}@%h"
+
+
 def worker_command(
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "bulk,realtime",
     concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     loglevel: Annotated[str, typer.Option()] = "INFO",
+    hostname: Annotated[
+        str | None,
+        typer.Option("--hostname", "-n", help="Celery node name (default crmsync-<pid>@<host>, unique per process)."),
+    ] = None,
 ) -> None:
     """Run a Celery worker (scale out by running more of them, on any host, against the same Redis)."""
     runtime = runtime_from_env()
@@ -79,7 +89,8 @@ def worker_command(
     start_checks(runtime, runtime.check_sources, runtime.check_posthog_key)
     from workers.celery_app import app
 
-    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", "crmsync@%h"])
+    node = hostname or default_node_name()
+    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", node])
 
 
 def beat_command(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
