@@ -34,6 +34,7 @@ from sandbox.hubspot.webhooks import WebhookFormat
 from sandbox.identities import sales_rep_email
 from sandbox.posthog.throttle import ThrottleRate
 from sandbox.salesforce.ids import random_org_id
+from workers import data
 
 POSTHOG_KEY = "phx_sandbox"
 HUBSPOT_TOKEN = "pat-sandbox"
@@ -50,7 +51,6 @@ SALESFORCE_LOGIN = {
     "client_secret": "sandbox",
 }
 UI_LOGIN = {"username": "crmsync", "password": "sandbox-ui"}
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "crmsync.yaml"
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ class SandboxStack:
 
     def config(self) -> dict[str, Any]:
         """A complete ``crmsync.yaml`` for this stack: the example mappings plus every endpoint and credential."""
-        example = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+        example = yaml.safe_load(data.read_text(data.EXAMPLE_CONFIG))
         creds = self.credentials
         return {
             "posthog": {

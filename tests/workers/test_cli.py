@@ -109,14 +109,17 @@ def test_bad_config_fails_naming_the_key(tmp_path: Path) -> None:
     assert "sources.hubspot.schedule.every_s" in result.stdout + result.stderr
 
 
-def _sandbox_up(config: Path, prefix: str, env: dict[str, str]) -> subprocess.Popen[str]:
+def _sandbox_up(
+    config: Path, prefix: str, env: dict[str, str], command: list[str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[str]:
     """``crmsync sandbox up`` as the README's "try it" starts it; returns once its config is written."""
     endpoints = config.with_suffix(".endpoints.json")
     endpoints.unlink(missing_ok=True)
     args = ["sandbox", "up", "--seed", "20", "--config-out", str(config), "--endpoints-out", str(endpoints)]
     up = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", *args, "--ledger-prefix", prefix],
+        [*(command or [sys.executable, "-m", "workers.cli"]), *args, "--ledger-prefix", prefix],
         env=env,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
