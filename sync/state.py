@@ -51,12 +51,13 @@ class StateReset:
     def as_dict(self) -> dict[str, object]:
         return {"system": self.name, "was": self.was, "now": self.now, "dropped": dict(self.dropped)}
 
-    def note(self) -> str:
+    def note(self, dry_run: bool = False) -> str:
         total = sum(self.dropped.values())
+        verb = "a real run would drop" if dry_run else "dropped"
         return (
-            f"{self.name} state belonged to {self.was}, not {self.now}: dropped {total} keys, starting clean"
+            f"{self.name} state belonged to {self.was}, not {self.now}: {verb} {total} keys, starting clean"
             if self.name != POSTHOG
-            else f"PostHog state belonged to {self.was}, not {self.now}: dropped all {total} state keys"
+            else f"PostHog state belonged to {self.was}, not {self.now}: {verb} all {total} state keys"
         )
 
 
@@ -87,6 +88,9 @@ class SystemBinding:
         for name, identity in wanted.items():
             was = recorded[name]
             if was == identity:
+                continue
+            if was is not None and report.dry_run:  # a dry run writes nothing: it says what a real run would drop
+                report.notes.append(StateReset(name, was, identity, describe_state(self.ledger, name)).note(True))
                 continue
             if was is not None:
                 resets.append(StateReset(name, was, identity, self.ledger.drop_state(name)))

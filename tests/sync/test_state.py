@@ -133,3 +133,14 @@ def test_refresh_outbound_and_replay_bind_too(ph: PostHogClient, ledger: Ledger,
     fourth = MemoryCrm()
     assert engine.replay_dead_letters(MemoryConnector(fourth), "accounts").state_reset[0]["now"] == fourth.system
     assert engine.reconcile_deletes(MemoryConnector(first), "accounts").state_reset[0]["now"] == first.system
+
+
+def test_a_dry_run_on_another_system_drops_nothing(ph: PostHogClient, ledger: Ledger, posthog: PostHogSandbox) -> None:
+    engine = SyncEngine(ph, ledger, mapping())
+    first = MemoryCrm()
+    seed(first, 3)
+    engine.run(MemoryConnector(first), "accounts")
+    second = MemoryCrm()
+    report = engine.run(MemoryConnector(second), "accounts", dry_run=True)
+    assert report.state_reset == [] and any("a real run would drop" in note for note in report.notes)
+    assert ledger.systems(["memcrm"]) == [first.system] and describe_state(ledger, "memcrm")["rec"] == 3
