@@ -102,7 +102,7 @@ def _seen_value(account: Account) -> str:
 KEPT_FAMILIES = frozenset({"runs", "metrics", "lock", "plan"})
 """Key families no state drop touches: run history, counters, live locks and plans being written (work in
 progress: a running task holds them, and a plan is bound to its systems before it stages anything)."""
-SOURCE_FAMILIES = ("rec", "out", "cursor", "cursor_at", "pending", "evt", "system")
+SOURCE_FAMILIES = ("rec", "out", "cursor", "cursor_at", "pending", "claim", "evt", "system")
 """Key families whose second segment names the source the key describes (``rec:<source>:...``)."""
 
 

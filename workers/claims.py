@@ -3,18 +3,18 @@
 Webhooks gather ids in ``<ns>:pending:<source>:<object>``. A ``crmsync.refresh`` task used to ``SPOP`` them and
 work from memory, so a retry (Celery re-sends the task's arguments, not what it popped), a final failure or a
 killed worker lost them. Now each batch is moved atomically (one Lua script: ``SPOP`` + ``SADD``) into a claim set
-of the task, ``<pending>:claim:<task id>``, and leaves it only once the engine has committed it:
+of the task, ``<ns>:claim:<source>:<object>:<task id>``, and leaves it only once the engine has committed it:
 
 - a **retry** or an ``acks_late`` **redelivery** carries the same task id, so it finds its claim and applies it;
 - a task that ends without applying (a fatal error, retries exhausted) puts its claim back into the pending set;
-- a claim whose task is gone for good is **orphaned**: each claim has a lease (``<pending>:lease:<task id>``,
-  renewed per batch); any refresh of the same (source, object) that finds a claim without a lease puts it back
+- a claim whose task is gone for good is **orphaned**: each claim has a lease (``<claim>:lease``, renewed per
+  batch); any refresh of the same (source, object) that finds a claim without a lease puts it back
   into the pending set first, and then takes it like any other id.
 
 An id may so be applied twice (a lease that lapsed while its task was still working), never lost; applying a
-record twice is harmless (the ledger skips an unchanged fingerprint). ``<pending>:claims`` lists the task ids
-holding claims, so finding orphans costs one ``SMEMBERS``, not a SCAN. Every key lives under the pending key, so
-dropping a source's state (``sync.state``) drops its claims with it.
+record twice is harmless (the ledger skips an unchanged fingerprint). ``<ns>:claim:<source>:<object>`` lists the
+task ids holding claims, so finding orphans costs one ``SMEMBERS``, not a SCAN. Claims are part of the source's
+state (``sync.ledger.owner_of``): dropping it (``sync.state``) drops them too.
 """
 
 from __future__ import annotations
@@ -51,22 +51,26 @@ DEFAULT_LEASE_MS = 300_000
 
 
 class RefreshClaims:
-    """The claim of one refresh task (``task_id``) on the pending ids of one ``pending`` set."""
+    """The claim of one refresh task (``task_id``) on the ids of the ``pending`` set; ``claims`` is the prefix of
+    that set's claims (``<ns>:claim:<source>:<object>``)."""
 
-    def __init__(self, client: redis.Redis, pending: str, task_id: str, lease_ms: int = DEFAULT_LEASE_MS) -> None:
+    def __init__(
+        self, client: redis.Redis, pending: str, claims: str, task_id: str, lease_ms: int = DEFAULT_LEASE_MS
+    ) -> None:
         self.redis = client
         self.pending = pending
         self.task_id = task_id
         self.lease_ms = lease_ms
-        self.registry = f"{pending}:claims"
+        self.registry = claims
+        self.prefix = claims
         self._take = client.register_script(_TAKE)
         self._give_back = client.register_script(_GIVE_BACK)
 
     def claim_key(self, task_id: str) -> str:
-        return f"{self.pending}:claim:{task_id}"
+        return f"{self.prefix}:{task_id}"
 
     def lease_key(self, task_id: str) -> str:
-        return f"{self.pending}:lease:{task_id}"
+        return f"{self.prefix}:{task_id}:lease"
 
     def _keys(self, task_id: str) -> list[str]:
         return [self.pending, self.claim_key(task_id), self.registry, self.lease_key(task_id)]

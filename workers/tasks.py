@@ -173,7 +173,12 @@ def refresh(self: Task, source: str, object: str, ids: list[str] | None = None) 
         connector = rt.connector(source)
         if ids is not None:
             return [rt.engine.refresh(connector, object, chunk) for chunk in _chunks(list(ids))]
-        claims = RefreshClaims(rt.redis, pending_key(rt, source, object), self.request.id or uuid.uuid4().hex)
+        claims = RefreshClaims(
+            rt.redis,
+            pending_key(rt, source, object),
+            f"{rt.ledger.ns}:claim:{source}:{object}",
+            self.request.id or uuid.uuid4().hex,
+        )
         claims.rescue_orphans()
         wanted = list(dict.fromkeys([*claims.held(), *claims.take_all(PENDING_BATCH)]))
         reports = []

@@ -48,7 +48,8 @@ class Rig:
 
     def claimed(self) -> set[str]:
         redis = self.dep.runtime.redis
-        return {i for key in redis.scan_iter(match=f"{self.pending}:claim:*") for i in redis.smembers(key)}
+        claims = f"{self.dep.runtime.ledger.ns}:claim:salesforce:Account"
+        return {i for task in redis.smembers(claims) for i in redis.smembers(f"{claims}:{task}")}
 
     def linked(self) -> set[str]:
         """Salesforce ids PostHog's accounts are linked to."""
