@@ -188,7 +188,7 @@ def refresh(self: Task, source: str, object: str, ids: list[str] | None = None) 
                 reports.append(report)
                 if report.status == "succeeded":
                     claims.applied(chunk)
-        except RetryableError as exc:
+        except (RetryableError, *REDIS_TRANSIENT) as exc:
             if not isinstance(exc, THROTTLES) and self.request.retries >= MAX_RETRIES:
                 claims.give_back()  # _guarded gives up: back to the pending set (a throttle re-queues forever)
             raise  # retried with the same task id: the claim is applied then
