@@ -8,6 +8,9 @@ A connector is a folder (``connectors/<crm>/``) with a class satisfying ``Connec
 - ``fetch(stream, ids)`` reads current state by id (webhook refreshes: apply "fetch current state", never a
   delta). Ids that no longer exist come back as records with ``deleted=True``.
 - ``push(stream, updates)`` writes fields back to the CRM in batches and reports a result per record.
+- ``system_id()`` names the system the connector talks to (HubSpot portal, Stripe account and mode, Salesforce
+  org), found through the vendor's API on first use and cached: the ledger's state of this source is bound to it
+  (``sync.state``), so state recorded for another system is never used.
 - ``verify_webhook(request)`` raises ``WebhookRejected`` unless the delivery is authentic and fresh;
   ``parse_webhook(request)`` turns a verified delivery into ``WebhookEvent``s.
 - ``call_stats`` counts the vendor requests sent and the 429s received (``connectors.vendor.CallStats``); the
@@ -164,6 +167,8 @@ class Connector(Protocol):
     def fetch(self, stream: str, ids: Sequence[str]) -> list[CrmRecord]: ...
 
     def push(self, stream: str, updates: Sequence[PushUpdate]) -> list[PushResult]: ...
+
+    def system_id(self) -> str: ...
 
     def verify_webhook(self, request: WebhookRequest) -> None: ...
 

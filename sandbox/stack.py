@@ -33,6 +33,8 @@ from sandbox.common import ServerThread, free_port
 from sandbox.hubspot.webhooks import WebhookFormat
 from sandbox.identities import sales_rep_email
 from sandbox.posthog.throttle import ThrottleRate
+from sandbox.salesforce.ids import random_org_id
+from workers import data
 
 POSTHOG_KEY = "phx_sandbox"
 HUBSPOT_TOKEN = "pat-sandbox"
@@ -40,6 +42,7 @@ HUBSPOT_APP_SECRET = "sandbox-app-secret"
 STRIPE_KEY = "sk_test_sandbox"
 STRIPE_WEBHOOK_SECRET = "whsec_sandbox"
 SALESFORCE_ORG = "00D000000000001AAA"
+"""The org id of a stand-in given no other (``SalesforceSandboxConfig``); a ``SandboxStack`` draws its own."""
 SALESFORCE_WEBHOOK_TOKEN = "sandbox-outbound-token"
 SALESFORCE_LOGIN = {
     "username": "admin@sandbox.example",
@@ -48,7 +51,6 @@ SALESFORCE_LOGIN = {
     "client_secret": "sandbox",
 }
 UI_LOGIN = {"username": "crmsync", "password": "sandbox-ui"}
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "crmsync.yaml"
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Credentials:
     hubspot_app_secret: str = HUBSPOT_APP_SECRET
     stripe_key: str = STRIPE_KEY
     stripe_webhook_secret: str = STRIPE_WEBHOOK_SECRET
-    salesforce_org: str = SALESFORCE_ORG
+    salesforce_org: str = field(default_factory=random_org_id)  # each stack is another org (``sync.state``)
     salesforce_webhook_token: str = SALESFORCE_WEBHOOK_TOKEN
     salesforce_username: str = SALESFORCE_LOGIN["username"]
     salesforce_password: str = SALESFORCE_LOGIN["password"]
@@ -203,7 +205,7 @@ class SandboxStack:
 
     def config(self) -> dict[str, Any]:
         """A complete ``crmsync.yaml`` for this stack: the example mappings plus every endpoint and credential."""
-        example = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+        example = yaml.safe_load(data.read_text(data.EXAMPLE_CONFIG))
         creds = self.credentials
         return {
             "posthog": {

@@ -41,6 +41,7 @@ from sync.posthog.errors import (
 from sync.posthog.models import Account, Role
 from sync.ratelimit import BudgetExhausted
 from sync.report import PlannedChange, RunReport
+from sync.state import SystemBinding, posthog_system
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class SyncEngine:
         self.lock_ttl_ms = lock_ttl_ms
         self._mapping_fp = mapping.fingerprint()
         self._no_tagging: bool | None = None  # PostHog drops our tags (read from the ledger once per process)
+        self.systems = SystemBinding(ledger, posthog_system(posthog.base_url, posthog.project_id))
 
     # -- runs ----------------------------------------------------------------------------------------------
 
@@ -131,6 +133,7 @@ class SyncEngine:
             report.notes.append("another run of this source and stream is in progress")
             return self._store(report.finish("skipped", "run lock held by another worker"), dry_run)
         try:
+            self.systems.bind(connector, report)  # state recorded for another system is dropped first
             cursor = None if mode == "full" else self._cursor(connector, stream)
             self.index.refresh()
             for page in connector.pull(stream, cursor):
@@ -160,6 +163,7 @@ class SyncEngine:
         """Fetch the current state of ``ids`` and apply it (webhooks: fetch current state, never a delta)."""
         report = RunReport(connector.source, stream, "refresh", dry_run=dry_run)
         try:
+            self.systems.bind(connector, report)
             records = connector.fetch(stream, list(dict.fromkeys(ids)))
             self.apply_records(connector, stream, records, report, dry_run)
             report.finish("succeeded")
@@ -171,6 +175,7 @@ class SyncEngine:
         """Re-fetch parked records of this source and stream and apply them. The parked entries are dropped;
         records that still fail are parked again, with their newest reason."""
         report = RunReport(connector.source, stream, "replay")
+        self.systems.bind(connector, report)
         parked = [
             (entry_id, entry)
             for entry_id, entry in self.ledger.dead_letters(limit)
@@ -190,6 +195,7 @@ class SyncEngine:
         """Fetch every record the ledger links and unlink those the CRM no longer has (deleted, purged, merged
         away): the safety net for deletes no pull or webhook reported."""
         report = RunReport(connector.source, stream, "reconcile")
+        self.systems.bind(connector, report)
         ids = self.ledger.record_ids(connector.source, stream)
         try:
             for start in range(0, len(ids), batch_size):
@@ -373,6 +379,7 @@ class SyncEngine:
         records per ``identity.on_account_deleted``: fetch and re-create, or unlink. One listing of every account,
         then one fetch per source for the records concerned."""
         report = RunReport("posthog", "accounts", "reconcile")
+        self.systems.bind_all(connectors.values(), report)
         try:
             existing = {a.id for page in self.posthog.iter_account_pages(page_size=1000) for a in page}
             gone = [a for a in self.ledger.account_ids() if a not in existing]
@@ -608,6 +615,9 @@ class SyncEngine:
         store.remember_locks(names)
         reports: list[RunReport] = []
         try:
+            bound = RunReport("all", "state", f"{mode}-plan")  # before the index: dropped state is never read
+            if self.systems.bind_all(connectors.values(), bound):
+                reports.append(bound.finish("succeeded"))
             self.index.refresh()
             for source, connector in connectors.items():
                 for stream in streams[source]:
@@ -748,6 +758,7 @@ class SyncEngine:
         mapping = self.mapping.object(connector.source, stream)
         report = RunReport(connector.source, stream, "outbound", dry_run=dry_run)
         wm_key = f"outwm:{connector.source}:{stream}"
+        self.systems.bind(connector, report)
         walk = ChangedAccounts(self.posthog, self.ledger.get_cursor("posthog", wm_key))
         try:
             for fresh in walk:

@@ -13,6 +13,7 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``):
 | ``<ns>:out:<source>:<object>:<id>`` | fingerprint of what was last pushed to that CRM record |
 | ``<ns>:cursor:<source>:<stream>`` | committed incremental cursor |
 | ``<ns>:evt:<source>:<event id>`` | a webhook event already seen (``SET NX`` with a TTL) |
+| ``<ns>:system:<source or posthog>`` | JSON: the identity of the system that source's state was recorded for |
 | ``<ns>:lock:<name>`` | a lock token with an expiry (per account, per (source, stream) run) |
 | ``<ns>:runs``, ``<ns>:dlq`` | streams: run reports; parked records with their reasons |
 
@@ -96,6 +97,31 @@ def delete_keys(client: redis.Redis, pattern: str, batch: int = 500) -> int:
 def _seen_value(account: Account) -> str:
     """``updated_at`` (sortable: ISO 8601, microseconds, UTC) on the first line, the account's JSON after it."""
     return f"{account_ts(account)}\n{account.model_dump_json(exclude_unset=True)}"
+
+
+KEPT_FAMILIES = frozenset({"runs", "metrics", "lock", "plan"})
+"""Key families no state drop touches: run history, counters, live locks and plans being written (work in
+progress: a running task holds them, and a plan is bound to its systems before it stages anything)."""
+SOURCE_FAMILIES = ("rec", "out", "cursor", "cursor_at", "pending", "claim", "evt", "system")
+"""Key families whose second segment names the source the key describes (``rec:<source>:...``)."""
+
+
+def owner_of(rest: str) -> tuple[str | None, str]:
+    """Which system a key describes, and its family, from the key without its namespace (``rec:hubspot:deals:1``).
+
+    Returns ``(source, family)`` for a source's state, ``("posthog", family)`` for PostHog-side state (the
+    account index and entries, and anything not attributed to a source), ``(None, family)`` for keys no state
+    drop touches. The outbound watermark ``cursor:posthog:outwm:<source>:<stream>`` belongs to ``<source>``.
+    """
+    parts = rest.split(":")
+    family = parts[0]
+    if family in KEPT_FAMILIES:
+        return None, family
+    if family in ("cursor", "cursor_at") and parts[1:3] == ["posthog", "outwm"] and len(parts) > 3:
+        return parts[3], "outwm" if family == "cursor" else "outwm_at"
+    if family in SOURCE_FAMILIES and len(parts) > 1:
+        return parts[1], family
+    return "posthog", family
 
 
 @dataclass
@@ -369,6 +395,43 @@ class Ledger:
             yield
         finally:
             self.release(held)
+
+    # -- which system the state describes ---------------------------------------------------------------
+
+    def systems(self, names: Sequence[str]) -> list[str | None]:
+        """The identity each of ``names`` (a source, or ``posthog``) has its state recorded for; one round trip."""
+        raw = self._mget([f"{self.ns}:system:{name}" for name in names])
+        return [str(json.loads(r)["id"]) if r else None for r in raw]
+
+    def set_system(self, name: str, identity: str) -> None:
+        self.redis.set(f"{self.ns}:system:{name}", json.dumps({"id": identity, "at": time.time()}))
+
+    def state_of(self, name: str) -> dict[str, list[str]]:
+        """Every key of ``name``'s state by family (one SCAN of the namespace): a source's keys, or for
+        ``posthog`` every key but the kept families (PostHog state is what every link points into)."""
+        found: dict[str, list[str]] = {}
+        for key in self.redis.scan_iter(match=f"{self.ns}:*", count=1000):
+            owner, family = owner_of(str(key)[len(self.ns) + 1 :])
+            if owner is not None and (name == "posthog" or owner == name):
+                found.setdefault(family, []).append(str(key))
+        return found
+
+    def parked_of(self, source: str, limit: int = 1_000_000) -> list[str]:
+        """Ids of the dead-letter entries of ``source``."""
+        return [entry_id for entry_id, entry in self.dead_letters(limit) if entry.get("source") == source]
+
+    def drop_state(self, name: str, batch: int = 500) -> dict[str, int]:
+        """Delete ``name``'s state (see ``state_of``; for a source also its dead-letter entries); counts by family."""
+        found = self.state_of(name)
+        keys = [key for family in found.values() for key in family]
+        for start in range(0, len(keys), batch):
+            self.redis.delete(*keys[start : start + batch])
+        counts = {family: len(members) for family, members in sorted(found.items())}
+        if name != "posthog":
+            parked = self.parked_of(name)
+            if parked:
+                counts["dlq"] = self.drop_dead_letters(parked)
+        return counts
 
     # -- streams: run reports and the dead-letter queue ----------------------------------------------------
 

@@ -46,6 +46,7 @@ class RunReport:
     review: list[dict[str, Any]] = field(default_factory=list)
     plan: list[PlannedChange] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    state_reset: list[dict[str, Any]] = field(default_factory=list)  # state dropped: recorded for another system
     reason: str | None = None
     max_errors_kept: int = 1000
 
@@ -80,6 +81,8 @@ class RunReport:
         }
         if self.reason:
             out["reason"] = self.reason
+        if self.state_reset:
+            out["state_reset"] = list(self.state_reset)
         if self.review:
             out["review"] = list(self.review)
         if self.dry_run:

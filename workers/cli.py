@@ -12,6 +12,7 @@ from workers.cli_ops import (
     beat_command,
     config_option,
     dlq_app,
+    reset_command,
     status_command,
     sync_command,
     webhooks_app,
@@ -38,6 +39,7 @@ app.command("worker")(worker_command)
 app.command("beat")(beat_command)
 app.command("sync")(sync_command)
 app.command("status")(status_command)
+app.command("reset")(reset_command)
 app.command("demo")(demo_command)
 app.command("ui")(ui_command)
 setup_app = typer.Typer(help="One-time set-up in a CRM (custom properties crmsync writes).")

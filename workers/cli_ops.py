@@ -24,6 +24,7 @@ from rich.table import Table
 from sync.engine import TAGS_DROPPED
 from sync.errors import CrmsyncError
 from sync.report import RunReport
+from sync.state import POSTHOG, describe_state
 from workers.config import load_config
 from workers.dry_runs import remember as remember_dry_runs
 from workers.logs import configure_logging, remember_secrets, secrets_of
@@ -67,10 +68,20 @@ def _sources(runtime: Runtime, source: str) -> list[str]:
     return [source]
 
 
+def default_node_name() -> str:
+    """``crmsync-<pid>@%h``: distinct for every worker process on one host (Celery expands ``%h``), so control
+    replies (``inspect``, ``ping``, queue depth in ``status``) never mix two workers up."""
+    return f"crmsync-{os.getpid()}@%h"
+
+
 def worker_command(
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "bulk,realtime",
     concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     loglevel: Annotated[str, typer.Option()] = "INFO",
+    hostname: Annotated[
+        str | None,
+        typer.Option("--hostname", "-n", help="Celery node name (default crmsync-<pid>@<host>, unique per process)."),
+    ] = None,
 ) -> None:
     """Run a Celery worker (scale out by running more of them, on any host, against the same Redis)."""
     runtime = runtime_from_env()
@@ -79,7 +90,8 @@ def worker_command(
     start_checks(runtime, runtime.check_sources, runtime.check_posthog_key)
     from workers.celery_app import app
 
-    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", "crmsync@%h"])
+    node = hostname or default_node_name()
+    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", node])
 
 
 def beat_command(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
@@ -339,6 +351,8 @@ def status_data(runtime: Runtime) -> dict[str, Any]:
     from workers.schedule import next_run_in
 
     ledger = runtime.ledger
+    names = list(runtime.config.sources)
+    systems = dict(zip([*names, POSTHOG], ledger.systems([*names, POSTHOG]), strict=True))
     recent = ledger.recent_runs(500)
     parked = [entry for _, entry in ledger.dead_letters(100_000)]
     now = time.time()
@@ -355,6 +369,7 @@ def status_data(runtime: Runtime) -> dict[str, Any]:
         finished = _epoch(last.get("finished_at")) if last else None
         sources[source] = {
             "enabled": runtime.config.sources[source].enabled,
+            "system": systems[source],  # the system this source's state was recorded for (None: no state yet)
             "last_run": last,
             "cursors": cursors,
             "dlq": sum(1 for e in parked if e.get("source") == source),
@@ -375,6 +390,7 @@ def status_data(runtime: Runtime) -> dict[str, Any]:
     dropped = ledger.tagging_unsupported()
     return {
         "sources": sources,
+        "posthog_system": systems[POSTHOG],
         "dlq_total": dead_letters["total"],
         "dead_letters": dead_letters,
         "posthog_budget": usage,
@@ -434,8 +450,9 @@ def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     if as_json:
         out.print_json(json.dumps(data))
         return
-    table = Table(title="crmsync status")
-    for column in ("source", "last run", "status", "seen", "updated", "failed", "cursor age", "dlq", "next run"):
+    table = Table(title="crmsync status", caption=f"PostHog state: {data['posthog_system'] or 'none yet'}")
+    columns = ("source", "state of", "last run", "status", "seen", "updated", "failed", "cursor age", "dlq", "next run")
+    for column in columns:
         table.add_column(column)
     for source, info in data["sources"].items():
         last = info["last_run"] or {}
@@ -444,6 +461,7 @@ def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
         nxt = info["next_run_in_s"]
         table.add_row(
             source,
+            info["system"] or "-",
             last.get("finished_at") or "never",
             last.get("status", "-"),
             str(counts.get("seen", "-")),
@@ -500,6 +518,48 @@ def dead_letters_line(dead: dict[str, Any]) -> str:
     for source, state in dead["replay_backoff"].items():
         line += f"\n  replay of {source} backing off: next in {state['next_in_s']:.0f}s (attempt {state['attempts']})"
     return line
+
+
+def reset_command(
+    target: Annotated[str, typer.Argument(help="A configured source, posthog, or all (all is posthog: everything).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be dropped, drop nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Drop crmsync's state of one source (cursors, links, push fingerprints, watermarks, pending ids, parked
+    records) or of PostHog (everything but run history, counters and live locks): the next run starts clean.
+
+    Runs do this by themselves when a system's identity changes; ``reset`` is for doing it on purpose."""
+    runtime = runtime_from_env()
+    name = POSTHOG if target in (POSTHOG, "all") else _sources(runtime, target)[0]
+    ledger = runtime.ledger
+    recorded = ledger.systems([name])[0]
+    counts = describe_state(ledger, name)
+    total = sum(counts.values())
+    if dry_run:
+        shown = {"target": name, "system": recorded, "would_drop": counts}
+        _print_state(name, recorded, counts, as_json, shown, "would drop")
+        return
+    if not yes and not typer.confirm(f"Drop {total} keys of {name} state (recorded for {recorded or 'unknown'})?"):
+        console.print("nothing dropped")
+        raise typer.Exit(1)
+    dropped = ledger.drop_state(name)
+    _print_state(name, recorded, dropped, as_json, {"target": name, "system": recorded, "dropped": dropped}, "dropped")
+
+
+def _print_state(
+    name: str, system: str | None, counts: dict[str, int], as_json: bool, data: dict[str, Any], verb: str
+) -> None:
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table(title=f"{name} state ({system or 'no system recorded'}): {verb}")
+    table.add_column("keys")
+    table.add_column("count", justify="right")
+    for family, n in counts.items():
+        table.add_row(family, str(n))
+    table.add_row("total", str(sum(counts.values())))
+    out.print(table)
 
 
 @dlq_app.command("list")

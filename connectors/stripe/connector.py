@@ -33,7 +33,7 @@ from connectors.stripe import webhooks
 from connectors.stripe.client import make_client
 from connectors.stripe.config import ENDED_STATUSES, StripeConfig, load_stripe_config
 from connectors.stripe.cursor import StripeCursor
-from connectors.stripe.errors import StripeRequestFailed
+from connectors.stripe.errors import StripeRequestFailed, translated
 from connectors.stripe.events import EventWindow
 from connectors.stripe.push import StripePusher
 from connectors.stripe.reader import StripeReader
@@ -69,6 +69,7 @@ class StripeConnector:
         self.client, self.transport = make_client(config, budget)
         self.reader = StripeReader(self.client, config)
         self.pusher = StripePusher(self.client, config.idempotency_prefix)
+        self._system: str | None = None
         self.last_window: EventWindow | None = None
         """The event window of the latest incremental read (its counters say what was de-duplicated)."""
 
@@ -272,6 +273,17 @@ class StripeConnector:
         return results
 
     # -- webhooks -------------------------------------------------------------------------------------------
+
+    def system_id(self) -> str:
+        """``acct_... (test mode)``: the account the key belongs to (``GET /v1/account``, once, then cached) and
+        the key's mode, since test and live data of one account are separate."""
+        if self._system is None:
+            with translated("retrieve account"):
+                account = self.client.v1.accounts.retrieve_current()
+            key = self.config.api_key.get_secret_value()
+            mode = "live" if key.startswith(("sk_live_", "rk_live_")) else "test"
+            self._system = f"{account.id} ({mode} mode)"
+        return self._system
 
     def verify_webhook(self, request: WebhookRequest) -> None:
         """Reject unless signed by a configured secret (any ``v1``) within the tolerance; see ``webhooks.py``."""

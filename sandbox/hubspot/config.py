@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Literal
+
+
+def random_portal_id() -> int:
+    """A portal id of its own for each stand-in that is not given one: a fresh stand-in is another portal."""
+    return random.randint(10_000_000, 99_999_999)
 
 
 @dataclass
@@ -17,6 +23,8 @@ class HubSpotSandboxConfig:
     ``seed``/``seed_start``: identities seeded at start-up. Rate limits: 0 turns one off.
     ``association_page_size``: links per input in one v4 association batch-read answer; an input with more
     links gets ``paging.next.after`` (HubSpot pages each input on its own; tests set it small).
+    ``portal_id``: the Hub ID (``GET /account-info/v3/details``); random unless given, so every fresh stand-in
+    is a different portal, as a real second portal would be.
     """
 
     token: str = "pat-sandbox"
@@ -29,5 +37,5 @@ class HubSpotSandboxConfig:
     search_limit_per_s: int = 5
     daily_limit: int = 500_000
     association_page_size: int = 500
-    portal_id: int = 62_515
+    portal_id: int = field(default_factory=random_portal_id)
     app_id: int = 1_160_452

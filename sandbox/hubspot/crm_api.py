@@ -27,6 +27,26 @@ def _object_type(name: str) -> ObjectType:
     return found
 
 
+@router.get("/account-info/v3/details", dependencies=[require_app_budget])
+async def account_details(request: Request) -> JSONResponse:
+    """``GET /account-info/v3/details``: the portal the token belongs to (``portalId``, the Hub ID), as documented
+    at developers.hubspot.com/docs/api-reference/latest/account/account-information/get-account-details."""
+    portal = portal_of(request)
+    return JSONResponse(
+        {
+            "portalId": portal.config.portal_id,
+            "accountType": "STANDARD",
+            "timeZone": "US/Eastern",
+            "companyCurrency": "USD",
+            "additionalCurrencies": [],
+            "utcOffset": "-05:00",
+            "utcOffsetMilliseconds": -18_000_000,
+            "uiDomain": "app.hubspot.com",
+            "dataHostingLocation": "na1",
+        }
+    )
+
+
 @router.get("/crm/v3/owners/", dependencies=[require_app_budget])
 @router.get("/crm/v3/owners", dependencies=[require_app_budget], include_in_schema=False)
 async def owners_page(request: Request) -> JSONResponse:

@@ -172,6 +172,27 @@ def create_app(config: SalesforceSandboxConfig | None = None) -> FastAPI:
         body = org_of(request).oauth.grant(form, request.headers.get("authorization"), base_url(request))
         return JSONResponse(body)
 
+    @app.get("/services/oauth2/userinfo")
+    async def userinfo(request: Request) -> Response:
+        """The OpenID Connect UserInfo endpoint (help.salesforce.com, "Query for User Information"): who the
+        bearer token's user is and ``organization_id``, the 18-character org id. A bad token: 403."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        session = org_of(request).tokens.check(token.strip()) if scheme.lower() == "bearer" else None
+        if session is None:
+            return Response("Bad_OAuth_Token", status_code=403, media_type="text/plain")
+        base = base_url(request)
+        return JSONResponse(
+            {
+                "sub": f"{base}/id/{config.org_id}/{session.user_id}",
+                "user_id": session.user_id,
+                "organization_id": config.org_id,
+                "preferred_username": config.username,
+                "email": config.username,
+                "zoneinfo": "GMT",
+                "urls": {"rest": f"{base}/services/data/v{{version}}/"},
+            }
+        )
+
     app.include_router(routes_data.router)
     app.include_router(routes_sobjects.router)
     app.include_router(routes_admin.router)

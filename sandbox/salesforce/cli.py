@@ -10,6 +10,7 @@ import uvicorn
 
 from sandbox.salesforce.app import create_app
 from sandbox.salesforce.config import DEFAULT_DATA_DIR, SalesforceSandboxConfig, login_domain, make_tls
+from sandbox.salesforce.ids import random_org_id
 
 HOST = "127.0.0.1"
 
@@ -22,7 +23,7 @@ def run_salesforce(
     seed_start: int = typer.Option(0, help="Identity index of the first seeded account."),
     ca_out: Path | None = typer.Option(None, help="Also write the CA certificate (PEM) here for clients."),
     outbound_url: str | None = typer.Option(None, help="Listener URL for Outbound Messages (SOAP)."),
-    org_id: str = typer.Option("00D000000000001AAA", help="Organization id (18 characters)."),
+    org_id: str | None = typer.Option(None, help="Organization id (18 characters); random unless given."),
     username: str = typer.Option("admin@sandbox.example", help="API user's username."),
     password: str = typer.Option("sandbox", help="API user's password."),
     client_id: str = typer.Option("sandbox", help="Connected app consumer key."),
@@ -45,7 +46,7 @@ def run_salesforce(
         password=password,
         client_id=client_id,
         client_secret=client_secret,
-        org_id=org_id,
+        org_id=org_id or random_org_id(),
         outbound_url=outbound_url,
         seed=seed,
         seed_start=seed_start,

@@ -10,6 +10,7 @@ stand-in does the same, with the real checksum, so a connector that converts or 
 from __future__ import annotations
 
 import re
+import secrets
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
@@ -54,6 +55,13 @@ def make_id(prefix: str, pod: str, counter: int) -> str:
         raise ValueError("prefix must have 3 characters and pod 2")
     id15 = f"{prefix}{pod}0{_base62(counter, 9)}"
     return id15 + checksum(id15)
+
+
+def random_org_id() -> str:
+    """A fresh organisation id (``00D`` + a random pod and counter): each stand-in stack started without one is
+    another org, as a refreshed sandbox org is."""
+    pod = _BASE62[secrets.randbelow(62)] + _BASE62[secrets.randbelow(62)]
+    return make_id(ORG_PREFIX, pod, secrets.randbelow(62**9))
 
 
 def normalize_id(value: str) -> str | None:

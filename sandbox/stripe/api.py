@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sandbox.stripe import search
+from sandbox.stripe.config import StripeSandboxConfig
 from sandbox.stripe.customers import parse_patch
 from sandbox.stripe.errors import StripeError, invalid_param, masked_key
 from sandbox.stripe.forms import (
@@ -123,6 +124,27 @@ async def _post(request: Request, action: Callable[[Params, RequestInfo], JSON])
         cache.save(key, fingerprint, status, encoded, info.id or "")
         headers["Idempotency-Key"] = key
     return Response(encoded, status, media_type="application/json", headers=headers)
+
+
+# -- the account ----------------------------------------------------------------------------------------------
+
+
+@router.get("/account")
+async def retrieve_account(request: Request) -> Response:
+    """``GET /v1/account``: the account the key belongs to (docs.stripe.com/api/accounts/retrieve). Only the
+    fields crmsync reads, and a few that identify it; ``id`` is the stand-in's ``account_id``."""
+    config: StripeSandboxConfig = request.app.state.config
+    return _json(
+        {
+            "id": config.account_id,
+            "object": "account",
+            "type": "standard",
+            "country": "US",
+            "default_currency": "usd",
+            "charges_enabled": True,
+            "details_submitted": True,
+        }
+    )
 
 
 # -- customers ------------------------------------------------------------------------------------------------

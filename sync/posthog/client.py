@@ -77,6 +77,7 @@ class PostHogClient:
         budget: RequestBudget | None = None,
     ) -> None:
         self.project_id = settings.project_id
+        self.base_url = settings.base_url  # with project_id, the system the ledger's PostHog state describes
         self._key: SecretStr = settings.personal_api_key
         self._owns_http = http is None
         self._http = http or httpx.Client(

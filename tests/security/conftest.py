@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from fastapi.testclient import TestClient
 
-from sandbox.stack import POSTHOG_KEY, SandboxStack
+from sandbox.stack import POSTHOG_KEY, SALESFORCE_ORG, Credentials, SandboxStack
 from sync.ledger import delete_keys
 from tests.faults.harness import REDIS_URL
 from workers.config import parse_config
@@ -28,7 +28,11 @@ def stack() -> Iterator[SandboxStack]:
     import uuid
 
     with SandboxStack(
-        seed=6, redis_url=REDIS_URL, webhooks=False, ledger_prefix=f"crmsync-sec-{uuid.uuid4().hex[:10]}"
+        seed=6,
+        redis_url=REDIS_URL,
+        webhooks=False,
+        ledger_prefix=f"crmsync-sec-{uuid.uuid4().hex[:10]}",
+        credentials=Credentials(salesforce_org=SALESFORCE_ORG),  # the org the signed test bodies name
     ) as running:
         yield running
 

@@ -18,8 +18,9 @@ import yaml
 from celery.exceptions import Retry
 from typer.testing import CliRunner
 
-from sandbox.stack import EXAMPLE_CONFIG, SandboxStack
+from sandbox.stack import SandboxStack
 from sync.errors import ConfigError
+from workers import data
 from workers.cli import app as cli_app
 from workers.config import check_host, load_config, parse_config
 from workers.logs import mask_url_password, redact, remember_secrets, secrets_of
@@ -37,7 +38,7 @@ SECRETS = {
 
 
 def base_config(**sources: Any) -> dict[str, Any]:
-    example = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    example = yaml.safe_load(data.read_text(data.EXAMPLE_CONFIG))
     return {
         "posthog": {"host": "http://127.0.0.1:9", "stand_in": True, "project_id": 1, "personal_api_key": "phx_x"},
         "sources": sources,

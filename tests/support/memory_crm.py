@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -43,6 +44,7 @@ class MemoryCrm:
     """The CRM's data: id → fields, with a version (modification clock) per record."""
 
     source: str = "memcrm"
+    system: str = field(default_factory=lambda: f"memory {uuid.uuid4().hex[:8]}")  # each CRM another system
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
@@ -133,6 +135,9 @@ class MemoryConnector:
                 self.crm.pushed_records += 1
                 results.append(PushResult(update.record_id, ok=True))
         return results
+
+    def system_id(self) -> str:
+        return self.crm.system
 
     def sign(self, body: bytes) -> str:
         return hmac.new(self.secret, body, hashlib.sha256).hexdigest()

@@ -107,3 +107,87 @@ def test_bad_config_fails_naming_the_key(tmp_path: Path) -> None:
     result = crmsync("--config", str(config), "status", env={**os.environ, "POSTHOG_PERSONAL_API_KEY": "k"})
     assert result.returncode == 2
     assert "sources.hubspot.schedule.every_s" in result.stdout + result.stderr
+
+
+def _sandbox_up(
+    config: Path, prefix: str, env: dict[str, str], command: list[str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[str]:
+    """``crmsync sandbox up`` as the README's "try it" starts it; returns once its config is written."""
+    endpoints = config.with_suffix(".endpoints.json")
+    endpoints.unlink(missing_ok=True)
+    args = ["sandbox", "up", "--seed", "20", "--config-out", str(config), "--endpoints-out", str(endpoints)]
+    up = subprocess.Popen(
+        [*(command or [sys.executable, "-m", "workers.cli"]), *args, "--ledger-prefix", prefix],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not endpoints.exists() and time.monotonic() < deadline:
+        assert up.poll() is None, up.stdout.read() if up.stdout else ""
+        time.sleep(0.2)
+    return up
+
+
+def test_the_try_it_sequence_twice_syncs_everything_both_times(tmp_path: Path) -> None:
+    """``sandbox up``, ``sync all --inline``, Ctrl-C, and the same again: the second set of stand-ins is another
+    set of systems, so the ledger's state of the first is dropped (and reported) and everything syncs again."""
+    config = tmp_path / "crmsync.sandbox.yaml"
+    env = {**os.environ, "REDIS_URL": REDIS_URL}
+    prefix = f"crmsync-cli-{uuid.uuid4().hex[:8]}"
+    rounds = []
+    try:
+        for _ in range(2):
+            up = _sandbox_up(config, prefix, env)
+            try:
+                result = crmsync("--config", str(config), "sync", "all", "--inline", "--json", env=env)
+                assert result.returncode == 0, result.stderr[-3000:]
+                runs = json.loads(result.stdout)["runs"]
+                assert all(r["status"] == "succeeded" and r["counts"]["failed"] == 0 for r in runs), runs
+                rounds.append({r["source"]: r for r in runs if r["source"] != "all"})
+                rounds[-1]["created"] = sum(r["counts"]["created"] for r in runs)
+                rounds[-1]["resets"] = [reset for r in runs for reset in r.get("state_reset", [])]
+                status = crmsync("--config", str(config), "status", "--json", env=env)
+                assert status.returncode == 0, status.stderr[-3000:]
+                rounds[-1]["status"] = json.loads(status.stdout)
+            finally:
+                up.send_signal(signal.SIGINT)
+                up.wait(timeout=30)
+        first, second = rounds
+        for source in ("salesforce", "hubspot", "stripe"):
+            assert second[source]["counts"]["seen"] == first[source]["counts"]["seen"] > 0, (source, second[source])
+        assert first["resets"] == []
+        # the second round found a new PostHog and dropped everything, every link with it
+        resets = second["resets"]
+        assert [r["system"] for r in resets] == ["posthog"] and resets[0]["dropped"]["idx"] > 0, resets
+        assert second["created"] == first["created"] > 0
+        systems = [
+            {s: r["status"]["sources"][s]["system"] for s in ("salesforce", "hubspot", "stripe")} for r in rounds
+        ]
+        assert systems[0]["salesforce"].startswith("org 00D") and systems[0]["hubspot"].startswith("portal ")
+        assert systems[0]["stripe"].startswith("acct_") and all(systems[0][s] != systems[1][s] for s in systems[0])
+        assert rounds[0]["status"]["posthog_system"] != rounds[1]["status"]["posthog_system"]
+
+        dry = crmsync("--config", str(config), "reset", "salesforce", "--dry-run", "--json", env=env)
+        assert dry.returncode == 0, dry.stderr[-2000:]
+        would = json.loads(dry.stdout)
+        assert would["system"] == systems[1]["salesforce"] and would["would_drop"]["rec"] == 20
+        refused = subprocess.run(
+            [sys.executable, "-m", "workers.cli", "--config", str(config), "reset", "all"],
+            input="n\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert refused.returncode == 1 and "nothing dropped" in refused.stdout + refused.stderr
+        dropped = crmsync("--config", str(config), "reset", "all", "--yes", "--json", env=env)
+        assert dropped.returncode == 0 and json.loads(dropped.stdout)["dropped"]["rec"] >= 20
+        after = json.loads(crmsync("--config", str(config), "reset", "all", "--dry-run", "--json", env=env).stdout)
+        assert after["would_drop"] == {}
+        runs_kept = redis.Redis.from_url(REDIS_URL).exists(f"{prefix}:1:runs")
+        assert runs_kept  # history stays
+    finally:
+        delete_keys(redis.Redis.from_url(REDIS_URL), f"{prefix}:*")

@@ -25,11 +25,10 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from sandbox.common import free_port
-from sandbox.stack import EXAMPLE_CONFIG
 from sync.errors import BadRecordError, ConfigError
 from sync.ledger import RecordEntry, RecordKey, delete_keys
 from sync.report import PlannedChange, RunReport
-from workers import dry_runs
+from workers import data, dry_runs
 from workers.cli import app
 from workers.cli_ops import status_data
 from workers.config import UiLinks, parse_config
@@ -49,7 +48,7 @@ ACCOUNT = "0190f2a4-0000-7000-8000-00000000abcd"
 
 def raw_config(redis_url: str, prefix: str, links: dict[str, Any] | None = None) -> dict[str, Any]:
     """The example mappings, three sources on 60 s schedules, and no vendor ever called (nothing runs a sync)."""
-    raw = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    raw = yaml.safe_load(data.read_text(data.EXAMPLE_CONFIG))
     return {
         **raw,
         "posthog": {"host": "http://127.0.0.1:9", "project_id": 1, "personal_api_key": POSTHOG_KEY, "stand_in": True},
