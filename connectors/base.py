@@ -146,6 +146,14 @@ class WebhookRequest:
         return None
 
 
+@dataclass(frozen=True)
+class WebhookAck:
+    """What the receiver answers an accepted delivery with, for vendors that expect a particular answer."""
+
+    body: bytes
+    media_type: str
+
+
 class WebhookRejected(CrmsyncError):
     """A delivery that failed verification (bad or missing signature, stale timestamp, wrong org)."""
 
@@ -173,6 +181,11 @@ class Connector(Protocol):
     def verify_webhook(self, request: WebhookRequest) -> None: ...
 
     def parse_webhook(self, request: WebhookRequest) -> list[WebhookEvent]: ...
+
+    def webhook_ack(self) -> WebhookAck | None:
+        """The body an accepted delivery is answered with, when the vendor expects one (Salesforce's SOAP ``Ack``);
+        None: the receiver answers with its own small JSON."""
+        ...
 
     @property
     def call_stats(self) -> CallStats: ...

@@ -28,7 +28,6 @@ from sync.identity import AccountIndex, ChangedAccounts, index_pairs
 from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey, lock_owner
 from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
 from sync.members import MemberDirectory
-from sync.outbound import desired_fields, echo_fingerprint, plan_push
 from sync.plan import PlanStore, StagedItem
 from sync.posthog.client import UNSET, PostHogClient
 from sync.posthog.errors import (
@@ -39,6 +38,7 @@ from sync.posthog.errors import (
     PostHogValidationError,
 )
 from sync.posthog.models import Account, Role
+from sync.pushback import desired_fields, echo_fingerprint, plan_push
 from sync.ratelimit import BudgetExhausted
 from sync.report import PlannedChange, RunReport
 from sync.state import SystemBinding, posthog_system

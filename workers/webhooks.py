@@ -1,9 +1,10 @@
 """The webhook receiver (FastAPI): verify on the raw body, dedupe, coalesce, enqueue, answer at once.
 
 Routes:
-- ``POST /webhooks/hubspot``, ``POST /webhooks/stripe``: the vendor's signed deliveries.
-- ``POST /webhooks/salesforce/{token}``: Salesforce Outbound Messages (the token in the path is the secret),
-  answered with the SOAP ``Ack`` Salesforce expects.
+- ``POST /webhooks/<source>``: a vendor's signed deliveries (HubSpot, Stripe).
+- ``POST /webhooks/<source>/<token>``: deliveries whose secret is the URL (Salesforce Outbound Messages).
+  Each is answered with what the connector's ``webhook_ack`` says the vendor expects (Salesforce's SOAP ``Ack``),
+  or a small JSON; the receiver has no vendor branch.
 - ``GET /healthz`` (alive), ``GET /readyz`` (Redis reachable), ``GET /metrics`` (Prometheus).
 
 No PostHog or CRM call happens inline: new events put their record ids in a Redis set per (source, object), and
@@ -48,14 +49,6 @@ from workers.tasks import pending_key
 
 Enqueue = Callable[[str, str, float], None]
 """Schedule one coalesced refresh: (source, object, countdown seconds)."""
-
-SOAP_ACK = (
-    '<?xml version="1.0" encoding="UTF-8"?>'
-    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
-    '<soapenv:Body><notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound">'
-    "<Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>"
-)
-
 
 UNKNOWN_SOURCE = "unknown"
 """The one metric label of every request to a source that is not configured and enabled."""
@@ -216,21 +209,23 @@ def create_webhook_app(runtime: Runtime, enqueue: Enqueue = celery_enqueue) -> F
             log.error("webhook not recorded: Redis unavailable", source=source, error=type(exc).__name__)
             return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
 
-    @app.post("/webhooks/{source}")
-    async def vendor_webhook(source: str, request: Request) -> Response:
-        if source == "salesforce":
-            return JSONResponse({"error": "Salesforce posts to /webhooks/salesforce/<token>"}, status_code=404)
-        result = await receive(source, request, {})
+    async def accepted(source: str, request: Request, path_params: dict[str, str]) -> Response:
+        result = await receive(source, request, path_params)
         if isinstance(result, Response):
             return result
+        ack = runtime.connector(source).webhook_ack()  # the answer the vendor expects, if it expects one
+        if ack is not None:
+            return Response(ack.body, media_type=ack.media_type)
         return JSONResponse({"received": result[0], "new": result[1]})
 
-    @app.post("/webhooks/salesforce/{token}")
-    async def salesforce_webhook(token: str, request: Request) -> Response:
-        result = await receive("salesforce", request, {"token": token})
-        if isinstance(result, Response):
-            return result
-        return Response(SOAP_ACK, media_type="text/xml")
+    @app.post("/webhooks/{source}")
+    async def vendor_webhook(source: str, request: Request) -> Response:
+        return await accepted(source, request, {})
+
+    @app.post("/webhooks/{source}/{token}")
+    async def token_webhook(source: str, token: str, request: Request) -> Response:
+        """Vendors whose deliveries carry their secret in the URL (Salesforce Outbound Messages)."""
+        return await accepted(source, request, {"token": token})
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:

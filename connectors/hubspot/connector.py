@@ -35,6 +35,7 @@ from connectors.base import (
     Page,
     PushResult,
     PushUpdate,
+    WebhookAck,
     WebhookEvent,
     WebhookRejected,
     WebhookRequest,
@@ -308,6 +309,10 @@ class HubSpotConnector:
     def parse_webhook(self, request: WebhookRequest) -> list[WebhookEvent]:
         """The deal events of a verified delivery (see ``connectors.hubspot.webhooks``)."""
         return parse_events(request.body, SOURCE, STREAM)
+
+    def webhook_ack(self) -> WebhookAck | None:
+        """HubSpot wants any 2xx, nothing more."""
+        return None
 
     # -- helpers ----------------------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from connectors.base import (
     Page,
     PushResult,
     PushUpdate,
+    WebhookAck,
     WebhookEvent,
     WebhookRejected,
     WebhookRequest,
@@ -48,8 +49,8 @@ from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.config import FIELD_RE, PATH_RE, SYSTEM_FIELDS, SalesforceConfig, load_salesforce_config
 from connectors.salesforce.cursor import ReadProgress, SalesforceCursor, position
 from connectors.salesforce.errors import SalesforceRequestFailed, error_items
-from connectors.salesforce.outbound import ACK_CONTENT_TYPE, NotAnOutboundMessage, ack_body, message_of, same_org
 from connectors.salesforce.records import SOURCE, epoch_ms, gone, modstamp_ms, parse_datetime, to_record
+from connectors.salesforce.webhooks import ACK_CONTENT_TYPE, NotAnOutboundMessage, ack_body, message_of, same_org
 from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
 from sync.mapping import MappingConfig, ObjectMapping
@@ -477,10 +478,9 @@ class SalesforceConnector:
             )
         return events
 
-    @staticmethod
-    def webhook_ack() -> tuple[bytes, str]:
-        """The body and content type to answer an accepted delivery with (``Ack`` true)."""
-        return ack_body(True), ACK_CONTENT_TYPE
+    def webhook_ack(self) -> WebhookAck | None:
+        """Salesforce retries an Outbound Message until it is answered with the SOAP ``Ack`` true."""
+        return WebhookAck(ack_body(True), ACK_CONTENT_TYPE)
 
     # -- helpers -------------------------------------------------------------------------------------------
 

@@ -28,7 +28,16 @@ from typing import Any, ClassVar
 
 import redis
 
-from connectors.base import CrmRecord, Cursor, Page, PushResult, PushUpdate, WebhookEvent, WebhookRequest
+from connectors.base import (
+    CrmRecord,
+    Cursor,
+    Page,
+    PushResult,
+    PushUpdate,
+    WebhookAck,
+    WebhookEvent,
+    WebhookRequest,
+)
 from connectors.stripe import webhooks
 from connectors.stripe.client import make_client
 from connectors.stripe.config import ENDED_STATUSES, StripeConfig, load_stripe_config
@@ -292,6 +301,10 @@ class StripeConnector:
     def parse_webhook(self, request: WebhookRequest) -> list[WebhookEvent]:
         """The customer to refresh (or unlink, on ``customer.deleted``); our own echoes give nothing."""
         return webhooks.parse(request, self.config.idempotency_prefix)
+
+    def webhook_ack(self) -> WebhookAck | None:
+        """Stripe wants any 2xx, nothing more."""
+        return None
 
     def close(self) -> None:
         """Close the HTTP sessions of this connector's client."""

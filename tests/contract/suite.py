@@ -101,6 +101,11 @@ class ConnectorContract:
         for n, rid in enumerate(ids):
             assert harness.read_field(rid, harness.push_field) == f"acct-{n}"
 
+    def test_webhook_ack_is_the_connectors_to_give(self, harness: ContractHarness) -> None:
+        """The receiver answers what the connector says its vendor expects, or its own JSON (None)."""
+        ack = harness.connector.webhook_ack()
+        assert ack is None or (isinstance(ack.body, bytes) and ack.body and ack.media_type)
+
     def test_webhook_round_trip(self, harness: ContractHarness) -> None:
         ids = harness.seed(2)
         request = harness.webhook_request(ids)

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from connectors.base import WebhookRequest
-from connectors.salesforce.outbound import message_of
+from connectors.salesforce.webhooks import message_of
 from sandbox.common import serving
 from sandbox.stack import POSTHOG_KEY, SandboxStack
 from sync.errors import ConfigError

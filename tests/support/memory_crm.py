@@ -23,6 +23,7 @@ from connectors.base import (
     Page,
     PushResult,
     PushUpdate,
+    WebhookAck,
     WebhookEvent,
     WebhookRejected,
     WebhookRequest,
@@ -158,3 +159,6 @@ class MemoryConnector:
             ]
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedWebhook(str(exc)) from None
+
+    def webhook_ack(self) -> WebhookAck | None:
+        return None

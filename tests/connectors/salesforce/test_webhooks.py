@@ -34,8 +34,9 @@ def handled_by(connector: SalesforceConnector, events: list[list[str]]) -> Handl
         except MalformedWebhook:
             return 400, b""
         events.append([e.id for e in parsed])
-        body, _ = connector.webhook_ack()
-        return 200, body
+        ack = connector.webhook_ack()
+        assert ack is not None
+        return 200, ack.body
 
     return handle
 
@@ -53,7 +54,8 @@ def test_delivery_is_verified_parsed_and_acknowledged(standin: StandIn, listener
     parsed = connector.parse_webhook(delivery)
     assert {e.event_id[:3] for e in parsed} == {"04l"} and len({e.event_id for e in parsed}) == 3
     assert all(e.kind is EventKind.UPSERT and e.object == "Account" and e.occurred_at_ms for e in parsed)
-    assert is_ack(connector.webhook_ack()[0]) and connector.webhook_ack()[1].startswith("text/xml")
+    ack = connector.webhook_ack()
+    assert ack is not None and is_ack(ack.body) and ack.media_type.startswith("text/xml")
 
 
 def test_refresh_from_an_event_fetches_current_state(standin: StandIn, listener: Listener) -> None:
