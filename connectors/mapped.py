@@ -35,5 +35,6 @@ def check_setting(
     said = sorted(_names(implied, False)) or "none"
     raise ConfigError(
         key,
-        f"configured in the mapping now ({where}, which implies {said}); remove this setting or make it agree",
+        f"now configured in the mapping, at {where}, which implies {said}; remove this setting "
+        "(or make it name the same fields)",
     )

@@ -26,7 +26,7 @@ def push_properties(
     mapping raises ``ConfigError`` naming ``<key>.push_properties`` (``connectors.mapped``)."""
     if mapping is None:
         return DEFAULT_PUSH_PROPERTIES if config.push_properties is None else config.push_properties
-    where = f"mappings.{SOURCE}.{STREAM}: account_id_field, link_fields and its fields with direction: outbound"
+    where = f"mappings.{SOURCE}.{STREAM} (account_id_field, link_fields and fields with direction: outbound)"
     check_setting(f"{key}.push_properties", config.push_properties, mapping.written, where)
     return mapping.written
 

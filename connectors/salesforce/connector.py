@@ -115,7 +115,7 @@ def written_fields(
         f"{key}.outbound_fields",
         config.outbound_fields,
         others,
-        f"{where}.link_fields and its fields with direction: outbound",
+        f"{where} (link_fields and fields with direction: outbound)",
         fold_case=True,
     )
     return unique_paths(mapping.written)
