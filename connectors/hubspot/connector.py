@@ -77,8 +77,8 @@ class HubSpotConnector:
     ) -> None:
         self.config = config
         self.push_properties = push_properties(config, mapping, key)
+        # every read asks for the configured deal properties plus those push-back writes (to see what a deal holds)
         self.read_properties = list(dict.fromkeys([*config.deal_properties, *self.push_properties]))
-        """Deal properties every read asks for: the configured ones plus those push-back writes."""
         self.client = client or HubSpotClient(config, redis_client)
         self.clock = clock
         self._owners: dict[str, Owner] = {}

@@ -94,3 +94,11 @@ def test_a_legacy_setting_that_agrees_with_the_mapping_is_accepted(
 ) -> None:
     connector = build_connector(name, {**BLOCKS[name], **setting}, redis_client, load_mapping_file(EXAMPLE))
     connector.close()
+
+
+def test_a_hubspot_mapping_that_writes_a_nested_path_fails_at_start_up(redis_client: redis.Redis) -> None:
+    deals = {"link": "hubspot_deal_id", "account_id_field": "company.posthog_account_id"}
+    bad = load_mapping_config({"mappings": {"hubspot": {"deals": deals}}})
+    with pytest.raises(ConfigError) as info:
+        build_connector("hubspot", BLOCKS["hubspot"], redis_client, bad)
+    assert info.value.key == "mappings.hubspot.deals" and "company.posthog_account_id" in str(info.value)
