@@ -2,7 +2,8 @@
 
 Every connector class validates its ``sources.<name>.config`` block with its own config model (a bad key raises
 ``ConfigError`` naming ``sources.<name>.config.<key>``), takes the shared Redis for its rate budgets, and takes
-the mapping (a connector that reads fields the mapping addresses, such as Salesforce, checks them at start-up).
+the mapping: it says what push-back writes (and every pull reads back), and a connector that reads fields the
+mapping addresses, such as Salesforce, checks them at start-up.
 Connector packages are imported only when used, so a worker that syncs one CRM does not import the other SDKs.
 A fourth CRM is a folder plus one line in ``CONNECTORS``.
 """

@@ -240,6 +240,15 @@ class ObjectMapping(BaseModel):
     def outbound(self) -> tuple[FieldMapping, ...]:
         return tuple(f for f in self.fields if f.direction.outbound)
 
+    @property
+    def written(self) -> tuple[str, ...]:
+        """The CRM fields push-back writes, each once: ``account_id_field``, the ``link_fields`` targets and the
+        outbound fields' source paths. The one place a connector learns what it writes (and must read back)."""
+        names: list[str] = [self.account_id_field] if self.account_id_field else []
+        names.extend(self.link_fields.values())
+        names.extend(fm.source for fm in self.outbound if isinstance(fm.source, str))
+        return tuple(dict.fromkeys(names))
+
 
 class RuleKind(StrEnum):
     PRECEDENCE = "precedence"

@@ -1,7 +1,8 @@
 """``crmsync setup hubspot``: create the custom properties crmsync writes (and the company external-id property).
 
 Deal properties come from the ``mappings.hubspot.deals`` section of the config file (the account id field, the
-other systems' id fields, the outbound fields), plus the connector's ``push_properties``. Creating a property that
+other systems' id fields, the outbound fields; without ``--config``, the connector's defaults
+``posthog_account_id`` and ``posthog_csm_email``): the properties push-back writes. Creating a property that
 exists is a no-op, so the command can run any number of times. ``--dry-run`` only lists what is missing.
 """
 
@@ -41,10 +42,8 @@ def setup_command(
     """Create the HubSpot properties crmsync writes back (deal) and reads (company external id)."""
     try:
         settings = load_hubspot_config({"access_token": SecretStr(token), "host": host})
-        deal_names = list(settings.push_properties)
-        if config is not None:
-            mapping = load_mapping_file(config).object("hubspot", "deals")
-            deal_names = list(dict.fromkeys([*push_properties(mapping), *deal_names]))
+        mapping = load_mapping_file(config).object("hubspot", "deals") if config is not None else None
+        deal_names = list(push_properties(settings, mapping))
         wanted = {
             "deals": (deal_names, settings.property_group),
             "companies": ([settings.external_id_property], "companyinformation"),

@@ -28,6 +28,8 @@ DEFAULT_DEAL_PROPERTIES: tuple[str, ...] = (
     "hs_merged_object_ids",
     "hubspot_owner_id",
 )
+DEFAULT_PUSH_PROPERTIES: tuple[str, ...] = ("posthog_account_id", "posthog_csm_email")
+"""The deal properties push-back writes when the connector is built without a mapping (a worker always passes one)."""
 
 
 class LinkRule(StrEnum):
@@ -72,9 +74,10 @@ class HubSpotConfig(BaseModel):
     )
 
     deal_properties: tuple[str, ...] = Field(DEFAULT_DEAL_PROPERTIES, description="deal properties read")
-    push_properties: tuple[str, ...] = Field(
-        ("posthog_account_id", "posthog_csm_email"),
-        description="custom deal properties crmsync writes back (read too, created by `crmsync setup hubspot`)",
+    push_properties: tuple[str, ...] | None = Field(
+        None,
+        description="legacy: the deal properties crmsync writes back are configured in mappings.hubspot.deals "
+        "(account_id_field, link_fields, outbound fields); a value here naming others fails at start-up",
     )
     company_properties: tuple[str, ...] = Field(("name", "domain"), description="company properties read")
     external_id_property: str = Field("posthog_external_id", description="company property holding the external id")
@@ -120,11 +123,6 @@ class HubSpotConfig(BaseModel):
             return self.budget_name
         raw = f"{self.base_url}|{self.access_token.get_secret_value()}".encode()
         return hashlib.blake2b(raw, digest_size=8).hexdigest()
-
-    @property
-    def read_properties(self) -> list[str]:
-        """Deal properties every read asks for (configured ones plus those crmsync writes)."""
-        return list(dict.fromkeys([*self.deal_properties, *self.push_properties]))
 
     @property
     def company_read_properties(self) -> list[str]:

@@ -44,14 +44,14 @@ from connectors.hubspot.client import HsObject, HubSpotClient, ObjectPage, Owner
 from connectors.hubspot.config import HubSpotConfig, load_hubspot_config
 from connectors.hubspot.cursor import HubSpotCursor
 from connectors.hubspot.errors import HubSpotPagingLoop, HubSpotRequestError
-from connectors.hubspot.properties import ensure_properties
+from connectors.hubspot.properties import ensure_properties, push_properties
 from connectors.hubspot.records import SOURCE, STREAM, deal_record, deleted_record, merged_ids, primary_company
 from connectors.hubspot.search import Checkpoint, WindowedSearch
 from connectors.hubspot.webhooks import COMPANY_REF, parse_events, verify_v3
 from connectors.paging import follow
 from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
-from sync.mapping import MappingConfig
+from sync.mapping import MappingConfig, ObjectMapping
 
 
 def now_ms() -> int:
@@ -70,10 +70,15 @@ class HubSpotConnector:
         config: HubSpotConfig,
         redis_client: redis.Redis | None = None,
         *,
+        mapping: ObjectMapping | None = None,
+        key: str = "sources.hubspot.config",
         client: HubSpotClient | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.config = config
+        self.push_properties = push_properties(config, mapping, key)
+        # every read asks for the configured deal properties plus those push-back writes (to see what a deal holds)
+        self.read_properties = list(dict.fromkeys([*config.deal_properties, *self.push_properties]))
         self.client = client or HubSpotClient(config, redis_client)
         self.clock = clock
         self._owners: dict[str, Owner] = {}
@@ -93,9 +98,11 @@ class HubSpotConnector:
         key: str = "sources.hubspot.config",
     ) -> HubSpotConnector:
         """The connector for a ``sources.hubspot.config`` block (``connectors.registry``), validated (a bad entry
-        raises ``ConfigError`` naming ``<key>.<field>``), with the shared budgets in Redis. The mapping is not
-        needed: the properties read are the config's."""
-        return cls(load_hubspot_config(raw, key), redis_client)
+        raises ``ConfigError`` naming ``<key>.<field>``), with the shared budgets in Redis and the
+        ``mappings.hubspot.deals`` section when there is one: it says which properties push-back writes (and
+        every read asks for), see ``properties.push_properties``."""
+        mapped = mapping.mappings.get(SOURCE, {}).get(STREAM) if mapping is not None else None
+        return cls(load_hubspot_config(raw, key), redis_client, mapping=mapped, key=key)
 
     def close(self) -> None:
         """Close the SDK's connection pools (one per API this connector calls)."""
@@ -121,7 +128,7 @@ class HubSpotConnector:
 
     def _pull_full(self, started: int) -> Iterator[Page]:
         final = HubSpotCursor(modified_ms=started, companies_ms=started)
-        properties = self.config.read_properties
+        properties = self.read_properties
         for archived in (False, True):
 
             def page(after: str | None, archived: bool = archived) -> tuple[ObjectPage, str | None]:
@@ -140,7 +147,7 @@ class HubSpotConnector:
         lookback = self.config.lookback_ms
         position = cursor
         self.client.reset_search_page()
-        deals = self._windowed("deals", self.config.read_properties)
+        deals = self._windowed("deals", self.read_properties)
         start = Checkpoint(max(0, cursor.modified_ms - lookback), cursor.object_id if lookback == 0 else 0)
         for batch in deals.since(start):
             cp = batch.checkpoint
@@ -156,7 +163,7 @@ class HubSpotConnector:
         companies = self._windowed("companies", self.config.company_read_properties)
         for batch in companies.since(Checkpoint(max(0, cursor.companies_ms - lookback))):
             deal_ids = self._deals_of([c.id for c in batch.records])
-            found, _ = self.client.read_deals(deal_ids, self.config.read_properties) if deal_ids else ([], [])
+            found, _ = self.client.read_deals(deal_ids, self.read_properties) if deal_ids else ([], [])
             companies_ms = max(position.companies_ms, min(batch.checkpoint.modified_ms, started))
             position = position.model_copy(update={"companies_ms": companies_ms})
             yield Page(self._shape(found), position)
@@ -190,7 +197,7 @@ class HubSpotConnector:
         wanted = list(dict.fromkeys([*wanted, *self._deals_of(companies)]))  # a company webhook: all its deals
         if not wanted:
             return []
-        found, missing = self.client.read_deals(wanted, self.config.read_properties)
+        found, missing = self.client.read_deals(wanted, self.read_properties)
         return _unique([*(deleted_record(i) for i in missing), *self._shape(found)])
 
     def _shape(self, deals: Sequence[HsObject]) -> list[CrmRecord]:

@@ -11,17 +11,29 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from connectors.hubspot.client import HubSpotClient
+from connectors.hubspot.config import DEFAULT_PUSH_PROPERTIES, HubSpotConfig
+from connectors.hubspot.records import SOURCE, STREAM
+from connectors.mapped import check_setting
+from sync.errors import ConfigError
 from sync.mapping import ObjectMapping
 
 
-def push_properties(mapping: ObjectMapping) -> list[str]:
-    """Deal properties a mapping writes: the account id field, the other systems' ids, the outbound fields."""
-    names: list[str] = []
-    if mapping.account_id_field:
-        names.append(mapping.account_id_field)
-    names.extend(mapping.link_fields.values())
-    names.extend(str(fm.source) for fm in mapping.outbound)
-    return list(dict.fromkeys(names))
+def push_properties(
+    config: HubSpotConfig, mapping: ObjectMapping | None, key: str = "sources.hubspot.config"
+) -> tuple[str, ...]:
+    """The deal properties push-back writes, which every read asks for too: the mapping's (the account id field,
+    the other systems' ids, the outbound fields: ``ObjectMapping.written``), or without a mapping the legacy
+    ``push_properties`` setting or its default. A ``push_properties`` setting naming other properties than the
+    mapping raises ``ConfigError`` naming ``<key>.push_properties`` (``connectors.mapped``); so does a written
+    path with a ``.`` (not a deal property), naming the mapping key."""
+    if mapping is None:
+        return DEFAULT_PUSH_PROPERTIES if config.push_properties is None else config.push_properties
+    nested = [name for name in mapping.written if "." in name]
+    if nested:
+        raise ConfigError(f"mappings.{SOURCE}.{STREAM}", f"{nested[0]!r}: only deal properties can be written")
+    where = f"mappings.{SOURCE}.{STREAM} (account_id_field, link_fields and fields with direction: outbound)"
+    check_setting(f"{key}.push_properties", config.push_properties, mapping.written, where)
+    return mapping.written
 
 
 def _label(name: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -23,6 +23,9 @@ PATH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 ORG_ID_RE = re.compile(r"^00D[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?$")
 SYSTEM_FIELDS: tuple[str, ...] = ("Id", "IsDeleted", "SystemModstamp", "LastModifiedDate", "CreatedDate")
 """Fields every read selects: the id, the delete flag, and the stamps the cursor, version and link rank use."""
+DEFAULT_ACCOUNT_ID_FIELD = "PostHog_Account_Id__c"
+DEFAULT_OUTBOUND_FIELDS: tuple[str, ...] = ("PostHog_CSM_Email__c",)
+"""What push-back writes when the connector is built without a mapping (a worker always passes one)."""
 
 
 SALESFORCE_HOST_RE = re.compile(r"^https://([a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*)\.salesforce\.com$")
@@ -140,10 +143,13 @@ class SalesforceConfig(BaseModel):
     - ``overlap_s``: rows are read again until they are this much older than the server's clock at the read,
       so rows whose transaction committed late are still seen (see ``docs/connectors/salesforce.md``).
     - ``fields``: fields or one-hop relationship paths read on every Account (``Owner.Email``), besides the
-      system fields, ``external_id_field``, ``account_id_field``, ``outbound_fields`` and the CSM lookup.
+      system fields, ``external_id_field``, the fields push-back writes and the CSM lookup.
     - ``external_id_field``: the External ID field holding the PostHog external id.
-    - ``account_id_field``: where push-back writes the PostHog account id; ``outbound_fields``: the other fields
-      the mapping writes, read on every pull so that a value the record already holds is never pushed again.
+    - ``account_id_field`` / ``outbound_fields``: legacy. What push-back writes (and every pull reads back, so
+      a value the record already holds is never pushed again) is configured in the mapping
+      (``mappings.salesforce.Account``: ``account_id_field``, ``link_fields``, outbound fields); a value here
+      that names other fields fails at start-up (``connectors.mapped``). Without a mapping they default to
+      ``PostHog_Account_Id__c`` and ``PostHog_CSM_Email__c``.
     - ``csm_lookup``: the relationship name of a custom User lookup holding the CSM (``CSM__r``); its
       ``Email`` is read as ``<csm_lookup>.Email``.
     - ``push_batch_size``: records per sObject Collections request (at most 200); ``fetch_batch_size``: most ids
@@ -175,8 +181,8 @@ class SalesforceConfig(BaseModel):
     overlap_s: int = Field(300, ge=0, le=86_400)
     fields: tuple[str, ...] = ("Name", "Website", "Owner.Email")
     external_id_field: str = "PostHog_External_Id__c"
-    account_id_field: str = "PostHog_Account_Id__c"
-    outbound_fields: tuple[str, ...] = ("PostHog_CSM_Email__c",)
+    account_id_field: str | None = None
+    outbound_fields: tuple[str, ...] | None = None
     csm_lookup: str | None = None
 
     push_batch_size: int = Field(200, ge=1, le=200)
@@ -215,15 +221,15 @@ class SalesforceConfig(BaseModel):
 
     @field_validator("external_id_field", "account_id_field")
     @classmethod
-    def _field_name(cls, value: str) -> str:
-        if not FIELD_RE.match(value):
+    def _field_name(cls, value: str | None) -> str | None:
+        if value is not None and not FIELD_RE.match(value):
             raise ValueError("expected a field name such as PostHog_Account_Id__c")
         return value
 
     @field_validator("outbound_fields")
     @classmethod
-    def _field_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for name in value:
+    def _field_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for name in value or ():
             if not FIELD_RE.match(name):
                 raise ValueError(f"{name!r}: only plain fields can be written (no relationship paths)")
             if name.lower() in {f.lower() for f in SYSTEM_FIELDS}:
@@ -273,23 +279,20 @@ class SalesforceConfig(BaseModel):
 
     @property
     def read_fields(self) -> tuple[str, ...]:
-        """Every field path a read selects, system fields first, each once (names compare case-insensitively)."""
-        wanted = [
-            *SYSTEM_FIELDS,
-            *self.fields,
-            self.external_id_field,
-            self.account_id_field,
-            *self.outbound_fields,
-        ]
+        """The field paths this config makes every read select, system fields first, each once (names compare
+        case-insensitively). The connector adds the fields push-back writes (from the mapping) and those the
+        mapping reads."""
+        wanted = [*SYSTEM_FIELDS, *self.fields, self.external_id_field]
         if self.csm_lookup:
             wanted.append(f"{self.csm_lookup}.Email")
-        seen: set[str] = set()
-        out: list[str] = []
-        for path in wanted:
-            if path.lower() not in seen:
-                seen.add(path.lower())
-                out.append(path)
-        return tuple(out)
+        return unique_paths(wanted)
+
+    @property
+    def default_written(self) -> tuple[str, ...]:
+        """What push-back writes when no mapping is given: the legacy settings, else their defaults."""
+        account_id = self.account_id_field or DEFAULT_ACCOUNT_ID_FIELD
+        others = DEFAULT_OUTBOUND_FIELDS if self.outbound_fields is None else self.outbound_fields
+        return unique_paths([account_id, *others])
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -308,6 +311,17 @@ class SalesforceConfig(BaseModel):
         else:
             who = f"{self.login_url}|{self.auth.username}"
         return f"crmsync:budget:salesforce:{hashlib.sha256(who.encode()).hexdigest()[:16]}"
+
+
+def unique_paths(paths: Iterable[str]) -> tuple[str, ...]:
+    """Each field path once, in first-seen order; Salesforce names compare case-insensitively."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for path in paths:
+        if path.lower() not in seen:
+            seen.add(path.lower())
+            out.append(path)
+    return tuple(out)
 
 
 def load_salesforce_config(raw: Mapping[str, Any], prefix: str = "connectors.salesforce") -> SalesforceConfig:

@@ -43,10 +43,18 @@ from connectors.base import (
     WebhookRejected,
     WebhookRequest,
 )
+from connectors.mapped import check_setting
 from connectors.paging import LoopGuard, follow
 from connectors.salesforce import soql
 from connectors.salesforce.client import SalesforceClient
-from connectors.salesforce.config import FIELD_RE, PATH_RE, SYSTEM_FIELDS, SalesforceConfig, load_salesforce_config
+from connectors.salesforce.config import (
+    FIELD_RE,
+    PATH_RE,
+    SYSTEM_FIELDS,
+    SalesforceConfig,
+    load_salesforce_config,
+    unique_paths,
+)
 from connectors.salesforce.cursor import ReadProgress, SalesforceCursor, position
 from connectors.salesforce.errors import SalesforceRequestFailed, error_items
 from connectors.salesforce.records import SOURCE, epoch_ms, gone, modstamp_ms, parse_datetime, to_record
@@ -72,11 +80,7 @@ def mapping_fields(mapping: ObjectMapping, source: str = SOURCE, stream: str = "
     A path that is not ``Field`` or ``Relationship.Field`` raises ``ConfigError`` naming the mapping key.
     """
     key = f"mappings.{source}.{stream}"
-    written: set[str] = set()
-    if mapping.account_id_field:
-        written.add(mapping.account_id_field)
-    written.update(mapping.link_fields.values())
-    written.update(fm.source for fm in mapping.outbound if isinstance(fm.source, str))
+    written = set(mapping.written)
     for name in written:
         if not FIELD_RE.match(name):
             raise ConfigError(key, f"{name!r}: only plain Salesforce fields can be written")
@@ -89,6 +93,34 @@ def mapping_fields(mapping: ObjectMapping, source: str = SOURCE, stream: str = "
     return read, written
 
 
+def written_fields(
+    config: SalesforceConfig, mapping: ObjectMapping | None, key: str = "sources.salesforce.config"
+) -> tuple[str, ...]:
+    """The fields push-back writes, which every read selects too: the mapping's (``ObjectMapping.written``), or
+    without a mapping the config's legacy settings or their defaults. A legacy ``account_id_field`` or
+    ``outbound_fields`` that names other fields than the mapping raises ``ConfigError`` naming ``<key>.<setting>``
+    (``connectors.mapped``)."""
+    if mapping is None:
+        return config.default_written
+    where = f"mappings.{SOURCE}.Account"
+    check_setting(
+        f"{key}.account_id_field",
+        config.account_id_field,
+        mapping.account_id_field,
+        f"{where}.account_id_field",
+        fold_case=True,
+    )
+    others = [name for name in mapping.written if name != mapping.account_id_field]
+    check_setting(
+        f"{key}.outbound_fields",
+        config.outbound_fields,
+        others,
+        f"{where} (link_fields and fields with direction: outbound)",
+        fold_case=True,
+    )
+    return unique_paths(mapping.written)
+
+
 def _batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -97,9 +129,10 @@ def _batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class SalesforceConnector:
     """Accounts of one Salesforce org. One instance per org and worker; ``close()`` releases its connections.
 
-    ``mapping`` (the ``mappings.salesforce.Account`` section) adds the fields it reads and writes to those of
-    ``config``, so the records always carry what the mapping addresses. ``redis_client`` enables the shared
-    request budget (``config.requests_per_s``).
+    ``mapping`` (the ``mappings.salesforce.Account`` section) says what push-back writes (``written_fields``)
+    and adds the fields it reads to those of ``config``, so the records always carry what the mapping addresses;
+    ``key`` is where ``config`` came from, for errors. ``redis_client`` enables the shared request budget
+    (``config.requests_per_s``).
     """
 
     source: ClassVar[str] = SOURCE
@@ -112,8 +145,11 @@ class SalesforceConnector:
         redis_client: redis.Redis | None = None,
         mapping: ObjectMapping | None = None,
         retry: RetryPolicy | None = None,
+        *,
+        key: str = "sources.salesforce.config",
     ) -> None:
         self.config = config
+        self.written = written_fields(config, mapping, key)
         budget = (
             TokenBucket(redis_client, config.bucket_key, config.burst, config.requests_per_s)
             if redis_client is not None
@@ -121,8 +157,7 @@ class SalesforceConnector:
         )
         self.client = SalesforceClient(config, budget, retry)
         read, _ = mapping_fields(mapping) if mapping is not None else (set(), set())
-        lowered = {path.lower() for path in config.read_fields}
-        self.fields: tuple[str, ...] = config.read_fields + tuple(sorted(p for p in read if p.lower() not in lowered))
+        self.fields: tuple[str, ...] = unique_paths([*config.read_fields, *self.written, *sorted(read)])
         self._batch_header = {"Sforce-Query-Options": f"batchSize={config.page_size}"}
         self._system: str | None = None
 
@@ -138,10 +173,10 @@ class SalesforceConnector:
     ) -> SalesforceConnector:
         """The connector for a ``sources.salesforce.config`` block (``connectors.registry``): the block validated
         (a bad entry raises ``ConfigError`` naming ``<key>.<field>``), the shared request budget in Redis, and the
-        ``mappings.salesforce.Account`` section when there is one, so every field it addresses is read and a
-        bad field path fails at start-up."""
+        ``mappings.salesforce.Account`` section when there is one, so every field it addresses is read, a bad
+        field path fails at start-up, and so does a legacy setting that disagrees with it (``written_fields``)."""
         mapped = mapping.mappings.get(SOURCE, {}).get("Account") if mapping is not None else None
-        return cls(load_salesforce_config(raw, key), redis_client, mapped)
+        return cls(load_salesforce_config(raw, key), redis_client, mapped, key=key)
 
     def close(self) -> None:
         """Close the HTTP session (its pooled TLS connections)."""

@@ -5,6 +5,7 @@ Two objects, as a connector sees them in a real org with the PostHog fields adde
 - ``Account`` (key prefix ``001``): ``Name``, ``Website``, ``OwnerId`` → User (relationship ``Owner``),
   ``CSM__c`` → User (relationship ``CSM__r``), ``PostHog_External_Id__c`` (an External ID text field),
   ``PostHog_Account_Id__c``, ``PostHog_CSM_Email__c`` (an Email field crmsync writes the PostHog CSM into),
+  ``Legacy_Account_Ref__c`` (a second text field, so a mapping can point ``account_id_field`` elsewhere),
   and the system fields ``IsDeleted``, ``CreatedDate``, ``CreatedById``
   (``CreatedBy``), ``LastModifiedDate``, ``LastModifiedById`` (``LastModifiedBy``), ``SystemModstamp``.
 - ``User`` (key prefix ``005``): ``Username``, ``Email``, ``FirstName``, ``LastName``, ``Name`` (computed),
@@ -146,6 +147,7 @@ ACCOUNT = ObjectSpec(
         FieldSpec("PostHog_External_Id__c", FieldType.STRING, "PostHog External Id", length=255, external_id=True),
         FieldSpec("PostHog_Account_Id__c", FieldType.STRING, "PostHog Account Id", length=255),
         FieldSpec("PostHog_CSM_Email__c", FieldType.EMAIL, "PostHog CSM Email", length=80),
+        FieldSpec("Legacy_Account_Ref__c", FieldType.STRING, "Legacy Account Ref", length=255),
         *_system_fields(),
     ),
 )

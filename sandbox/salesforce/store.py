@@ -373,6 +373,7 @@ class Store:
                     "PostHog_External_Id__c": who.external_id,
                     "PostHog_Account_Id__c": None,
                     "PostHog_CSM_Email__c": None,
+                    "Legacy_Account_Ref__c": None,
                     **self._stamps(created, created + timedelta(hours=1), ADMIN_USER_ID),
                 }
                 self._replace(ACCOUNT, record)

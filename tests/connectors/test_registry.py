@@ -63,3 +63,42 @@ def test_the_mapping_reaches_salesforce_and_a_bad_field_path_fails_at_start_up(r
     with pytest.raises(ConfigError) as info:
         build_connector("salesforce", BLOCKS["salesforce"], redis_client, bad)
     assert info.value.key == "mappings.salesforce.Account.fields.0.source"
+
+
+LEGACY = [
+    ("salesforce", {"account_id_field": "Other__c"}, "account_id_field", "mappings.salesforce.Account"),
+    ("salesforce", {"outbound_fields": ["Other__c"]}, "outbound_fields", "mappings.salesforce.Account"),
+    ("hubspot", {"push_properties": ["posthog_account_id"]}, "push_properties", "mappings.hubspot.deals"),
+]
+
+
+@pytest.mark.parametrize(("name", "setting", "key", "where"), LEGACY)
+def test_a_legacy_setting_that_disagrees_with_the_mapping_fails_naming_both(
+    name: str, setting: dict[str, Any], key: str, where: str, redis_client: redis.Redis
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_connector(name, {**BLOCKS[name], **setting}, redis_client, load_mapping_file(EXAMPLE))
+    assert info.value.key == f"sources.{name}.config.{key}"
+    assert where in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [
+        ("salesforce", {"account_id_field": "posthog_account_id__c", "outbound_fields": ["PostHog_CSM_Email__c"]}),
+        ("hubspot", {"push_properties": ["posthog_csm_email", "posthog_account_id"]}),
+    ],
+)
+def test_a_legacy_setting_that_agrees_with_the_mapping_is_accepted(
+    name: str, setting: dict[str, Any], redis_client: redis.Redis
+) -> None:
+    connector = build_connector(name, {**BLOCKS[name], **setting}, redis_client, load_mapping_file(EXAMPLE))
+    connector.close()
+
+
+def test_a_hubspot_mapping_that_writes_a_nested_path_fails_at_start_up(redis_client: redis.Redis) -> None:
+    deals = {"link": "hubspot_deal_id", "account_id_field": "company.posthog_account_id"}
+    bad = load_mapping_config({"mappings": {"hubspot": {"deals": deals}}})
+    with pytest.raises(ConfigError) as info:
+        build_connector("hubspot", BLOCKS["hubspot"], redis_client, bad)
+    assert info.value.key == "mappings.hubspot.deals" and "company.posthog_account_id" in str(info.value)

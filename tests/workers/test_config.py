@@ -11,10 +11,13 @@ import yaml
 
 from sync.budget import POSTHOG_WINDOWS, Window
 from sync.errors import ConfigError
+from tests.conftest import REDIS_URL
 from tests.sync.test_engine import MAPPING
 from workers.config import load_config, parse_config
 from workers.runtime import Runtime
 from workers.schedule import beat_schedule
+
+PACKAGED_CONFIG = Path(__file__).resolve().parents[2] / "workers" / "data" / "crmsync.yaml"
 
 
 def raw(**extra: Any) -> dict[str, Any]:
@@ -98,3 +101,23 @@ def test_posthog_budget_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert unthrottled.posthog_budget is None and unthrottled.posthog.budget is None
     for runtime in (default, scaled, unthrottled):
         runtime.close()
+
+
+def test_a_connector_setting_the_mapping_now_says_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("POSTHOG_PERSONAL_API_KEY", "phx_start_up_test")
+    example = yaml.safe_load(PACKAGED_CONFIG.read_text())
+    hubspot = {"access_token": "pat-x", "push_properties": ["posthog_account_id"]}  # the mapping also writes the CSM
+    posthog = {"host": "http://127.0.0.1:8010", "stand_in": True, "project_id": 1}
+    deployment = {**example, "posthog": posthog, "redis_url": REDIS_URL}
+    config = parse_config({**deployment, "sources": {"hubspot": {"config": hubspot}}})
+    with pytest.raises(ConfigError) as info:
+        Runtime(config).check_sources()
+    assert info.value.key == "sources.hubspot.config.push_properties"
+    assert "mappings.hubspot.deals" in str(info.value)
+
+    agreeing = {**hubspot, "push_properties": ["posthog_csm_email", "posthog_account_id"]}
+    config = parse_config({**deployment, "sources": {"hubspot": {"config": agreeing}}})
+    runtime = Runtime(config)
+    runtime.check_sources()  # the same properties as the mapping: accepted, for older configs
+    runtime.close()

@@ -9,6 +9,7 @@ from pydantic import SecretStr
 
 from connectors.hubspot import LinkRule, load_hubspot_config
 from connectors.hubspot.config import HubSpotConfig
+from connectors.hubspot.properties import push_properties
 from sync.errors import ConfigError
 
 TOKEN = "pat-na1-0123456789abcdef"
@@ -37,7 +38,8 @@ def test_defaults_and_secrets() -> None:
     assert config.base_url == "https://api.hubapi.com"
     assert config.request_timeout == (5.0, 30.0)
     assert config.link_rule is LinkRule.NEWEST_OPEN
-    assert {"posthog_account_id", "hubspot_owner_id", "hs_merged_object_ids"} <= set(config.read_properties)
+    assert {"hubspot_owner_id", "hs_merged_object_ids"} <= set(config.deal_properties)
+    assert push_properties(config, None) == ("posthog_account_id", "posthog_csm_email")  # no mapping: defaults
     shown = f"{config!r} {config} {config.model_dump()}"
     assert TOKEN not in shown and "s3cr3t-value" not in shown
     assert TOKEN not in config.budget_id

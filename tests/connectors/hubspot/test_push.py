@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 
+import redis
+
 from connectors.base import PushUpdate
 from connectors.hubspot import HubSpotConnector
 from sync.engine import SyncEngine
+from sync.ledger import Ledger
+from sync.mapping import MappingConfig, load_mapping_config
 from sync.posthog import PostHogClient
-from tests.connectors.hubspot.conftest import HubSpotSandbox
+from tests.connectors.hubspot.conftest import HubSpotSandbox, make_config
 
 
 def updates(ids: list[str], prefix: str = "acct") -> list[PushUpdate]:
@@ -79,3 +83,35 @@ def test_engine_push_back_costs_ceil_n_over_100_and_nothing_when_unchanged(
     again = engine.run(connector, "deals", "full")
     assert again.counts["unchanged"] == 126 and again.counts["pushed"] == 0
     assert hubspot.count("/deals/batch/update") == 0
+
+
+def test_the_properties_push_back_writes_and_reads_back_come_from_the_mapping(
+    hubspot: HubSpotSandbox,
+    redis_client: redis.Redis,
+    budget_namespace: str,
+    ph_reps: PostHogClient,
+    ledger: Ledger,
+    mapping: MappingConfig,
+) -> None:
+    raw = mapping.model_dump(mode="json")
+    deals = raw["mappings"]["hubspot"]["deals"]
+    deals["account_id_field"] = "crm_account_ref"
+    for field in deals["fields"]:
+        if field["direction"] == "outbound":
+            field["source"] = "crm_csm_email"
+    moved = load_mapping_config(raw)
+    config = make_config(hubspot.url, budget_namespace)
+    connector = HubSpotConnector(config, redis_client, mapping=moved.object("hubspot", "deals"))
+    assert connector.push_properties == ("crm_account_ref", "crm_csm_email")
+    ids = hubspot.seed(3)
+
+    report = SyncEngine(ph_reps, ledger, moved).run(connector, "deals", "full")
+    assert report.counts["pushed"] == len(ids), report.as_dict()
+    names = {p["name"] for p in hubspot.api("GET", "/crm/v3/properties/deals")["results"]}
+    assert {"crm_account_ref", "crm_csm_email"} <= names and "posthog_account_id" not in names
+    accounts = {a.properties.payload().get("hubspot_deal_id"): a.id for a in ph_reps.iter_accounts()}
+    assert all(hubspot.property_value(deal, "crm_account_ref") == account for deal, account in accounts.items())
+
+    read = {r.id: r.fields for page in connector.pull("deals", None) for r in page.records}  # read back
+    assert all(read[deal]["crm_account_ref"] == account for deal, account in accounts.items())
+    assert all("posthog_account_id" not in fields for fields in read.values())

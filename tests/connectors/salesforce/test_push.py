@@ -9,6 +9,8 @@ import pytest
 from connectors.base import PushUpdate
 from connectors.salesforce.soql import path_segment
 from sync.engine import SyncEngine
+from sync.ledger import Ledger
+from sync.mapping import MappingConfig, load_mapping_config
 from sync.posthog import PostHogClient
 from tests.connectors.salesforce.conftest import StandIn
 
@@ -119,3 +121,25 @@ def test_engine_pushes_account_ids_once_and_ignores_its_echo(
     echo = engine.run(connector, "Account")  # the pushes bumped SystemModstamp: every row comes back once
     assert echo.counts["seen"] == 250 and echo.counts["unchanged"] == 250 and echo.counts["pushed"] == 0
     assert standin.count("/composite/sobjects", "PATCH") == 2
+
+
+def test_the_fields_push_back_writes_and_reads_back_come_from_the_mapping(
+    standin: StandIn, sf_ph: PostHogClient, ledger: Ledger, mapping: MappingConfig
+) -> None:
+    raw = mapping.model_dump(mode="json")
+    raw["mappings"]["salesforce"]["Account"]["account_id_field"] = "Legacy_Account_Ref__c"
+    moved = load_mapping_config(raw)
+    ids = standin.seed(3)
+    connector = standin.connector(mapping=moved)
+    assert connector.written == ("Legacy_Account_Ref__c", "PostHog_CSM_Email__c")
+
+    report = SyncEngine(sf_ph, ledger, moved).run(connector, "Account", "full")
+    assert report.counts["pushed"] == 3, report.as_dict()
+    accounts = {a.properties.sfdc_id: a.id for a in sf_ph.iter_accounts()}
+    for rid in ids:
+        written = standin.record(rid)
+        assert written["Legacy_Account_Ref__c"] == accounts[rid] and written["PostHog_Account_Id__c"] is None
+
+    [page] = list(connector.pull("Account", None))  # read back: the mapping's field, not the old default
+    assert {r.id: r.fields["Legacy_Account_Ref__c"] for r in page.records} == accounts
+    assert all("PostHog_Account_Id__c" not in r.fields for r in page.records)
