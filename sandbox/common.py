@@ -7,7 +7,8 @@ What they have in common lives here so that benchmarks and fault tests drive all
 - ``GET  /_sandbox/stats``   → request counts by method, route template and status (``StatsRecorder``), and
   ``throttled``: the 429s the stand-in answered by its own rate limits (injected faults are counted apart)
 - ``POST /_sandbox/stats/reset`` → zero the counters, keep the data
-- ``POST /_sandbox/faults``  → ``{"rate_429", "rate_5xx", "latency_ms", "retry_after_s", "seed"}``; ``{}`` clears
+- ``POST /_sandbox/faults``  → ``{"rate_429", "rate_5xx", "status_5xx", "latency_ms", "retry_after_s", "seed"}``;
+  ``{}`` clears
 - ``POST /_sandbox/reset``   → clears stats and faults, and the stand-in's own data through its reset hook
 
 Faults are answered in the vendor's own error shape, through a ``FaultResponder`` each stand-in supplies.
@@ -49,6 +50,7 @@ class FaultConfig(BaseModel):
 
     rate_429: float = Field(0.0, ge=0.0, le=1.0)
     rate_5xx: float = Field(0.0, ge=0.0, le=1.0)
+    status_5xx: int = Field(500, ge=500, le=599)  # which 5xx: 503 for "unavailable" (deploys, overload)
     latency_ms: float = Field(0.0, ge=0.0, le=60_000)
     retry_after_s: float | None = Field(None, ge=0.0, le=3600)
     seed: int | None = None
@@ -114,7 +116,7 @@ class FaultInjector:
         if roll < cfg.rate_429:
             return 429
         if roll < cfg.rate_429 + cfg.rate_5xx:
-            return 500
+            return cfg.status_5xx
         return None
 
 

@@ -1,7 +1,7 @@
 """Webhook refreshes lose nothing, on real processes: a ``crmsync worker`` (one pool process) on a private
 ``redis-server``, the four stand-ins, and record ids gathered in the coalescing set as the webhook receiver does.
 
-- PostHog answers 500 (the stand-in's injected 5xx) to everything while a refresh runs: the task retries
+- PostHog answers 503 (the stand-in's injected 5xx) to everything while a refresh runs: the task retries
   (Celery, same task id) and, once PostHog recovers, every id is applied and none is left pending or claimed.
   Before claims, the retry ran with the ids it had already ``SPOP``-ed gone.
 - The pool process running a refresh is SIGKILLed halfway through: the redelivered task finds its claim and
@@ -117,11 +117,11 @@ def test_a_refresh_retried_after_posthog_5xx_applies_every_id(rig: Rig) -> None:
     wanted = rig.ids[:20]
     rig.gather(wanted)
     rig.dep.faults(
-        "posthog", rate_5xx=1.0
+        "posthog", rate_5xx=1.0, status_5xx=503
     )  # the members list (owner emails → roles) fails: the refresh raises retryable
     try:
         result = refresh.apply_async(("salesforce", "Account"), queue="realtime")
-        _wait(lambda: rig.dep.injected("posthog").get("500", 0) > 0, 60, "PostHog to answer 500")
+        _wait(lambda: rig.dep.injected("posthog").get("503", 0) > 0, 60, "PostHog to answer 503")
         _wait(lambda: result.state == "RETRY", 60, "the task to be retried")
         # between attempts the ids are neither pending nor lost: the retrying task holds them
         assert rig.dep.runtime.redis.scard(rig.pending) == 0
