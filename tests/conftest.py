@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +67,10 @@ class PostHogSandbox:
     def reset_counters(self) -> None:
         self.admin.post("/_sandbox/stats/reset").raise_for_status()
 
+    def throttle(self, *rates: str) -> None:
+        """Throttle every key like PostHog (``throttle("480/60", "4800/3600")``); no rates: off."""
+        self.admin.post("/_sandbox/throttle", json={"rates": list(rates)}).raise_for_status()
+
     def client(self, key: str = POSTHOG_KEY, project_id: int = 1, **policy: Any) -> PostHogClient:
         settings = PostHogSettings(host=self.url, personal_api_key=SecretStr(key), project_id=project_id)
         retry = RetryPolicy(**{"max_retries": 3, "sleep": lambda _s: None, **policy})
@@ -97,6 +101,13 @@ def posthog_server() -> Iterator[PostHogSandbox]:
 def posthog(posthog_server: PostHogSandbox) -> Iterator[PostHogSandbox]:
     """The shared stand-in, emptied and with counters and faults cleared for this test."""
     yield from emptied(posthog_server)
+
+
+@pytest.fixture
+def throttle(posthog: PostHogSandbox) -> Iterator[Callable[..., None]]:
+    """Set the stand-in's throttles for this test (``throttle("3/60")``); off again afterwards."""
+    yield posthog.throttle
+    posthog.throttle()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from sync.engine import TAGS_DROPPED
 from sync.errors import CrmsyncError
+from sync.plan import PlanStore
 from sync.report import RunReport
 from sync.state import POSTHOG, describe_state
 from workers.config import load_config
@@ -406,12 +407,11 @@ def backlog(runtime: Runtime, usage: dict[str, Any], now: float) -> dict[str, An
     """PostHog requests still owed: staged plans' unwritten accounts (one request each) and webhook ids waiting for
     a refresh; and when they will be done at the current budget (what is left in the windows now, then each
     window's sustained rate, the slowest one binding). ``eta_s`` is None when PostHog is unthrottled."""
-    from sync.plan import PlanStore
-
     plans: list[dict[str, Any]] = [
         {"plan": p.id, "accounts_left": p.accounts_left(), "chunks": p.chunks} for p in PlanStore.live(runtime.ledger)
     ]
-    pending_sets = list(runtime.redis.scan_iter(match=f"{runtime.ledger.ns}:pending:*"))
+    # sets only: the receiver's ``pending:<source>:<object>:scheduled`` markers are strings under the same prefix
+    pending_sets = list(runtime.redis.scan_iter(match=f"{runtime.ledger.ns}:pending:*", _type="SET"))
     pending = sum(cast(int, runtime.redis.scard(str(key))) for key in pending_sets)
     requests = sum(int(p["accounts_left"]) for p in plans) + pending
     eta: float | None = None

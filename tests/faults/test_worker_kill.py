@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from tests.faults.harness import (
     settle,
     stack_config,
 )
+from tests.support.waiting import active_pid, wait_for
 
 SEED = 60
 LATENCY_MS = 100
@@ -43,25 +43,6 @@ WRITES_BEFORE_KILL = 25
 def _posthog_writes(http: httpx.Client) -> int:
     stats = http.get("/_sandbox/stats").json()
     return sum(int(n) for method, n in stats.get("by_method", {}).items() if method in ("POST", "PATCH"))
-
-
-def _wait(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _active_pid(app: Celery, task_id: str) -> int | None:
-    """The pid of the pool process running ``task_id``, if a worker reports it active."""
-    for tasks in (app.control.inspect(timeout=1.0).active() or {}).values():
-        for task in tasks:
-            if task.get("id") == task_id and task.get("worker_pid"):
-                return int(task["worker_pid"])
-    return None
 
 
 @dataclass
@@ -99,8 +80,8 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Killed]:
                 with dep.admin("posthog") as http:
                     http.post("/_sandbox/stats/reset").raise_for_status()
                     first = sync_source.apply_async(("salesforce",), {"mode": "full"}, queue="bulk")
-                    victim = _wait(lambda: _active_pid(app, first.id), 60, "the task to start")
-                    _wait(lambda: _posthog_writes(http) >= WRITES_BEFORE_KILL, 60, "the first writes")
+                    victim = wait_for(lambda: active_pid(app, first.id), 60, "the task to start")
+                    wait_for(lambda: _posthog_writes(http) >= WRITES_BEFORE_KILL, 60, "the first writes")
                     os.kill(victim, signal.SIGKILL)
                     writes_at_kill = _posthog_writes(http)
                     # the killed attempt stores no result: what arrives comes from the redelivered message

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -15,17 +15,6 @@ from sandbox.posthog.throttle import Throttle, ThrottleRate, key_ident, parse_th
 from tests.conftest import POSTHOG_KEY, PostHogSandbox
 
 ACCOUNTS = "/api/environments/{}/accounts/"
-
-
-@pytest.fixture
-def throttle(posthog: PostHogSandbox) -> Iterator[Callable[..., None]]:
-    """Set the stand-in's throttles for this test (``throttle("3/60")``); off again afterwards."""
-
-    def configure(*rates: str) -> None:
-        posthog.admin.post("/_sandbox/throttle", json={"rates": list(rates)}).raise_for_status()
-
-    yield configure
-    configure()
 
 
 def get(posthog: PostHogSandbox, key: str = POSTHOG_KEY, project: int = 1) -> httpx.Response:

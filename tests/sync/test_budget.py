@@ -128,15 +128,6 @@ def test_settings_default_to_posthogs_budget_and_name_a_bad_key(monkeypatch: pyt
 # -- end to end: the client spends the budget against the stand-in throttled like PostHog ------------------
 
 
-@pytest.fixture
-def throttle(posthog: PostHogSandbox) -> Iterator[Callable[..., None]]:
-    def configure(*rates: str) -> None:
-        posthog.admin.post("/_sandbox/throttle", json={"rates": list(rates)}).raise_for_status()
-
-    yield configure
-    configure()
-
-
 def client(posthog: PostHogSandbox, shared: RequestBudget | None, **retry: Any) -> PostHogClient:
     settings = PostHogSettings(host=posthog.url, personal_api_key=SecretStr(POSTHOG_KEY), project_id=1)
     policy = RetryPolicy(**{"max_retries": 3, "sleep": lambda _s: None, **retry})

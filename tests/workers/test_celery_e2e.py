@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from sandbox.stack import POSTHOG_KEY, SandboxStack
 from sync.ledger import delete_keys
 from sync.posthog import AccountFilter
 from tests.conftest import REDIS_URL
+from tests.support.waiting import wait_for
 from workers.config import parse_config
 from workers.processes import start_worker, stop_process, wait_for_worker
 from workers.runtime import Runtime, set_runtime
@@ -53,15 +53,6 @@ class Deployment:
 
     def runs(self, source: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.runtime.ledger.recent_runs(200) if source is None or r.get("source") == source]
-
-
-def _wait(predicate: Any, timeout_s: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +153,7 @@ def test_beat_triggers_scheduled_runs(deployment: Deployment) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait(lambda: len(scheduled()) >= before + 2, 60, "two scheduled stripe runs")  # every 2 s in this config
+        wait_for(lambda: len(scheduled()) >= before + 2, 60, "two scheduled stripe runs")  # every 2 s in this config
     finally:
         stop_process(beat)
     assert all(r["status"] in ("succeeded", "skipped") for r in scheduled()[: len(scheduled()) - before])
@@ -172,14 +163,14 @@ def test_webhook_refresh_reaches_posthog(deployment: Deployment) -> None:
     new_name = f"Renamed by webhook {uuid.uuid4().hex[:6]}"
     only_in_stripe = f"cus_S{SEED + 2 * SEED // 3 - 1:013d}"  # the last Stripe identity: in no other CRM
     httpx.post(f"{deployment.stack.url('stripe')}/_sandbox/customers/{only_in_stripe}", json={"name": new_name})
-    _wait(
+    wait_for(
         lambda: bool(list(deployment.runtime.posthog.iter_accounts(AccountFilter(search=new_name)))),
         60,
         "the webhook refresh",
     )
     # the delivery was refreshed on the realtime queue (a scheduled run left over from the beat test may have
     # applied the change first; either way PostHog shows it, and the refresh then finds nothing left to do)
-    _wait(lambda: any(r["mode"] == "refresh" for r in deployment.runs("stripe")), 60, "the refresh run")
+    wait_for(lambda: any(r["mode"] == "refresh" for r in deployment.runs("stripe")), 60, "the refresh run")
 
 
 def test_status_and_metrics_report_the_runs(deployment: Deployment) -> None:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +23,7 @@ import yaml
 from celery import Celery
 
 from tests.faults.harness import REDIS_URL, Deployment, deployment, posthog_env, stack_config
+from tests.support.waiting import active_pid, wait_for
 
 SEED = 60
 
@@ -54,24 +53,6 @@ class Rig:
     def linked(self) -> set[str]:
         """Salesforce ids PostHog's accounts are linked to."""
         return {str(a.properties.sfdc_id) for a in self.dep.runtime.posthog.iter_accounts() if a.properties.sfdc_id}
-
-
-def _wait(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _active_pid(app: Celery, task_id: str) -> int | None:
-    for tasks in (app.control.inspect(timeout=1.0).active() or {}).values():
-        for task in tasks:
-            if task.get("id") == task_id and task.get("worker_pid"):
-                return int(task["worker_pid"])
-    return None
 
 
 def _writes(http: httpx.Client) -> int:
@@ -121,8 +102,8 @@ def test_a_refresh_retried_after_posthog_5xx_applies_every_id(rig: Rig) -> None:
     )  # the members list (owner emails → roles) fails: the refresh raises retryable
     try:
         result = refresh.apply_async(("salesforce", "Account"), queue="realtime")
-        _wait(lambda: rig.dep.injected("posthog").get("503", 0) > 0, 60, "PostHog to answer 503")
-        _wait(lambda: result.state == "RETRY", 60, "the task to be retried")
+        wait_for(lambda: rig.dep.injected("posthog").get("503", 0) > 0, 60, "PostHog to answer 503")
+        wait_for(lambda: result.state == "RETRY", 60, "the task to be retried")
         # between attempts the ids are neither pending nor lost: the retrying task holds them
         assert rig.dep.runtime.redis.scard(rig.pending) == 0
         assert rig.claimed() == set(wanted)
@@ -144,8 +125,8 @@ def test_a_refresh_whose_worker_is_killed_loses_no_id(rig: Rig) -> None:
     with rig.dep.admin("posthog") as http:
         before = _writes(http)
         result = refresh.apply_async(("salesforce", "Account"), queue="realtime")
-        victim = _wait(lambda: _active_pid(rig.app, result.id), 60, "the refresh to start")
-        _wait(lambda: _writes(http) >= before + 5, 60, "the first writes")
+        victim = wait_for(lambda: active_pid(rig.app, result.id), 60, "the refresh to start")
+        wait_for(lambda: _writes(http) >= before + 5, 60, "the first writes")
         os.kill(victim, signal.SIGKILL)
         assert _writes(http) < before + len(wanted)  # killed halfway: most ids not applied yet
         assert rig.claimed() and rig.dep.runtime.redis.scard(rig.pending) == 0
@@ -163,7 +144,7 @@ def test_workers_on_one_host_get_distinct_node_names(rig: Rig, tmp_path: Path) -
 
     second = start_worker(rig.config_path, rig.env, concurrency=1)
     try:
-        names = _wait(
+        names = wait_for(
             lambda: len(rig.app.control.ping(timeout=1.0)) >= 2 and rig.app.control.ping(timeout=1.0), 60, "2"
         )
     finally:

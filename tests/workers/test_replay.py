@@ -164,13 +164,16 @@ def test_status_estimates_a_staged_backlog_at_the_current_budget(runtime: Runtim
     store, _ = runtime.engine.stage_plan(connectors, {"memcrm": ["accounts"]}, "full", chunk_size=500)
     assert store is not None
     runtime.engine.write_plan_chunk(store, 0, connectors)  # 500 written, 1,000 left
+    pending = f"{runtime.ledger.ns}:pending:memcrm:accounts"
+    runtime.redis.sadd(pending, "001A", "001B")  # two webhook ids waiting, and the receiver's window marker
+    runtime.redis.set(f"{pending}:scheduled", "1")
     backlog = status_data(runtime)["backlog"]
     assert backlog["plans"] == [{"plan": store.id, "accounts_left": 1000, "chunks": 3}]
-    assert backlog["posthog_requests"] == 1000
+    assert backlog["webhook_ids_waiting"] == 2 and backlog["posthog_requests"] == 1002
     left = runtime.posthog_budget.usage().windows[0].left if runtime.posthog_budget else 0
     # what the 1000/60 window has left goes now; the rest at 1000 requests a minute
-    assert backlog["eta_s"] == round((1000 - left) / (1000 / 60), 1)
-    assert "1,000 PostHog requests (1 plans being written" in backlog_line(backlog)
+    assert backlog["eta_s"] == round((1002 - left) / (1000 / 60), 1)
+    assert "1,002 PostHog requests (1 plans being written" in backlog_line(backlog)
 
 
 def test_status_says_when_posthog_drops_tags(runtime: Runtime) -> None:
