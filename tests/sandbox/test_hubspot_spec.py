@@ -193,3 +193,20 @@ def test_unauthenticated_unrouted_and_admin_paths(api: httpx.Client) -> None:
     assert assert_hubspot_error(anonymous)["category"] == "INVALID_AUTHENTICATION"
     # the stand-in's own admin surface is not HubSpot's API: it keeps FastAPI's answer
     assert api.get("/_sandbox/no-such-admin-route").json() == {"detail": "Not Found"}
+
+
+def test_fastapi_validation_errors_answer_hubspots_400() -> None:
+    """No vendor route declares typed parameters today; one that did would answer HubSpot's 400, not a 422."""
+    app = create_app(HubSpotSandboxConfig(app_limit_per_10s=0, search_limit_per_s=0))
+
+    @app.get("/crm/v3/typed/{number}")
+    async def typed(number: int) -> dict[str, int]:
+        return {"number": number}
+
+    with serving(app) as server, httpx.Client(base_url=server.url, trust_env=False) as client:
+        assert client.get("/crm/v3/typed/7").json() == {"number": 7}
+        response = client.get("/crm/v3/typed/seven")
+        assert response.status_code == 400
+        body = assert_hubspot_error(response)
+        assert body["category"] == "VALIDATION_ERROR"
+        assert [e["in"] for e in body["errors"]] == ["path"] and "number" in body["errors"][0]["message"]
