@@ -2,14 +2,15 @@
 
 Vendor API (``Authorization: Bearer <token>``, else 401 ``INVALID_AUTHENTICATION``):
 
-- ``GET/POST /crm/v3/objects/{deals,companies}``; ``GET/PATCH/DELETE .../{id}`` (``idProperty``,
-  ``archived``, ``properties``, ``associations``); ``POST .../search``; ``POST .../merge``;
+- ``GET/POST /crm/v3/objects/{deals,companies}`` (or by object type id, ``0-3``, ``0-2``); ``GET/PATCH/DELETE
+  .../{id}`` (``idProperty``, ``archived``, ``properties``, ``associations``); ``POST .../search``; ``POST .../merge``;
   ``POST .../batch/{read,update,upsert,create,archive}`` (207 with ``errors[].context.ids`` for unknown ids)
 - ``GET /crm/v3/owners/`` and ``/crm/v3/owners/{ownerId}``
 - ``GET/POST /crm/v3/properties/{objectType}``, ``GET .../{propertyName}`` (create: 201, duplicate: 409)
 - ``POST /crm/v4/associations/{deals,companies}/{companies,deals}/batch/read``,
   ``GET /crm/v4/objects/{type}/{id}/associations/{toType}``
 
+Every vendor error carries HubSpot's error body, FastAPI's own 404/405/422 included (``http_errors``).
 Every vendor response carries ``X-HubSpot-RateLimit-*`` headers; over budget answers 429 ``RATE_LIMITS``.
 Every change (API or admin) is sent as a signed v3 webhook to the configured URL.
 
@@ -41,6 +42,7 @@ from sandbox.common import install_sandbox
 from sandbox.hubspot import admin, crm_api
 from sandbox.hubspot.config import HubSpotSandboxConfig
 from sandbox.hubspot.errors import HubSpotError, error_body
+from sandbox.hubspot.http_errors import install_hubspot_error_bodies
 from sandbox.hubspot.model import COMPANIES, DEALS
 from sandbox.hubspot.objects_api import objects_router
 from sandbox.hubspot.portal import HEADERS_KEY, Portal, RateLimitHeaders
@@ -78,9 +80,11 @@ def create_app(config: HubSpotSandboxConfig | None = None) -> FastAPI:
                 holder.update(exc.headers)
         return exc.response()
 
-    app.include_router(objects_router(DEALS))
-    app.include_router(objects_router(COMPANIES))
+    for kind in (DEALS, COMPANIES):
+        app.include_router(objects_router(kind))
+        app.include_router(objects_router(kind, kind.type_id))
     app.include_router(crm_api.router)
+    install_hubspot_error_bodies(app)
     app.include_router(admin.router)
     app.add_middleware(RateLimitHeaders)
 

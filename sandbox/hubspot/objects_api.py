@@ -79,10 +79,12 @@ def _record_id(raw: Any) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def objects_router(object_type: ObjectType) -> APIRouter:
-    """All object routes for ``object_type``."""
+def objects_router(object_type: ObjectType, path_name: str | None = None) -> APIRouter:
+    """All object routes for ``object_type``, under ``/crm/v3/objects/<path_name>``: its plural name (the
+    default, as hubspot-api-client calls it) or its object type id (``0-3``), the form HubSpot's own OpenAPI
+    spec for deals uses; HubSpot serves both."""
     router = APIRouter()
-    base = f"/crm/v3/objects/{object_type.plural}"
+    base = f"/crm/v3/objects/{path_name or object_type.plural}"
     id_param = f"{object_type.singular}Id"
     app_budget = [require_app_budget]
 

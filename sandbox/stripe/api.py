@@ -1,7 +1,7 @@
 """The ``/v1`` routes the stand-in serves, in Stripe's wire format (form-encoded in, JSON out).
 
 ``GET/POST /v1/customers``, ``GET /v1/customers/search``, ``GET/POST/DELETE /v1/customers/{id}``,
-``GET /v1/subscriptions``, ``GET/DELETE /v1/subscriptions/{id}``, ``GET /v1/events``, ``GET /v1/events/{id}``.
+``GET/POST /v1/subscriptions``, ``GET/DELETE /v1/subscriptions/{id}``, ``GET /v1/events``, ``GET /v1/events/{id}``.
 Every route requires the configured secret key (Bearer, or Basic with the key as user name). POSTs honour
 ``Idempotency-Key`` (see ``sandbox.stripe.idempotency``).
 """
@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sandbox.stripe import search
+from sandbox.stripe.account import account
 from sandbox.stripe.config import StripeSandboxConfig
 from sandbox.stripe.customers import parse_patch
 from sandbox.stripe.errors import StripeError, invalid_param, masked_key
@@ -37,6 +38,7 @@ from sandbox.stripe.forms import (
 from sandbox.stripe.idempotency import Fingerprint, IdempotencyCache
 from sandbox.stripe.objects import CUSTOMER_FIELDS, JSON, SUBSCRIPTION_STATUSES, list_object, search_result
 from sandbox.stripe.store import ENDED_STATUSES, RequestInfo, StripeStore
+from sandbox.stripe.subscription_create import parse_create
 
 _NO_KEY = (
     "You did not provide an API key. You need to provide your API key in the Authorization header, using "
@@ -131,20 +133,10 @@ async def _post(request: Request, action: Callable[[Params, RequestInfo], JSON])
 
 @router.get("/account")
 async def retrieve_account(request: Request) -> Response:
-    """``GET /v1/account``: the account the key belongs to (docs.stripe.com/api/accounts/retrieve). Only the
-    fields crmsync reads, and a few that identify it; ``id`` is the stand-in's ``account_id``."""
+    """``GET /v1/account``: the account the key belongs to (docs.stripe.com/api/accounts/retrieve); ``id`` is the
+    stand-in's ``account_id``."""
     config: StripeSandboxConfig = request.app.state.config
-    return _json(
-        {
-            "id": config.account_id,
-            "object": "account",
-            "type": "standard",
-            "country": "US",
-            "default_currency": "usd",
-            "charges_enabled": True,
-            "details_submitted": True,
-        }
-    )
+    return _json(account(config.account_id))
 
 
 # -- customers ------------------------------------------------------------------------------------------------
@@ -275,6 +267,28 @@ async def list_subscriptions(request: Request) -> Response:
     if "data.customer" in args.expand:
         data = _expand_customer(request, data)
     return _json(list_object(data, has_more, "/v1/subscriptions"))
+
+
+@router.post("/subscriptions")
+async def create_subscription(request: Request) -> Response:
+    """``POST /v1/subscriptions`` (``sandbox.stripe.subscription_create``): a customer that does not exist, or
+    was deleted, is a 400 on ``customer``, as for any id passed as a parameter."""
+
+    def create(params: Params, info: RequestInfo) -> JSON:
+        expand = as_list(params, "expand")
+        customer_id, status, terms = parse_create(params)
+        check_expand(expand, _SUBSCRIPTION_EXPANDS)
+        try:
+            subscription = _store(request).create_subscription(customer_id, status, "", info, terms)
+        except StripeError as error:
+            if error.status != 404:
+                raise
+            raise StripeError(400, error.message, code="resource_missing", param="customer") from error
+        if "customer" in expand:
+            return _expand_customer(request, [subscription])[0]
+        return subscription
+
+    return await _post(request, create)
 
 
 @router.get("/subscriptions/{subscription_id}")

@@ -10,11 +10,14 @@ max_network_retries=0)``. What it serves (see ``sandbox.stripe.api``):
 - ``/v1/customers/search``: Stripe's query language (``email:'x'``, ``metadata['k']:'v'``, ``name~"acme"``,
   ``created>t``, ``-``, ``AND``/``OR``), ``page``/``next_page``, ``expand[]=total_count``;
 - ``/v1/subscriptions``: list by ``customer`` and ``status`` (canceled hidden unless ``status=canceled|ended|all``),
-  retrieve, cancel (``DELETE``);
+  create (``customer``, ``items[n][price|quantity]``; ``sandbox.stripe.subscription_create``), retrieve, cancel
+  (``DELETE``);
+- ``/v1/account``: the account the key belongs to (``sandbox.stripe.account``);
 - ``/v1/events``: newest first, ``created[...]``, ``type`` (``customer.*`` wildcards), ``types[]``, cursors;
   events older than the retention (30 days) are gone; retrieve by id.
 
-Wire details: Stripe's error bodies ``{"error": {"type", "code", "message", "param"}}``; a wrong or missing key
+Wire details: objects carry the keys of Stripe's published fixtures (``tests/sandbox/test_stripe_spec.py``);
+Stripe's error bodies ``{"error": {"type", "code", "message", "param"}}``; a wrong or missing key
 gets Stripe's 401; ``Idempotency-Key`` replays the saved response (``Idempotent-Replayed: true``) or answers
 400 ``idempotency_error`` when reused with other parameters; every response carries ``Request-Id`` and
 ``Stripe-Version``; injected 429s carry ``Stripe-Should-Retry: true`` and code ``rate_limit``. Each change is

@@ -50,22 +50,22 @@ def _invoice_prefix(customer_id: str) -> str:
 
 
 def customer(customer_id: str, created: int, livemode: bool, fields: Mapping[str, Any]) -> JSON:
-    """A customer as ``GET /v1/customers/{id}`` returns it (``subscriptions`` only appears when expanded)."""
+    """A customer as ``GET /v1/customers/{id}`` returns it (``subscriptions`` only appears when expanded).
+
+    The keys are those of the customer in Stripe's published fixture (``openapi/fixtures3.json``);
+    ``business_name`` and ``individual_name`` appear only once set."""
     obj: JSON = {
         "id": customer_id,
         "object": "customer",
         "address": None,
         "balance": 0,
-        "business_name": None,
         "created": created,
         "currency": None,
-        "customer_account": None,
         "default_source": None,
         "delinquent": False,
         "description": None,
         "discount": None,
         "email": None,
-        "individual_name": None,
         "invoice_prefix": _invoice_prefix(customer_id),
         "invoice_settings": {
             "custom_fields": None,
@@ -110,15 +110,72 @@ def price(plan: str) -> JSON:
         "created": 1_700_000_000,
         "currency": "usd",
         "livemode": False,
+        "custom_unit_amount": None,
         "lookup_key": plan,
         "metadata": {},
         "nickname": plan.title(),
         "product": f"prod_sandbox_{plan}",
-        "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"},
+        "recurring": {
+            "interval": "month",
+            "interval_count": 1,
+            "meter": None,
+            "trial_period_days": None,
+            "usage_type": "licensed",
+        },
         "tax_behavior": "unspecified",
+        "tiers_mode": None,
+        "transform_quantity": None,
         "type": "recurring",
         "unit_amount": amount,
         "unit_amount_decimal": str(amount),
+    }
+
+
+def plan_of(price_obj: JSON) -> JSON:
+    """The legacy ``plan`` view of a recurring price, which subscription items still carry next to ``price``."""
+    recurring = price_obj["recurring"]
+    return {
+        "id": price_obj["id"],
+        "object": "plan",
+        "active": price_obj["active"],
+        "amount": price_obj["unit_amount"],
+        "amount_decimal": price_obj["unit_amount_decimal"],
+        "billing_scheme": price_obj["billing_scheme"],
+        "created": price_obj["created"],
+        "currency": price_obj["currency"],
+        "interval": recurring["interval"],
+        "interval_count": recurring["interval_count"],
+        "livemode": price_obj["livemode"],
+        "metadata": price_obj["metadata"],
+        "meter": recurring["meter"],
+        "nickname": price_obj["nickname"],
+        "product": price_obj["product"],
+        "tiers_mode": price_obj["tiers_mode"],
+        "transform_usage": None,
+        "trial_period_days": recurring["trial_period_days"],
+        "usage_type": recurring["usage_type"],
+    }
+
+
+def subscription_item(
+    item_id: str, subscription_id: str, created: int, plan: str, quantity: int, period_start: int
+) -> JSON:
+    """One item of a subscription: the price (and its ``plan`` view), quantity and current period."""
+    item_price = price(plan)
+    return {
+        "id": item_id,
+        "object": "subscription_item",
+        "billing_thresholds": None,
+        "created": created,
+        "current_period_end": period_start + _MONTH_S,
+        "current_period_start": period_start,
+        "discounts": [],
+        "metadata": {},
+        "plan": plan_of(item_price),
+        "price": item_price,
+        "quantity": quantity,
+        "subscription": subscription_id,
+        "tax_rates": [],
     }
 
 
@@ -131,11 +188,18 @@ def subscription(
     livemode: bool,
     *,
     canceled_at: int | None = None,
+    items: list[tuple[str, int]] | None = None,
+    trial_s: int = TRIAL_S,
 ) -> JSON:
-    """A subscription with one item; period fields live on the item, as in API versions since 2025-03."""
-    trial_end = created + TRIAL_S if status == "trialing" else None
+    """A subscription of ``items`` (``(plan, quantity)``; one of ``plan`` by default); period fields live on
+    the items, as in API versions since 2025-03. The keys are those of the subscription in Stripe's fixture."""
+    trial_end = created + trial_s if status == "trialing" else None
     period_start = trial_end or created
-    item_id = "si_" + subscription_id.removeprefix("sub_")
+    base_item_id = "si_" + subscription_id.removeprefix("sub_")
+    item_objects = [
+        subscription_item(base_item_id + (f"{n}" if n else ""), subscription_id, created, name, quantity, period_start)
+        for n, (name, quantity) in enumerate(items or [(plan, 1)])
+    ]
     return {
         "id": subscription_id,
         "object": "subscription",
@@ -145,6 +209,8 @@ def subscription(
         "billing_cycle_anchor": period_start,
         "billing_cycle_anchor_config": None,
         "billing_mode": {"type": "classic"},
+        "billing_schedules": [],
+        "billing_thresholds": None,
         "cancel_at": None,
         "cancel_at_period_end": False,
         "canceled_at": canceled_at,
@@ -157,6 +223,7 @@ def subscription(
         "created": created,
         "currency": "usd",
         "customer": customer_id,
+        "customer_account": None,
         "days_until_due": None,
         "default_payment_method": None,
         "default_source": None,
@@ -167,31 +234,23 @@ def subscription(
         "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
         "items": {
             "object": "list",
-            "data": [
-                {
-                    "id": item_id,
-                    "object": "subscription_item",
-                    "created": created,
-                    "current_period_end": period_start + _MONTH_S,
-                    "current_period_start": period_start,
-                    "discounts": [],
-                    "metadata": {},
-                    "price": price(plan),
-                    "quantity": 1,
-                    "subscription": subscription_id,
-                    "tax_rates": [],
-                }
-            ],
+            "data": item_objects,
             "has_more": False,
-            "total_count": 1,
+            "total_count": len(item_objects),
             "url": f"/v1/subscription_items?subscription={subscription_id}",
         },
         "latest_invoice": None,
         "livemode": livemode,
+        "managed_payments": {"enabled": False},
         "metadata": {},
         "next_pending_invoice_item_invoice": None,
         "on_behalf_of": None,
         "pause_collection": None,
+        "payment_settings": {
+            "payment_method_options": None,
+            "payment_method_types": None,
+            "save_default_payment_method": "off",
+        },
         "pending_invoice_item_interval": None,
         "pending_setup_intent": None,
         "pending_update": None,

@@ -382,10 +382,14 @@ class StripeStore:
         self._subscription_index[subscription["status"]].add((subscription["created"], subscription_id))
         self._subscriptions_of.setdefault(subscription["customer"], []).append(subscription_id)
 
-    def create_subscription(self, customer_id: str, status: str, plan: str, request: RequestInfo) -> JSON:
-        """Give a live customer a new subscription (``sub_A...``); records ``customer.subscription.created``."""
+    def create_subscription(
+        self, customer_id: str, status: str, plan: str, request: RequestInfo, terms: JSON | None = None
+    ) -> JSON:
+        """Give a live customer a new subscription (``sub_A...``); records ``customer.subscription.created``.
+        ``terms`` (``sandbox.stripe.subscription_create``): ``items``, ``trial_s`` and top-level ``fields``."""
         with self._lock:
             self._live_customer(customer_id)
+            terms = terms or {}
             subscription = objects.subscription(
                 self._next_id("subscription", "sub_A"),
                 customer_id,
@@ -394,7 +398,10 @@ class StripeStore:
                 plan,
                 self.livemode,
                 canceled_at=self.now() if status in ENDED_STATUSES else None,
+                items=terms.get("items"),
+                trial_s=terms.get("trial_s", objects.TRIAL_S),
             )
+            subscription.update(terms.get("fields", {}))
             self._add_subscription(subscription)
             self._emit("customer.subscription.created", subscription, request)
             return subscription
