@@ -70,6 +70,7 @@ class _Item:
     entry: RecordEntry | None
     account_id: str | None = None
     domain_owner: str | None = None
+    repair: bool = False  # unchanged since last applied: kept only so a full run can repair drift
 
 
 @dataclass
@@ -79,6 +80,7 @@ class _Batch:
 
     report: RunReport
     dry_run: bool = False
+    repair: bool = False  # a full run: put back what a person or another tool changed on either side
     roles: dict[str, Role] = field(default_factory=dict)
     records: dict[RecordKey, RecordEntry] = field(default_factory=dict)
     accounts: dict[str, AccountEntry] = field(default_factory=dict)
@@ -134,11 +136,12 @@ class SyncEngine:
             return self._store(report.finish("skipped", "run lock held by another worker"), dry_run)
         try:
             self.systems.bind(connector, report)  # state recorded for another system is dropped first
-            cursor = None if mode == "full" else self._cursor(connector, stream)
-            self.index.refresh()
+            repair = mode == "full"
+            cursor = None if repair else self._cursor(connector, stream)
+            self.index.refresh(full=repair)  # a full run reads every account once: drift in PostHog shows
             for page in connector.pull(stream, cursor):
                 report.notes.extend(n for n in page.notes if n not in report.notes)
-                self.apply_records(connector, stream, page.records, report, dry_run)
+                self.apply_records(connector, stream, page.records, report, dry_run, repair=repair)
                 if page.cursor is not None and not dry_run:
                     self._advance(connector, stream, page.cursor)
                 self.ledger.extend(lock_name, held[lock_name], self.lock_ttl_ms * 10)
@@ -235,15 +238,19 @@ class SyncEngine:
         records: Sequence[CrmRecord],
         report: RunReport,
         dry_run: bool = False,
+        repair: bool = False,
     ) -> None:
-        """Apply one batch of records: the heart of the engine."""
+        """Apply one batch of records: the heart of the engine. With ``repair`` (full runs), records unchanged
+        since they were applied are merged again against PostHog's current account and their pushed fields
+        compared with what the CRM holds now, so what a person cleared or changed on either side is written again
+        (see ``docs/engine.md``, "Drift repair")."""
         mapping = self.mapping.object(connector.source, stream)
         report.add("seen", len(records))
-        items = self._changed(records, mapping, report)
+        items = self._changed(records, mapping, report, repair)
         if not items:
             return
         items = self._resolve(items, report)
-        out = _Batch(report, dry_run)
+        out = _Batch(report, dry_run, repair)
         try:
             self._apply_items(items, out)
         finally:  # also when a throttle stopped the batch: what was written learns its account id now
@@ -290,8 +297,11 @@ class SyncEngine:
                     self.ledger.commit(out.records, out.accounts, out.index, out.unindex, out.forget, seen=out.seen)
                     self.ledger.park(out.parked)
 
-    def _changed(self, records: Sequence[CrmRecord], mapping: ObjectMapping, report: RunReport) -> list[_Item]:
-        """Map every record and keep those whose mapping changed since it was last applied (one round trip)."""
+    def _changed(
+        self, records: Sequence[CrmRecord], mapping: ObjectMapping, report: RunReport, repair: bool = False
+    ) -> list[_Item]:
+        """Map every record and keep those whose mapping changed since it was last applied (one round trip); with
+        ``repair``, also the unchanged ones linked to an account (flagged ``repair``)."""
         valid: list[tuple[CrmRecord, AccountPatch]] = []
         for record in records:
             if not record.id or not isinstance(record.id, str):
@@ -306,6 +316,9 @@ class SyncEngine:
         for (record, patch), entry in zip(valid, entries, strict=True):
             fp = patch.fingerprint(self._mapping_fp)
             if entry is not None and (entry.unlinked or fp in (entry.fp, entry.echo_fp)):
+                if repair and _unchanged_link(_Item(record, patch, fp, entry), entry):
+                    items.append(_Item(record, patch, fp, entry, repair=True))
+                    continue
                 report.add("unchanged")
                 continue
             items.append(_Item(record, patch, fp, entry))
@@ -442,7 +455,11 @@ class SyncEngine:
             except (PostHogError, RetryableError) as exc:
                 self._park(out, group, None, exc)
                 return
-            report.add("updated", len([i for i in group if not i.patch.deleted]) - len(result.superseded))
+            if all(i.repair for i in group):
+                report.add("repaired_posthog")  # nothing changed in the CRM: a person or tool changed PostHog
+                report.add("unchanged", len(group))
+            else:
+                report.add("updated", len([i for i in group if not i.patch.deleted]) - len(result.superseded))
         else:
             report.add("unchanged", len(group))
         report.add("unlinked", len(result.unlinked))
@@ -618,7 +635,7 @@ class SyncEngine:
             bound = RunReport("all", "state", f"{mode}-plan")  # before the index: dropped state is never read
             if self.systems.bind_all(connectors.values(), bound):
                 reports.append(bound.finish("succeeded"))
-            self.index.refresh()
+            self.index.refresh(full=mode == "full")  # a full plan reads every account once: drift shows
             for source, connector in connectors.items():
                 for stream in streams[source]:
                     reports.append(report := RunReport(source, stream, f"{mode}-plan"))
@@ -646,7 +663,8 @@ class SyncEngine:
             report.notes.extend(n for n in page.notes if n not in report.notes)
             report.add("seen", len(page.records))
             groups: dict[str, list[StagedItem]] = {}
-            for item in self._resolve(self._changed(page.records, mapping, report), report):
+            changed = self._changed(page.records, mapping, report, repair=store.mode == "full")
+            for item in self._resolve(changed, report):
                 staged = StagedItem(item.record, item.account_id, item.domain_owner)
                 groups.setdefault(_group_key(item), []).append(staged)
                 report.add("staged")
@@ -667,9 +685,17 @@ class SyncEngine:
             fp = patch.fingerprint(self._mapping_fp)
             items.append(_Item(staged.record, patch, fp, None, staged.account_id, staged.domain_owner))
         entries = self.ledger.get_records([_key(i.record) for i in items])
-        items = [i for i, entry in zip(items, entries, strict=True) if not _applied(i, entry)]
+        repair = store.mode == "full"
+        kept: list[_Item] = []
+        for item, entry in zip(items, entries, strict=True):
+            if not _applied(item, entry):
+                kept.append(item)
+            elif repair and entry is not None and _unchanged_link(item, entry):
+                item.repair = True  # a full plan merges it again: drift on either side is put back
+                kept.append(item)
+        items = kept
         report = RunReport("all", "plan", store.mode)
-        out = _Batch(report)
+        out = _Batch(report, repair=repair)
         try:
             self._apply_items(items, out)
         except THROTTLES:
@@ -728,11 +754,14 @@ class SyncEngine:
         for item, last_fp in zip(linked, last, strict=True):
             assert item.account_id is not None
             desired = desired_fields(mapping, item.account_id, out.states[item.account_id])
-            update, fp = plan_push(item.record.id, desired, last_fp, item.record.fields)
+            # Repairing, what the CRM holds now decides, not what was last pushed: a person may have cleared it.
+            update, fp = plan_push(item.record.id, desired, None if out.repair else last_fp, item.record.fields)
             if update is None:
                 if fp != last_fp:
                     fps[_key(item.record)] = fp
                 continue
+            if fp == last_fp:
+                report.add(f"repaired_{connector.source}")  # pushed before; the CRM no longer holds it
             updates.append(update)
             by_id[item.record.id] = item
         echoes: dict[RecordKey, RecordEntry] = {}
@@ -824,6 +853,11 @@ def _applied(item: _Item, entry: RecordEntry | None) -> bool:
     if item.fp in (entry.fp, entry.echo_fp):
         return True
     return entry.version is not None and item.record.version is not None and entry.version > item.record.version
+
+
+def _unchanged_link(item: _Item, entry: RecordEntry) -> bool:
+    """Whether ``item`` is exactly what was applied to its linked account (a candidate for drift repair only)."""
+    return bool(entry.account_id) and not entry.unlinked and item.fp in (entry.fp, entry.echo_fp)
 
 
 def _key(record: CrmRecord) -> RecordKey:

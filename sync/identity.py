@@ -36,11 +36,12 @@ class AccountIndex:
         self.ledger = ledger
         self.page_size = page_size
 
-    def refresh(self) -> int:
-        """Index accounts changed since the watermark (all of them the first time) and remember each as seen, so
-        a later PATCH starts from it without a GET; returns how many. One list request when nothing changed."""
+    def refresh(self, full: bool = False) -> int:
+        """Index accounts changed since the watermark (all of them the first time, or with ``full``) and remember
+        each as seen, so a later PATCH starts from it without a GET; returns how many. One list request when
+        nothing changed; ``full`` (a full sync's drift repair) reads every account once."""
         indexed = 0
-        walk = ChangedAccounts(self.client, self.ledger.index_watermark(), self.page_size)
+        walk = ChangedAccounts(self.client, None if full else self.ledger.index_watermark(), self.page_size)
         for fresh in walk:
             index = {pair: a.id for a in fresh for pair in index_pairs(a.external_id, a.properties.payload())}
             self.ledger.commit(index=index)

@@ -67,7 +67,10 @@ class SourceBlock(BaseModel):
     enabled: bool = True
     stand_in: bool = Field(False, description="the CRM host is a local stand-in: http and private addresses allowed")
     schedule: Schedule = Schedule(every_s=300)
-    full_schedule: Schedule | None = None
+    full_schedule: Schedule | None = Field(
+        default_factory=lambda: Schedule(cron="41 2 * * *"),
+        description="full runs, which also repair drift on both sides (docs/engine.md); null: never",
+    )
     config: dict[str, Any] = Field(default_factory=dict)
 
 
