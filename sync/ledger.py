@@ -180,7 +180,8 @@ class LockNotAcquired(RetryableError):
 class Ledger:
     """Typed access to the ledger keys of one PostHog project."""
 
-    def __init__(self, client: redis.Redis, project_id: int, prefix: str = "crmsync") -> None:
+    def __init__(self, client: redis.Redis, project_id: int, prefix: str = "crmsync", buckets: int = BUCKETS) -> None:
+        """``buckets``: the bucket count if this ledger is new (an existing ledger keeps its own, see ``ready``)."""
         self.redis = client
         self.ns = f"{prefix}:{project_id}"
         self._release_many = client.register_script(_RELEASE_MANY)
@@ -188,7 +189,7 @@ class Ledger:
         self._extend = client.register_script(_EXTEND)
         self._hget_many = client.register_script(_HGET_MANY)
         self._account_parts = client.register_script(ACCOUNT_PARTS)
-        self.buckets = BUCKETS  # a new ledger's; ``ready`` reads the ledger's own from ``<ns>:layout``
+        self.buckets = buckets  # a new ledger's; ``ready`` reads the ledger's own from ``<ns>:layout``
 
     # -- keys ------------------------------------------------------------------------------------------
 
