@@ -28,6 +28,7 @@ import logging
 import random
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -166,8 +167,8 @@ class RecordKey:
     id: str
 
 
-_READY: dict[tuple[int, str], int] = {}
-"""(connection pool, namespace) → bucket count, for ledgers this process found in layout 2: checked once."""
+_READY: weakref.WeakKeyDictionary[redis.ConnectionPool, dict[str, int]] = weakref.WeakKeyDictionary()
+"""Connection pool → namespace → bucket count, for ledgers this process found in layout 2: checked once."""
 
 lock_owner: ContextVar[str | None] = ContextVar("crmsync_lock_owner", default=None)
 """Who takes locks in this context: the Celery task id while a task runs (set by ``workers.tasks``)."""
@@ -211,9 +212,9 @@ class Ledger:
         layout and its bucket count, with the scripts loaded alongside so no batch later pays for loading them). A
         layout 1 ledger is migrated once (``sync.ledger_layout.migrate_legacy``) under a lock; other processes
         wait for it."""
-        known = (id(self.redis.connection_pool), self.ns)
-        if known in _READY:
-            self.buckets = _READY[known]
+        known = _READY.setdefault(self.redis.connection_pool, {})
+        if self.ns in known:
+            self.buckets = known[self.ns]
             return
         layout_key = f"{self.ns}:layout"
         pipe = self.redis.pipeline(transaction=False)
@@ -238,7 +239,7 @@ class Ledger:
                 raise LockNotAcquired(f"the ledger {self.ns} is being migrated by another process")
             time.sleep(0.2)
             buckets = parse_layout(cast(str | None, self.redis.get(layout_key)))
-        self.buckets = _READY[known] = buckets
+        self.buckets = known[self.ns] = buckets
 
     # -- batch reads: one round trip each ----------------------------------------------------------------
 

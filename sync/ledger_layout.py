@@ -253,7 +253,7 @@ def seen_ts(account: Account) -> str:
 def encode_seen(account: Account) -> str:
     """``<seen_ts>\\n<account JSON>``: what a merge starts from (no id, no creation details, no updated_at: the
     first line has it)."""
-    body = account.model_dump_json(exclude_defaults=True, exclude={"id", "created_at", "created_by", "updated_at"})
+    body = account.model_dump_json(exclude_unset=True, exclude={"id", "created_at", "created_by", "updated_at"})
     return f"{seen_ts(account)}\n{body}"
 
 
