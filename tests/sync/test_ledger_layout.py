@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from sync.engine import SyncEngine
-from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey, delete_keys
+from sync.ledger import AccountEntry, Ledger, LockNotAcquired, RecordEntry, RecordKey, delete_keys
 from sync.ledger_layout import decode_entry, decode_record, encode_entry, encode_record
 from sync.mapping import MappingConfig
 from sync.posthog import PostHogClient
@@ -221,3 +221,19 @@ def test_a_layout1_ledger_is_migrated_once_and_nothing_is_written_again(
         assert CountingConnection.round_trips == 0  # once per process: the next start-up costs nothing
     finally:
         delete_keys(ledger.redis, f"{old.ns}:*")
+
+
+def test_a_process_waits_for_the_migration_another_one_runs(redis_client: redis.Redis) -> None:
+    prefix = f"crmsync-test-{uuid.uuid4().hex[:8]}"
+    ns = f"{prefix}:1"
+    try:
+        redis_client.set(f"{ns}:lock:layout", "1", px=60_000)  # another process is migrating
+        waiting = Ledger(redis_client, project_id=1, prefix=prefix)
+        with pytest.raises(LockNotAcquired):
+            waiting.ready(wait_s=0.3)
+        assert not redis_client.exists(f"{ns}:layout")
+        redis_client.set(f"{ns}:layout", "2:64")  # it finished, with the bucket count that ledger has
+        waiting.ready(wait_s=0.3)
+        assert waiting.buckets == 64 and waiting.rec_bucket(RecordKey("s", "o", "1")).startswith(f"{ns}:r:s:o:")
+    finally:
+        delete_keys(redis_client, f"{ns}:*")
