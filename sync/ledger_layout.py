@@ -10,8 +10,8 @@ dictionary entry, its object header) and JSON with long keys and whole digests. 
   has at most ``hash-max-listpack-entries`` fields (the compiled default is 512, the sample ``redis.conf`` says 128)
   of at most ``hash-max-listpack-value`` bytes (64 in both): about 12 bytes of overhead per field instead of about
   90 per key. So every value stored in a bucket is kept under 64 bytes (``encode_record``), and ``BUCKETS`` keeps
-  buckets under 128 fields up to about 100,000 entries per scope; beyond that a bucket converts to Redis's hash
-  table encoding, which is still no larger than a key per entry. ``docs/architecture.md`` has the measurements.
+  buckets under 128 fields up to about 80,000 entries per scope (400,000 under 512); beyond that a bucket converts
+  to Redis's hash table encoding, about as large as a key per entry. ``docs/performance.md`` has the measurements.
 - **fingerprints** are 12 characters (72 bits of the blake2b digest, base64url: ``compact_fp``) instead of 32 hex
   characters: they only ever tell one state of a record or account from its previous one.
 - **account ids** (PostHog's UUIDs) are stored in values as 23 characters (``~`` and the 16 bytes in base64url).
