@@ -4,11 +4,10 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``; layou
 
 | key | value |
 |---|---|
-| ``<ns>:r:<source>:<object>:<bucket>`` | hash: record id → ``RecordEntry`` (fingerprint, account id, version, echo) |
-| ``<ns>:o:<source>:<object>:<bucket>`` | hash: record id → fingerprint of what was last pushed to that CRM record |
+| ``<ns>:r:<source>:<object>:<bucket>`` | hash: record id → ``RecordEntry`` and the fingerprint last pushed to it |
 | ``<ns>:x:<kind>:<bucket>`` | hash: value → account id, for kind ``external_id``, ``domain`` or a CRM id property |
 | ``<ns>:a:<account id>`` | the account as PostHog last showed it (``updated_at``, JSON) and its ``AccountEntry`` |
-| ``<ns>:layout`` | the layout version (``2``); written by the one-shot migration from layout 1 |
+| ``<ns>:layout`` | ``2:<buckets>``: the layout and its bucket count; written by the one-shot migration from layout 1 |
 | ``<ns>:idxmeta`` | JSON: the account index watermark (``updated_at`` of the newest account indexed) |
 | ``<ns>:notags`` | JSON: PostHog dropped our tags (no tagging feature), for this mapping fingerprint, since when |
 | ``<ns>:cursor:<source>:<stream>`` | committed incremental cursor |
@@ -302,8 +301,7 @@ class Ledger:
         self.ready()
         if not wanted:
             return []
-        raw = self._hget_many(keys=[k for k, _ in wanted], args=[f for _, f in wanted])
-        return [r if r is not None else None for r in cast(list[str | None], raw)]
+        return cast(list[str | None], self._hget_many(keys=[k for k, _ in wanted], args=[f for _, f in wanted]))
 
     # -- batch commit: one round trip ---------------------------------------------------------------------
 
