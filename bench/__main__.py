@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.ceiling import measure_ceiling
 from bench.harness import Env
+from bench.memory import ledger_memory
 from bench.naive import run_naive
 from bench.report import machine, markdown, ratios_and_targets, write_docs
 from bench.scenarios import Measurement, make_edits, measure_sync, snapshot_accounts, throttled_sync, webhook_burst
@@ -104,6 +105,13 @@ class Bench:
                 self.results["crmsync"].pop(0)
             if wanted & {"2", "3"}:
                 self.add("crmsync", measure_sync(env, "2", full=False, outbound=True, changed=0))
+                assert env.runtime is not None and env.redis is not None
+                ledger = env.runtime.ledger
+                memory = ledger_memory(env.redis.client, ledger, first["records"])
+                memory["records_in_ledger"] = ledger.record_count()
+                self.results["ledger_memory"] = memory
+                _log(f"ledger after scenarios 1 and 2: {memory['bytes_per_record']} bytes per record")
+                self.save()
             accounts = snapshot_accounts(env)
             if "3" in wanted:
                 edits = make_edits(env, accounts, self.records, "(edited)")

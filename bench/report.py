@@ -79,6 +79,10 @@ def ratios_and_targets(results: dict[str, Any]) -> tuple[dict[str, Any], list[di
     if "2" in crm:
         writes = crm["2"]["posthog_writes"] + crm["2"]["crm_writes"]
         target("scenario 2: 0 writes", writes == 0, f"{writes} writes")
+    memory = results.get("ledger_memory")
+    if memory and memory.get("bytes_per_record") is not None:
+        per_record = memory["bytes_per_record"]
+        target("ledger ≤ 600 bytes per record after scenarios 1 and 2", per_record <= 600, f"{per_record} B/record")
     if "3" in crm:
         c = crm["3"]
         expected = c.get("expected", {})
@@ -224,6 +228,16 @@ def markdown(results: dict[str, Any]) -> str:
             for n in ("posthog", "hubspot", "stripe", "salesforce")
         ]
         lines.append(f"| {r['scenario']} | {r['engine']} ({r['workers'] or '-'}) | " + " | ".join(cells) + " |")
+    memory = results.get("ledger_memory")
+    if memory:
+        families = ", ".join(f"{k} {v:,}" for k, v in memory["memory_usage_by_family"].items())
+        lines += [
+            "",
+            f"Ledger after scenarios 1 and 2: {memory['dataset_bytes']:,} bytes of `used_memory_dataset` for "
+            f"{memory['records']:,} records ({memory['records_in_ledger']:,} in the ledger, {memory['keys']:,} keys): "
+            f"**{memory['bytes_per_record']} bytes per record** (`bench/memory.py`). By family (MEMORY USAGE, bytes): "
+            f"{families}. Server: " + ", ".join(f"`{k}` {v}" for k, v in sorted(memory["server"].items())) + ".",
+        ]
     ceiling = results.get("ceiling")
     if ceiling:
         lines += ["", "Ceiling (scenario 1's requests replayed by one tight `httpx` loop per stand-in):", ""]

@@ -177,7 +177,7 @@ def throttled_sync(env: Env, sample_s: float = 0.25) -> Measurement:
         allowed = most_requests(budget.windows, waiting[-1][0] - waiting[0][0])
         utilisation = round((waiting[-1][2] - waiting[0][2]) / allowed, 3)
     stats = http.get(f"{env.url('posthog')}/_sandbox/stats").json()
-    records = sum(1 for _ in runtime.redis.scan_iter(match=f"{runtime.ledger.ns}:rec:*", count=1000))
+    records = runtime.ledger.record_count()
     parked = runtime.ledger.dlq_size()
     measurement.extra["throttled"] = {
         "posthog_throttle": [str(w) for w in budget.windows],

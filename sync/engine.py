@@ -112,6 +112,7 @@ class SyncEngine:
         self._mapping_fp = mapping.fingerprint()
         self._no_tagging: bool | None = None  # PostHog drops our tags (read from the ledger once per process)
         self.systems = SystemBinding(ledger, posthog_system(posthog.base_url, posthog.project_id))
+        ledger.ready()  # at start-up, once per process: a ledger of an older layout is migrated here
 
     # -- runs ----------------------------------------------------------------------------------------------
 

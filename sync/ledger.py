@@ -1,41 +1,66 @@
 """The Redis idempotency ledger: what crmsync applied, wrote, linked and saw, so every step is safe to repeat.
 
-Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``):
+Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``; layout 2, see ``sync.ledger_layout``):
 
 | key | value |
 |---|---|
-| ``<ns>:rec:<source>:<object>:<id>`` | JSON ``RecordEntry``: last applied mapping's fingerprint, account id |
-| ``<ns>:acct:<account id>`` | JSON ``AccountEntry``: provenance per field, tags per source, last written fingerprint |
-| ``<ns>:idx:<kind>:<value>`` | account id, for kind ``external_id`` or a CRM id property (``sfdc_id``, ...) |
+| ``<ns>:r:<source>:<object>:<bucket>`` | hash: record id → ``RecordEntry`` and the fingerprint last pushed to it |
+| ``<ns>:x:<kind>:<bucket>`` | hash: value → account id, for kind ``external_id``, ``domain`` or a CRM id property |
+| ``<ns>:a:<account id>`` | the account as PostHog last showed it (``updated_at``, JSON) and its ``AccountEntry`` |
+| ``<ns>:layout`` | ``2:<buckets>``: the layout and its bucket count; written by the one-shot migration from layout 1 |
 | ``<ns>:idxmeta`` | JSON: the account index watermark (``updated_at`` of the newest account indexed) |
-| ``<ns>:seen:<account id>`` | the account as PostHog last showed it (``updated_at``, newline, JSON) |
 | ``<ns>:notags`` | JSON: PostHog dropped our tags (no tagging feature), for this mapping fingerprint, since when |
-| ``<ns>:out:<source>:<object>:<id>`` | fingerprint of what was last pushed to that CRM record |
 | ``<ns>:cursor:<source>:<stream>`` | committed incremental cursor |
 | ``<ns>:evt:<source>:<event id>`` | a webhook event already seen (``SET NX`` with a TTL) |
 | ``<ns>:system:<source or posthog>`` | JSON: the identity of the system that source's state was recorded for |
 | ``<ns>:lock:<name>`` | a lock token with an expiry (per account, per (source, stream) run) |
 | ``<ns>:runs``, ``<ns>:dlq`` | streams: run reports; parked records with their reasons |
 
-Every batch operation is one round trip (``MGET`` or one pipelined ``MULTI``/``EXEC``), whatever the batch size.
+Every batch operation is one round trip and one command per record at most (``MGET``, one script reading every
+bucket field of the batch, or one pipelined ``MULTI``/``EXEC``), whatever the batch size.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
 
 from sync.errors import RetryableError
-from sync.posthog.models import Account, account_ts
+from sync.ledger_layout import (
+    ACCOUNT_PARTS,
+    BUCKETS,
+    FAMILIES,
+    LAYOUT,
+    RECORD_PARTS,
+    bucket,
+    compact_fp,
+    decode_entry,
+    decode_id,
+    decode_record,
+    decode_seen,
+    encode_entry,
+    encode_id,
+    encode_record,
+    encode_seen,
+    migrate_legacy,
+    parse_layout,
+    split_account,
+    split_record,
+)
+from sync.posthog.models import Account
+
+log = logging.getLogger(__name__)
 
 _RELEASE_MANY = """
 local released = 0
@@ -63,18 +88,12 @@ end
 return acquired
 """
 
-_SEEN_IF_NEWER = """
-local stored = 0
+_HGET_MANY = """
+local values = {}
 for i, key in ipairs(KEYS) do
-  local value = ARGV[i]
-  local ts = string.match(value, "^[^\\n]*")
-  local current = redis.call('GET', key)
-  if current == false or string.match(current, "^[^\\n]*") <= ts then
-    redis.call('SET', key, value)
-    stored = stored + 1
-  end
+  values[i] = redis.call('HGET', key, ARGV[i])
 end
-return stored
+return values
 """
 
 _EXTEND = """
@@ -94,15 +113,11 @@ def delete_keys(client: redis.Redis, pattern: str, batch: int = 500) -> int:
     return len(keys)
 
 
-def _seen_value(account: Account) -> str:
-    """``updated_at`` (sortable: ISO 8601, microseconds, UTC) on the first line, the account's JSON after it."""
-    return f"{account_ts(account)}\n{account.model_dump_json(exclude_unset=True)}"
-
-
-KEPT_FAMILIES = frozenset({"runs", "metrics", "lock", "plan"})
+KEPT_FAMILIES = frozenset({"runs", "metrics", "lock", "plan", "layout"})
 """Key families no state drop touches: run history, counters, live locks and plans being written (work in
-progress: a running task holds them, and a plan is bound to its systems before it stages anything)."""
-SOURCE_FAMILIES = ("rec", "out", "cursor", "cursor_at", "pending", "claim", "evt", "system")
+progress: a running task holds them, and a plan is bound to its systems before it stages anything), and the
+layout version (it describes the format, not a system)."""
+SOURCE_FAMILIES = ("rec", "out", "r", "cursor", "cursor_at", "pending", "claim", "evt", "system")
 """Key families whose second segment names the source the key describes (``rec:<source>:...``)."""
 
 
@@ -120,8 +135,8 @@ def owner_of(rest: str) -> tuple[str | None, str]:
     if family in ("cursor", "cursor_at") and parts[1:3] == ["posthog", "outwm"] and len(parts) > 3:
         return parts[3], "outwm" if family == "cursor" else "outwm_at"
     if family in SOURCE_FAMILIES and len(parts) > 1:
-        return parts[1], family
-    return "posthog", family
+        return parts[1], FAMILIES.get(family, family)
+    return "posthog", FAMILIES.get(family, family)
 
 
 @dataclass
@@ -151,6 +166,9 @@ class RecordKey:
     id: str
 
 
+_READY: weakref.WeakKeyDictionary[redis.ConnectionPool, dict[str, int]] = weakref.WeakKeyDictionary()
+"""Connection pool → namespace → bucket count, for ledgers this process found in layout 2: checked once."""
+
 lock_owner: ContextVar[str | None] = ContextVar("crmsync_lock_owner", default=None)
 """Who takes locks in this context: the Celery task id while a task runs (set by ``workers.tasks``)."""
 
@@ -162,66 +180,128 @@ class LockNotAcquired(RetryableError):
 class Ledger:
     """Typed access to the ledger keys of one PostHog project."""
 
-    def __init__(self, client: redis.Redis, project_id: int, prefix: str = "crmsync") -> None:
+    def __init__(self, client: redis.Redis, project_id: int, prefix: str = "crmsync", buckets: int = BUCKETS) -> None:
+        """``buckets``: the bucket count if this ledger is new (an existing ledger keeps its own, see ``ready``)."""
         self.redis = client
         self.ns = f"{prefix}:{project_id}"
         self._release_many = client.register_script(_RELEASE_MANY)
         self._acquire = client.register_script(_ACQUIRE)
         self._extend = client.register_script(_EXTEND)
-        self._seen_if_newer = client.register_script(_SEEN_IF_NEWER)
+        self._hget_many = client.register_script(_HGET_MANY)
+        self._account_parts = client.register_script(ACCOUNT_PARTS)
+        self.buckets = buckets  # a new ledger's; ``ready`` reads the ledger's own from ``<ns>:layout``
 
     # -- keys ------------------------------------------------------------------------------------------
 
-    def rec_key(self, key: RecordKey) -> str:
-        return f"{self.ns}:rec:{key.source}:{key.object}:{key.id}"
+    def rec_bucket(self, key: RecordKey) -> str:
+        """The hash holding the record's entry and outbound fingerprint (``sync.ledger_layout``)."""
+        return f"{self.ns}:r:{key.source}:{key.object}:{bucket(key.id, self.buckets)}"
+
+    def idx_bucket(self, kind: str, value: str) -> str:
+        return f"{self.ns}:x:{kind}:{bucket(value, self.buckets)}"
 
     def acct_key(self, account_id: str) -> str:
-        return f"{self.ns}:acct:{account_id}"
+        """The account's one key: the account as PostHog last showed it, and its entry (``sync.ledger_layout``)."""
+        return f"{self.ns}:a:{account_id}"
 
-    def idx_key(self, kind: str, value: str) -> str:
-        return f"{self.ns}:idx:{kind}:{value}"
+    # -- layout: a layout 1 ledger is migrated once, at first use --------------------------------------------
 
-    def seen_key(self, account_id: str) -> str:
-        return f"{self.ns}:seen:{account_id}"
-
-    def out_key(self, key: RecordKey) -> str:
-        return f"{self.ns}:out:{key.source}:{key.object}:{key.id}"
+    def ready(self, wait_s: float = 600.0) -> None:
+        """Make sure the ledger is in layout 2, once per namespace and process, in one round trip (a ``GET`` of the
+        layout and its bucket count, with the scripts loaded alongside so no batch later pays for loading them). A
+        layout 1 ledger is migrated once (``sync.ledger_layout.migrate_legacy``) under a lock; other processes
+        wait for it."""
+        known = _READY.setdefault(self.redis.connection_pool, {})
+        if self.ns in known:
+            self.buckets = known[self.ns]
+            return
+        layout_key = f"{self.ns}:layout"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(layout_key)
+        for script in (self._hget_many, self._account_parts):
+            pipe.script_load(script.script)
+        buckets = parse_layout(pipe.execute()[0])
+        deadline = time.monotonic() + wait_s
+        while buckets is None:
+            lock = f"{self.ns}:lock:layout"
+            if self.redis.set(lock, "1", nx=True, px=int(wait_s * 1000)):
+                try:
+                    migrated = migrate_legacy(self)  # into self.buckets: a new ledger's count
+                    self.redis.set(layout_key, f"{LAYOUT}:{self.buckets}")
+                    if migrated:
+                        log.info("ledger %s migrated to layout %s: %s", self.ns, LAYOUT, migrated)
+                finally:
+                    self.redis.delete(lock)
+                buckets = self.buckets
+                break
+            if time.monotonic() > deadline:
+                raise LockNotAcquired(f"the ledger {self.ns} is being migrated by another process")
+            time.sleep(0.2)
+            buckets = parse_layout(cast(str | None, self.redis.get(layout_key)))
+        self.buckets = known[self.ns] = buckets
 
     # -- batch reads: one round trip each ----------------------------------------------------------------
 
     def get_records(self, keys: Sequence[RecordKey]) -> list[RecordEntry | None]:
-        raw = self._mget([self.rec_key(k) for k in keys])
-        return [RecordEntry(**json.loads(r)) if r else None for r in raw]
+        raw = self._fields([(self.rec_bucket(k), k.id) for k in keys])
+        entries = [split_record(r)[0] for r in raw]
+        return [decode_record(e) if e else None for e in entries]
 
     def get_accounts(self, account_ids: Sequence[str]) -> list[AccountEntry]:
-        raw = self._mget([self.acct_key(a) for a in account_ids])
-        return [AccountEntry(**json.loads(r)) if r else AccountEntry() for r in raw]
+        raw = self._accounts(account_ids)
+        return [decode_entry(split_account(r)[2]) for r in raw]
 
     def lookup(self, pairs: Sequence[tuple[str, str]]) -> list[str | None]:
-        """Account ids for (kind, value) pairs of the account index, None where unknown."""
-        return self._mget([self.idx_key(kind, value) for kind, value in pairs])
+        """Account ids for (kind, value) pairs of the account index, None where unknown (or the kind is empty)."""
+        wanted = [(n, self.idx_bucket(kind, value), value) for n, (kind, value) in enumerate(pairs) if kind]
+        found: list[str | None] = [None] * len(pairs)
+        for (n, _, _), raw in zip(wanted, self._fields([(k, v) for _, k, v in wanted]), strict=True):
+            found[n] = decode_id(raw) if raw is not None else None
+        return found
 
     def get_seen(self, account_ids: Sequence[str]) -> list[Account | None]:
         """The accounts as PostHog last showed them (on our last write or in the last walk of changed accounts),
         None where unknown: what a PATCH starts from instead of a GET."""
-        raw = self._mget([self.seen_key(a) for a in account_ids])
-        return [Account.model_validate_json(r.split("\n", 1)[1]) if r else None for r in raw]
+        seen: list[Account | None] = []
+        for account_id, raw in zip(account_ids, self._accounts(account_ids), strict=True):
+            ts, body, _ = split_account(raw)
+            seen.append(decode_seen(account_id, ts, body) if body else None)
+        return seen
 
     def remember_seen(self, accounts: Iterable[Account]) -> int:
         """Store accounts as just read from PostHog, each only if not older than what is stored (one round trip):
         a listing read before a worker's write never overwrites the newer state that write returned."""
-        values = {self.seen_key(a.id): _seen_value(a) for a in accounts}
-        if not values:
+        self.ready()
+        latest = {a.id: a for a in accounts}
+        if not latest:
             return 0
-        return int(self._seen_if_newer(keys=list(values), args=list(values.values())))
+        args = [part for a in latest.values() for part in ("n", encode_seen(a), "")]
+        return int(self._account_parts(keys=[self.acct_key(a) for a in latest], args=args))
+
+    def forget_seen(self, account_ids: Sequence[str]) -> int:
+        """Forget what PostHog last showed of these accounts, keeping their entries (the next PATCH reads first)."""
+        self.ready()
+        if not account_ids:
+            return 0
+        args = [part for _ in account_ids for part in ("f", "", "")]
+        return int(self._account_parts(keys=[self.acct_key(a) for a in account_ids], args=args))
 
     def get_outbound(self, keys: Sequence[RecordKey]) -> list[str | None]:
-        return self._mget([self.out_key(k) for k in keys])
+        raw = self._fields([(self.rec_bucket(k), k.id) for k in keys])
+        return [split_record(r)[1] or None for r in raw]
 
-    def _mget(self, keys: Sequence[str]) -> list[str | None]:
-        if not keys:
+    def _accounts(self, account_ids: Sequence[str]) -> list[str | None]:
+        self.ready()
+        if not account_ids:
             return []
-        return cast(list[str | None], self.redis.mget(keys))
+        return cast(list[str | None], self.redis.mget([self.acct_key(a) for a in account_ids]))
+
+    def _fields(self, wanted: Sequence[tuple[str, str]]) -> list[str | None]:
+        """``HGET`` of every (bucket, field) in one script call: one round trip, one command."""
+        self.ready()
+        if not wanted:
+            return []
+        return cast(list[str | None], self._hget_many(keys=[k for k, _ in wanted], args=[f for _, f in wanted]))
 
     # -- batch commit: one round trip ---------------------------------------------------------------------
 
@@ -236,40 +316,64 @@ class Ledger:
         seen: Iterable[Account] = (),
     ) -> None:
         """Write a batch's outcome atomically (``MULTI``/``EXEC``) in one round trip. ``seen``: accounts as our
-        own writes just returned them (newest by construction: the writer holds the account's lock)."""
+        own writes just returned them (newest by construction: the writer holds the account's lock). Account
+        entries and seen accounts share a key: both go in one script call for the whole batch."""
+        self.ready()
         pipe = self.redis.pipeline(transaction=True)
-        for key, entry in (records or {}).items():
-            pipe.set(self.rec_key(key), json.dumps(asdict(entry), separators=(",", ":")))
-        for account_id, acct in (accounts or {}).items():
-            pipe.set(self.acct_key(account_id), json.dumps(asdict(acct), separators=(",", ":")))
         for (kind, value), account_id in (index or {}).items():
-            pipe.set(self.idx_key(kind, value), account_id)
+            pipe.hset(self.idx_bucket(kind, value), value, encode_id(account_id))
         for kind, value in unindex:
-            pipe.delete(self.idx_key(kind, value))
-        for key in forget:
-            pipe.delete(self.rec_key(key))
-        for key, fp in (outbound or {}).items():
-            pipe.set(self.out_key(key), fp)
+            pipe.hdel(self.idx_bucket(kind, value), value)
+        parts = [(key, "r", encode_record(entry)) for key, entry in (records or {}).items()]
+        parts += [(key, "r", "") for key in forget]  # the outbound fingerprint stays
+        parts += [(key, "o", compact_fp(fp)) for key, fp in (outbound or {}).items()]
+        if parts:  # EVAL, not EVALSHA: a script in a pipeline would cost a SCRIPT EXISTS round trip first
+            keys = [self.rec_bucket(key) for key, _, _ in parts]
+            pipe.eval(RECORD_PARTS, len(keys), *keys, *(x for key, part, v in parts for x in (key.id, part, v)))
+        by_account: dict[str, list[str]] = {}
+        for account_id, acct in (accounts or {}).items():
+            by_account[account_id] = ["e", "", encode_entry(acct)]
         for account in seen:
-            pipe.set(self.seen_key(account.id), _seen_value(account))
+            part = by_account.setdefault(account.id, ["s", "", ""])
+            part[0], part[1] = ("b" if part[0] == "e" else "s"), encode_seen(account)
+        if by_account:
+            keys = [self.acct_key(a) for a in by_account]
+            pipe.eval(ACCOUNT_PARTS, len(keys), *keys, *(p for part in by_account.values() for p in part))
         if len(pipe):
             pipe.execute()
 
     def forget_account(self, account_id: str, index_pairs: Iterable[tuple[str, str]]) -> None:
         """Drop an account that no longer exists in PostHog from the index and provenance."""
+        self.ready()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self.acct_key(account_id), self.seen_key(account_id))
+        pipe.delete(self.acct_key(account_id))
         for kind, value in index_pairs:
-            pipe.delete(self.idx_key(kind, value))
+            pipe.hdel(self.idx_bucket(kind, value), value)
         pipe.execute()
 
     def account_ids(self) -> list[str]:
         """Every account the ledger holds an entry for (a SCAN: for reconciliation, not per batch)."""
-        return self._suffixes(f"{self.ns}:acct:")
+        self.ready()
+        return self._suffixes(f"{self.ns}:a:")
 
     def record_ids(self, source: str, obj: str) -> list[str]:
-        """Ids of every record of ``source``/``obj`` the ledger knows (a SCAN: for reconciliation, not per batch)."""
-        return self._suffixes(f"{self.ns}:rec:{source}:{obj}:")
+        """Ids of every record of ``source``/``obj`` the ledger holds an entry for (a SCAN, one ``HGETALL`` per
+        bucket: for reconciliation, not per batch)."""
+        return sorted(self._records(f"{self.ns}:r:{source}:{obj}:*"))
+
+    def record_count(self) -> int:
+        """How many records of every source the ledger holds an entry for (a SCAN of the record buckets)."""
+        return len(self._records(f"{self.ns}:r:*"))
+
+    def _records(self, pattern: str) -> list[str]:
+        """Record ids with an entry (not only an outbound fingerprint) in the buckets matching ``pattern``."""
+        self.ready()
+        buckets = list(self.redis.scan_iter(match=pattern, count=1000, _type="hash"))
+        pipe = self.redis.pipeline(transaction=False)
+        for key in buckets:
+            pipe.hgetall(key)
+        found = cast(list[dict[str, str]], pipe.execute() if buckets else [])
+        return [rid for fields in found for rid, raw in fields.items() if split_record(raw)[0]]
 
     def _suffixes(self, prefix: str) -> list[str]:
         """What follows ``prefix`` in every key that starts with it (one SCAN)."""
@@ -400,7 +504,7 @@ class Ledger:
 
     def systems(self, names: Sequence[str]) -> list[str | None]:
         """The identity each of ``names`` (a source, or ``posthog``) has its state recorded for; one round trip."""
-        raw = self._mget([f"{self.ns}:system:{name}" for name in names])
+        raw = cast(list[str | None], self.redis.mget([f"{self.ns}:system:{name}" for name in names]))
         return [str(json.loads(r)["id"]) if r else None for r in raw]
 
     def set_system(self, name: str, identity: str) -> None:
@@ -409,12 +513,23 @@ class Ledger:
     def state_of(self, name: str) -> dict[str, list[str]]:
         """Every key of ``name``'s state by family (one SCAN of the namespace): a source's keys, or for
         ``posthog`` every key but the kept families (PostHog state is what every link points into)."""
+        self.ready()
         found: dict[str, list[str]] = {}
         for key in self.redis.scan_iter(match=f"{self.ns}:*", count=1000):
             owner, family = owner_of(str(key)[len(self.ns) + 1 :])
             if owner is not None and (name == "posthog" or owner == name):
                 found.setdefault(family, []).append(str(key))
         return found
+
+    def count_state(self, found: Mapping[str, Sequence[str]]) -> dict[str, int]:
+        """Entries by family of ``state_of``'s keys: a bucket counts its fields (one pipelined ``HLEN`` each), any
+        other key counts one."""
+        buckets = [key for family in ("rec", "idx") for key in found.get(family, ())]
+        pipe = self.redis.pipeline(transaction=False)
+        for key in buckets:
+            pipe.hlen(key)
+        sizes = dict(zip(buckets, pipe.execute() if buckets else [], strict=True))
+        return {family: sum(int(sizes.get(k, 1)) for k in keys) for family, keys in sorted(found.items())}
 
     def parked_of(self, source: str, limit: int = 1_000_000) -> list[str]:
         """Ids of the dead-letter entries of ``source``."""
@@ -423,10 +538,10 @@ class Ledger:
     def drop_state(self, name: str, batch: int = 500) -> dict[str, int]:
         """Delete ``name``'s state (see ``state_of``; for a source also its dead-letter entries); counts by family."""
         found = self.state_of(name)
+        counts = self.count_state(found)
         keys = [key for family in found.values() for key in family]
         for start in range(0, len(keys), batch):
             self.redis.delete(*keys[start : start + batch])
-        counts = {family: len(members) for family, members in sorted(found.items())}
         if name != "posthog":
             parked = self.parked_of(name)
             if parked:

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.base import CrmRecord
 from sync.errors import BadRecordError, ConfigError
+from sync.ledger_layout import compact_fp
 from sync.posthog.models import ID_KEYS, ROLE_KEYS
 
 SOURCES: tuple[str, ...] = ("salesforce", "hubspot", "stripe")
@@ -379,7 +380,7 @@ class AccountPatch:
             payload["r"] = self.link_rank
         if self.merged_ids:
             payload["mi"] = sorted(self.merged_ids)
-        return _digest(payload)
+        return compact_fp(_digest(payload))
 
 
 def normalise_tags(values: Sequence[str]) -> list[str]:
@@ -469,7 +470,9 @@ def _digest(payload: Any) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-fingerprint_of = _digest
+def fingerprint_of(payload: Any) -> str:
+    """A value's fingerprint as the ledger stores it (``compact_fp`` of its digest)."""
+    return compact_fp(_digest(payload))
 
 
 @dataclass

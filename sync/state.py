@@ -63,7 +63,7 @@ class StateReset:
 
 def describe_state(ledger: Ledger, name: str) -> dict[str, int]:
     """How many keys (and parked entries) of ``name``'s state there are, by family: what a drop would remove."""
-    counts = {family: len(keys) for family, keys in sorted(ledger.state_of(name).items())}
+    counts = ledger.count_state(ledger.state_of(name))
     if name != POSTHOG:
         parked = len(ledger.parked_of(name))
         if parked:

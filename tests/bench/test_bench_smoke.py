@@ -49,6 +49,10 @@ def test_scenarios_1_and_2_on_50_records(tmp_path: Path) -> None:
     assert all(m["posthog_writes"] > 0 for m in results["naive"])
     target = next(t for t in results["targets"] if t["target"] == "scenario 2: 0 writes")
     assert target["met"] is True
+    memory = results["ledger_memory"]  # the ledger's size after scenarios 1 and 2 (not asserted: 50 records)
+    assert memory["records"] == first["records"] == memory["records_in_ledger"] and memory["dataset_bytes"] > 0
+    assert {"rec", "idx", "acct"} <= set(memory["memory_usage_by_family"])
     text = docs.read_text()
+    assert "bytes per record" in text
     assert text.startswith("# Performance\n\nProse kept.")
     assert "| 2 | crmsync |" in text
