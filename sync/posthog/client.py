@@ -234,6 +234,33 @@ class PostHogClient:
         for page in self._pages(Member, first):
             yield from page
 
+    # -- query API, and routes the capability adapters speak (sync/posthog/custom_properties.py, ...) -----
+
+    @property
+    def projects_path(self) -> str:
+        """``/api/projects/<id>``: where newer servers serve relationships, custom properties and the query API."""
+        return f"/api/projects/{self.project_id}"
+
+    def query_hogql(self, query: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Run one HogQL query (``POST /api/projects/:id/query/``); the answer's ``results``/``columns``/``hasMore``.
+        A read: safe to repeat."""
+        body = {"query": {"kind": "HogQLQuery", "query": query, "values": values}}
+        answer = self._request("POST", f"{self.projects_path}/query/", json=body, idempotent=True)
+        return answer if isinstance(answer, dict) else {}
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """One request through the shared path (budget, retries, error translation) to a route this client has no
+        typed method for: the capability adapters of newer servers use it."""
+        return self._request(method, url, params=params, json=json, idempotent=idempotent)
+
     # -- plumbing --------------------------------------------------------------------------------------
 
     def _pages(self, model: type[M], page: Page[Any]) -> Iterator[list[M]]:
