@@ -37,10 +37,13 @@ from sync.posthog.errors import (
     PostHogRateLimited,
     PostHogValidationError,
 )
+from sync.posthog.generation import Generations, refuses_role_keys
 from sync.posthog.models import Account, Role
+from sync.posthog.relationships import RelationshipApi
 from sync.pushback import desired_fields, echo_fingerprint, plan_push
 from sync.ratelimit import BudgetExhausted
 from sync.report import PlannedChange, RunReport
+from sync.roles import RoleWriter
 from sync.state import SystemBinding, posthog_system
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,9 @@ class SyncEngine:
         self._mapping_fp = mapping.fingerprint()
         self._no_tagging: bool | None = None  # PostHog drops our tags (read from the ledger once per process)
         self.systems = SystemBinding(ledger, posthog_system(posthog.base_url, posthog.project_id))
+        # Where roles live on this PostHog (properties, or relationships on current servers): sync/roles.py
+        self.generations = Generations(posthog, ledger, self.systems.posthog_id)
+        self.roles = RoleWriter(self.generations, RelationshipApi(posthog))
 
     # -- runs ----------------------------------------------------------------------------------------------
 
@@ -418,11 +424,15 @@ class SyncEngine:
             report.finish("failed", str(exc))
         return self._store(report, False)
 
-    def _write(self, out: _Batch, account: Account, group: list[_Item], entry: AccountEntry) -> None:
+    def _write(
+        self, out: _Batch, account: Account, group: list[_Item], entry: AccountEntry, retried: bool = False
+    ) -> None:
         before = AccountState.of(account)
+        self.roles.overlay(before.properties, entry)  # holders the server keeps on relationships
         result = merge(before, entry, [i.patch for i in group], self.mapping, out.roles, _ranks(group))
         self._without_tags_if_dropped(before, result)
         report = out.report
+        result.errors = self.roles.triage(result.errors, report, account.id)
         self._tally(report, result)
         if out.dry_run:
             report.plan.extend(PlannedChange(account.id, c.field, c.before, c.after, c.source) for c in result.changes)
@@ -430,13 +440,19 @@ class SyncEngine:
             return
         if result.changed:
             try:
-                written = self._patch(account.id, before, result.state)
-                out.seen.append(written)
-                self._check_tags_kept(out, result.state, written)
+                written = self._patch(account, before, result.state)
+                if written is not account:
+                    out.seen.append(written)
+                    self._check_tags_kept(out, result.state, written)
+                self.roles.write(account.id, before.properties, result.state.properties, result.entry, report)
             except PostHogNotFound:  # deleted by a person since we last saw it
                 self._account_gone(out, account.id, group)
                 return
             except PostHogValidationError as exc:
+                if not retried and refuses_role_keys(exc) and self.generations.refused_roles():
+                    report.notes.extend(n for n in self.generations.notes if n not in report.notes)
+                    self._write(out, account, group, entry, retried=True)  # once, with roles on relationships
+                    return
                 self._park(out, group, exc.attr, exc)
                 return
             except (PostHogError, RetryableError) as exc:
@@ -448,11 +464,12 @@ class SyncEngine:
         report.add("unlinked", len(result.unlinked))
         self._remember(out, account.id, before, result, group)
 
-    def _apply_new(self, out: _Batch, group: list[_Item]) -> None:
+    def _apply_new(self, out: _Batch, group: list[_Item], retried: bool = False) -> None:
         empty = AccountState.empty()
         result = merge(empty, AccountEntry(), [i.patch for i in group], self.mapping, out.roles, _ranks(group))
         self._without_tags_if_dropped(empty, result)
         report = out.report
+        result.errors = self.roles.triage(result.errors, report, None)
         self._tally(report, result)
         state = result.state
         if not state.name:
@@ -464,7 +481,8 @@ class SyncEngine:
             report.add("created")
             return
         try:
-            account = self.posthog.create_account(state.name, state.external_id, state.properties, state.tags or None)
+            properties = self.roles.outgoing(state.properties)
+            account = self.posthog.create_account(state.name, state.external_id, properties, state.tags or None)
         except PostHogConflict:
             # Someone created it first (a person, or a worker the index has not seen): find it and merge into it.
             existing = self.index.find_by_external_id(state.external_id or "")
@@ -475,6 +493,10 @@ class SyncEngine:
             self._adopt(out, existing.id, group)
             return
         except PostHogValidationError as exc:
+            if not retried and refuses_role_keys(exc) and self.generations.refused_roles():
+                report.notes.extend(n for n in self.generations.notes if n not in report.notes)
+                self._apply_new(out, group, retried=True)  # once, with roles on relationships
+                return
             self._park(out, group, exc.attr, exc)
             return
         except (PostHogError, RetryableError) as exc:
@@ -482,6 +504,13 @@ class SyncEngine:
             return
         out.seen.append(account)
         self._check_tags_kept(out, state, account)
+        try:
+            self.roles.write(account.id, empty.properties, state.properties, result.entry, report)
+        except (PostHogError, RetryableError) as exc:  # the account exists: remember it, the roles follow next time
+            if isinstance(exc, THROTTLES):
+                self._remember(out, account.id, empty, result, group)
+                raise
+            report.error(BadRecordError("posthog", account.id, "roles", str(exc)), failed=False)
         report.add("created")
         report.add("updated", max(0, len(group) - 1 - len(result.superseded)))
         self._remember(out, account.id, empty, result, group)
@@ -493,15 +522,19 @@ class SyncEngine:
             (seen,) = self.ledger.get_seen([account_id])
             self._apply_existing(out, account_id, group, entry, seen)
 
-    def _patch(self, account_id: str, before: AccountState, after: AccountState) -> Account:
-        """PATCH only what differs; ``properties`` and ``tags`` go whole (PostHog replaces them)."""
-        return self.posthog.update_account(
-            account_id,
-            name=after.name if after.name and after.name != before.name else UNSET,
-            external_id=after.external_id if after.external_id != before.external_id else UNSET,
-            properties=after.properties if after.properties != before.properties else UNSET,
-            tags=after.tags if sorted(after.tags) != sorted(before.tags) else UNSET,
-        )
+    def _patch(self, account: Account, before: AccountState, after: AccountState) -> Account:
+        """PATCH only what differs; ``properties`` and ``tags`` go whole (PostHog replaces them). Where roles live
+        on relationships they are not sent, and a change of roles alone sends no PATCH (``account`` is returned)."""
+        props_before, props_after = self.roles.outgoing(before.properties), self.roles.outgoing(after.properties)
+        fields: dict[str, Any] = {
+            "name": after.name if after.name and after.name != before.name else UNSET,
+            "external_id": after.external_id if after.external_id != before.external_id else UNSET,
+            "properties": props_after if props_after != props_before else UNSET,
+            "tags": after.tags if sorted(after.tags) != sorted(before.tags) else UNSET,
+        }
+        if all(value is UNSET for value in fields.values()):
+            return account
+        return self.posthog.update_account(account.id, **fields)
 
     # -- PostHog organisations without the tagging feature ------------------------------------------------
 

@@ -37,6 +37,17 @@ import redis
 from sync.errors import RetryableError
 from sync.posthog.models import Account, account_ts
 
+# KEYS: the system record   ARGV: identity, JSON facts, now
+_NOTE_SYSTEM = """
+local raw = redis.call('GET', KEYS[1])
+local record
+if raw then record = cjson.decode(raw) else record = {id = ARGV[1], at = tonumber(ARGV[3])} end
+if record['id'] ~= ARGV[1] then return 0 end
+for k, v in pairs(cjson.decode(ARGV[2])) do record[k] = v end
+redis.call('SET', KEYS[1], cjson.encode(record))
+return 1
+"""
+
 _RELEASE_MANY = """
 local released = 0
 for i, key in ipairs(KEYS) do
@@ -142,6 +153,9 @@ class AccountEntry:
     written_fp: str = ""
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)  # target → Provenance.dump()
     tags: dict[str, list[str]] = field(default_factory=dict)  # source → tags that source added
+    # Role holders where PostHog keeps them on relationships (current servers): role key → {"id", "email"}, as
+    # crmsync last wrote them or PostHog's change feed reported them (sync/roles.py); empty elsewhere.
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,7 @@ class Ledger:
         self._acquire = client.register_script(_ACQUIRE)
         self._extend = client.register_script(_EXTEND)
         self._seen_if_newer = client.register_script(_SEEN_IF_NEWER)
+        self._note_system = client.register_script(_NOTE_SYSTEM)
 
     # -- keys ------------------------------------------------------------------------------------------
 
@@ -405,6 +420,17 @@ class Ledger:
 
     def set_system(self, name: str, identity: str) -> None:
         self.redis.set(f"{self.ns}:system:{name}", json.dumps({"id": identity, "at": time.time()}))
+
+    def system_record(self, name: str) -> dict[str, Any] | None:
+        """The whole ``system:<name>`` record (identity, when recorded, and what was learnt about that system)."""
+        raw = self._mget([f"{self.ns}:system:{name}"])[0]
+        return cast(dict[str, Any], json.loads(raw)) if raw else None
+
+    def note_system(self, name: str, identity: str, **facts: Any) -> bool:
+        """Add ``facts`` to the record of ``name`` if it still describes ``identity`` (checked and set in one
+        script, so a rebind to another system in between is never overwritten); False when it does not."""
+        args = [identity, json.dumps(facts), str(time.time())]
+        return bool(self._note_system(keys=[f"{self.ns}:system:{name}"], args=args))
 
     def state_of(self, name: str) -> dict[str, list[str]]:
         """Every key of ``name``'s state by family (one SCAN of the namespace): a source's keys, or for

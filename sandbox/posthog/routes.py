@@ -30,6 +30,8 @@ from sandbox.posthog.service import PostHogApi
 ACCOUNTS = "/api/environments/{project_id}/accounts/"
 METRICS = "/api/projects/{project_id}/groups_types/{group_type_index}/metrics/"
 MEMBERS = "/api/organizations/@current/members/"
+ORG_MEMBERS = "/api/organizations/{organization_id}/members/"
+PROJECT = "/api/projects/{project_id}/"
 
 _ERRORS = {
     400: "Validation error (only the first one is reported)",
@@ -225,4 +227,37 @@ def operations(api: PostHogApi) -> list[Operation]:
         parameters=tuple(PAGINATION),
         tag="organization_members",
     )
-    return [*_model_viewset(ACCOUNT_RESOURCE, accounts), *_model_viewset(METRIC_RESOURCE, metrics), members]
+    org_members = Operation(
+        path=ORG_MEMBERS,
+        method="GET",
+        handler=api.list_organization_members,
+        operation_id="organizations_members_list_by_id",
+        summary="List the members of one organisation (a project's own: GET /api/projects/:id/ → organization)",
+        status_code=200,
+        response_model=PaginatedOrganizationMemberList,
+        errors=(401, 403, 404),
+        parameters=(
+            _param("organization_id", "path", {"type": "string"}, "Organisation id (UUID)."),
+            *PAGINATION,
+        ),
+        tag="organization_members",
+    )
+    project = Operation(
+        path=PROJECT,
+        method="GET",
+        handler=api.retrieve_project,
+        operation_id="projects_retrieve",
+        summary="Retrieve a project: its id, name and organization",
+        status_code=200,
+        response_model=None,
+        errors=(401, 403, 404),
+        parameters=(PROJECT_ID,),
+        tag="projects",
+    )
+    return [
+        *_model_viewset(ACCOUNT_RESOURCE, accounts),
+        *_model_viewset(METRIC_RESOURCE, metrics),
+        members,
+        org_members,
+        project,
+    ]

@@ -31,6 +31,10 @@ def external_id_conflict() -> ApiError:
     return conflict("An account with this external_id already exists for this team.")
 
 
+ORGANIZATION_ID = str(uuid.uuid5(uuid.UUID("6f1f6a0e-5b5e-4c1e-9a53-0d2b6a0b7c11"), "organization"))
+"""The stand-in's one organisation: every project belongs to it."""
+
+
 def _project_id(raw: str) -> int | None:
     """PostHog resolves ``project_id`` as an integer team id; anything else is a 404 later."""
     return int(raw) if raw.isascii() and raw.isdigit() else None
@@ -219,6 +223,22 @@ class PostHogApi:
         if not self.store.delete_metric(project_id, index, metric_id):
             raise not_found()
         return Response(status_code=204)
+
+    # The project and its organisation (``posthog/api/project.py``: a project names its ``organization``)
+
+    def retrieve_project(self, request: Request, body: RequestBody) -> Response:
+        project_id = _project_id(request.path_params["project_id"])
+        self._admit(request, body, "project", write=False, project_id=project_id)
+        if project_id is None or project_id not in self.projects:
+            raise not_found()
+        return JSONResponse({"id": project_id, "organization": ORGANIZATION_ID, "name": f"Project {project_id}"})
+
+    def list_organization_members(self, request: Request, body: RequestBody) -> Response:
+        """``/api/organizations/<id>/members/``: the one organisation of the stand-in; any other id is a 404."""
+        if request.path_params["organization_id"] not in (ORGANIZATION_ID, "@current"):
+            self._admit(request, body, "organization_member", write=False, project_id=None, project_level=False)
+            raise not_found()
+        return self.list_members(request, body)
 
     # Organisation members
 

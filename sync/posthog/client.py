@@ -38,7 +38,7 @@ from sync.posthog.models import (
     UsageMetric,
     UsageMetricSpec,
 )
-from sync.retry import RetryPolicy, parse_retry_after
+from sync.retry import RetryPolicy, parse_retry_after, parse_throttle_detail
 from sync.settings import PostHogSettings
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,6 +95,7 @@ class PostHogClient:
         )
         self.budget = budget
         self.stats = ClientStats()
+        self._organization_id: str | None = None
 
     def __repr__(self) -> str:
         return f"PostHogClient(base_url={str(self._http.base_url)!r}, project_id={self.project_id})"
@@ -226,11 +227,24 @@ class PostHogClient:
 
     # -- organisation members --------------------------------------------------------------------------
 
+    def organization_id(self) -> str:
+        """The id of the organisation this project belongs to (``GET /api/projects/:id/`` → ``organization``;
+        PostHog's ``posthog/api/project.py``), read once per client. Not ``@current``: that is the key owner's
+        UI preference and can change under a running sync."""
+        if self._organization_id is None:
+            body = self._request("GET", f"/api/projects/{self.project_id}/")
+            org = body.get("organization") if isinstance(body, dict) else None
+            if isinstance(org, dict):  # some serializers nest it
+                org = org.get("id")
+            if not org:
+                raise PostHogError(f"PostHog project {self.project_id} answered without its organization")
+            self._organization_id = str(org)
+        return self._organization_id
+
     def iter_members(self, page_size: int = 200) -> Iterator[Member]:
-        """Members of the key's current organisation (to turn an owner's email into a user id)."""
-        first = Page[Member].model_validate(
-            self._request("GET", "/api/organizations/@current/members/", params={"limit": str(page_size)})
-        )
+        """Members of the project's own organisation (to turn an owner's email into a user id)."""
+        path = f"/api/organizations/{self.organization_id()}/members/"
+        first = Page[Member].model_validate(self._request("GET", path, params={"limit": str(page_size)}))
         for page in self._pages(Member, first):
             yield from page
 
@@ -272,8 +286,20 @@ class PostHogClient:
                 return
             if page.next in seen:
                 raise PostHogError(f"PostHog pagination loop detected at {page.next}")
+            if not self._same_host(page.next):
+                raise PostHogError(
+                    f"PostHog answered a next page on another host ({httpx.URL(page.next).host or '?'}, configured "
+                    f"{self._http.base_url.host}): refused, the API key is only ever sent to the configured host"
+                )
             seen.add(page.next)
             page = Page[model].model_validate(self._request("GET", page.next))  # type: ignore[valid-type]
+
+    def _same_host(self, url: str) -> bool:
+        """Whether ``url`` (absolute, or relative to the configured base) points at the configured PostHog host."""
+        target, base = httpx.URL(url), self._http.base_url
+        if not target.is_absolute_url:
+            return True
+        return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
 
     def _request(
         self,
@@ -308,8 +334,11 @@ class PostHogClient:
                 self.stats.statuses[response.status_code] += 1
                 if response.status_code < 400:
                     return response.json() if response.content else None
+                body = _json_or_none(response)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                error = error_for_response(response.status_code, _json_or_none(response), method, path, retry_after)
+                if retry_after is None and response.status_code == 429 and isinstance(body, dict):
+                    retry_after = parse_throttle_detail(body.get("detail"))  # PostHog sends no Retry-After
+                error = error_for_response(response.status_code, body, method, path, retry_after)
                 retryable = response.status_code == 429 or (response.status_code >= 500 and safe_to_repeat)
             if not retryable:
                 raise error
