@@ -30,6 +30,7 @@ from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
 from sync.members import MemberDirectory
 from sync.plan import PlanStore, StagedItem
 from sync.posthog.client import UNSET, PostHogClient
+from sync.posthog.custom_properties import CustomWriter
 from sync.posthog.errors import (
     PostHogConflict,
     PostHogError,
@@ -110,6 +111,7 @@ class SyncEngine:
         self._mapping_fp = mapping.fingerprint()
         self._no_tagging: bool | None = None  # PostHog drops our tags (read from the ledger once per process)
         self.systems = SystemBinding(ledger, posthog_system(posthog.base_url, posthog.project_id))
+        self.custom = CustomWriter(posthog, mapping)  # custom.* values, written after their account
 
     # -- runs ----------------------------------------------------------------------------------------------
 
@@ -536,6 +538,7 @@ class SyncEngine:
         self, out: _Batch, account_id: str, before: AccountState, result: MergeResult, group: list[_Item]
     ) -> None:
         result.entry.written_fp = result.state.fingerprint()
+        self.custom.apply(out.report, account_id, [i.patch for i in group], result.entry)
         out.accounts[account_id] = result.entry
         out.states[account_id] = result.state
         old = set(index_pairs(before.external_id, before.properties))

@@ -142,6 +142,7 @@ class AccountEntry:
     written_fp: str = ""
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)  # target → Provenance.dump()
     tags: dict[str, list[str]] = field(default_factory=dict)  # source → tags that source added
+    custom: dict[str, str] = field(default_factory=dict)  # custom property name → fingerprint of its value
 
 
 @dataclass(frozen=True)
