@@ -23,6 +23,7 @@ from typing import Any
 
 from connectors.base import Connector, CrmRecord, Cursor, PushUpdate
 from sync.apply import AccountState, MergeResult, merge
+from sync.custom_pushback import push_custom_values
 from sync.errors import BadRecordError, FatalError, RetryableError
 from sync.identity import AccountIndex, ChangedAccounts, index_pairs
 from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey, lock_owner
@@ -767,6 +768,7 @@ class SyncEngine:
             for fresh in walk:
                 self.ledger.remember_seen(fresh)  # free news for the next PATCH of these accounts
                 self._push_accounts(connector, stream, mapping, fresh, report, dry_run)
+            push_custom_values(self.posthog, self.ledger, connector, stream, mapping, report, dry_run)
             if walk.newest is not None and not dry_run:
                 self.ledger.set_cursor("posthog", wm_key, walk.newest)
             report.finish("succeeded")
