@@ -351,6 +351,15 @@ class MappingConfig(BaseModel):
                         )
         return found
 
+    def custom_key(self, name: str) -> str:
+        """The config key of the first field that maps onto custom property ``name`` (for start-up errors)."""
+        for source, objects in self.mappings.items():
+            for obj, om in objects.items():
+                for n, fm in enumerate(om.fields):
+                    if fm.custom_name == name:
+                        return f"mappings.{source}.{obj}.fields.{n}.target"
+        return f"custom.{name}"
+
     def rule_for(self, target: str) -> OwnerRule:
         return self.ownership.get(target, self.default_rule)
 

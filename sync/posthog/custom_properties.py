@@ -140,7 +140,7 @@ def require_definitions(client: PostHogClient, mapping: MappingConfig) -> None:
     found = problems(declared, existing)
     if found:
         name, reason = found[0]
-        raise ConfigError(f"custom.{name}", reason)
+        raise ConfigError(mapping.custom_key(name), f"custom property {name!r} {reason}")
 
 
 @dataclass
