@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from sandbox.posthog.config import PostHogSandboxConfig
+from sync.custom_values import DisplayType
+from sync.engine import SyncEngine
 from sync.errors import ConfigError
 from sync.ledger import Ledger
 from sync.mapping import load_mapping_config
@@ -19,9 +22,6 @@ from sync.posthog.custom_properties import (
     set_value,
     setup_definitions,
 )
-from sync.custom_values import DisplayType
-from sync.engine import SyncEngine
-from sandbox.posthog.config import PostHogSandboxConfig
 from tests.conftest import KEYS, MEMBERS, PostHogSandbox, emptied, running_posthog
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
 
