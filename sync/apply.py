@@ -105,8 +105,8 @@ def merge(
         if not _link(state, new_entry, patch, ranks, result):
             continue
         for target, value in sorted(patch.values.items()):
-            if target in IDENTITY_ONLY:
-                continue
+            if target in IDENTITY_ONLY or target.startswith("custom."):
+                continue  # custom values are written one by one after the account (sync/posthog/custom_properties.py)
             if target == "tags":
                 _merge_tags(state, new_entry, patch, result)
                 continue

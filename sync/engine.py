@@ -23,6 +23,7 @@ from typing import Any
 
 from connectors.base import Connector, CrmRecord, Cursor, PushUpdate
 from sync.apply import AccountState, MergeResult, merge
+from sync.custom_pushback import push_custom_values
 from sync.errors import BadRecordError, FatalError, RetryableError
 from sync.identity import AccountIndex, ChangedAccounts, index_pairs
 from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey, lock_owner
@@ -30,6 +31,7 @@ from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
 from sync.members import MemberDirectory
 from sync.plan import PlanStore, StagedItem
 from sync.posthog.client import UNSET, PostHogClient
+from sync.posthog.custom_properties import CustomWriter
 from sync.posthog.errors import (
     PostHogConflict,
     PostHogError,
@@ -116,6 +118,7 @@ class SyncEngine:
         # Where roles live on this PostHog (properties, or relationships on current servers): sync/roles.py
         self.generations = Generations(posthog, ledger, self.systems.posthog_id)
         self.roles = RoleWriter(self.generations, RelationshipApi(posthog))
+        self.custom = CustomWriter(posthog, mapping)  # custom.* values, written after their account
 
     # -- runs ----------------------------------------------------------------------------------------------
 
@@ -569,6 +572,7 @@ class SyncEngine:
         self, out: _Batch, account_id: str, before: AccountState, result: MergeResult, group: list[_Item]
     ) -> None:
         result.entry.written_fp = result.state.fingerprint()
+        self.custom.apply(out.report, account_id, [i.patch for i in group], result.entry)
         out.accounts[account_id] = result.entry
         out.states[account_id] = result.state
         old = set(index_pairs(before.external_id, before.properties))
@@ -797,6 +801,7 @@ class SyncEngine:
             for fresh in walk:
                 self.ledger.remember_seen(fresh)  # free news for the next PATCH of these accounts
                 self._push_accounts(connector, stream, mapping, fresh, report, dry_run)
+            push_custom_values(self.posthog, self.ledger, connector, stream, mapping, report, dry_run)
             if walk.newest is not None and not dry_run:
                 self.ledger.set_cursor("posthog", wm_key, walk.newest)
             report.finish("succeeded")

@@ -156,6 +156,7 @@ class AccountEntry:
     # Role holders where PostHog keeps them on relationships (current servers): role key → {"id", "email"}, as
     # crmsync last wrote them or PostHog's change feed reported them (sync/roles.py); empty elsewhere.
     roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    custom: dict[str, str] = field(default_factory=dict)  # custom property name → fingerprint of its value
 
 
 @dataclass(frozen=True)

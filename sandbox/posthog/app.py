@@ -59,7 +59,10 @@ from sandbox.posthog.config import (
     parse_key_spec,
     parse_member_spec,
 )
+from sandbox.posthog.custom_properties import CustomProperties
 from sandbox.posthog.errors import ApiError, fault_response, method_not_allowed, not_found, server_error
+from sandbox.posthog.events import EventLog
+from sandbox.posthog.hogql import QUERY, QueryApi
 from sandbox.posthog.members import MemberDirectory
 from sandbox.posthog.routes import Handler
 from sandbox.posthog.schemas import PATCH_MODELS, REQUEST_MODELS
@@ -234,15 +237,28 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
         options.update(include_in_schema=False, operation_id=None)
         app.add_api_route(spec.path.rstrip("/"), _endpoint(spec.handler), methods=[spec.method], **options)
 
+    events = EventLog()
+    custom = CustomProperties(api, events)
+    queries = QueryApi(api, events)
+    extra = [*custom.routes(), (QUERY, "POST", queries.query)] if config.custom_properties else []
+    for path, method, handler in extra:
+        app.add_api_route(path, _endpoint(handler), methods=[method], include_in_schema=False)
+        app.add_api_route(path.rstrip("/"), _endpoint(handler), methods=[method], include_in_schema=False)
+
     def reset() -> None:
         store.reset()
         members.reset()
         throttle.reset()
+        events.reset()
+        custom.reset()
 
     app.state.config = config
     app.state.store = store
     app.state.members = members
     app.state.throttle = throttle
+    app.state.events = events
+    app.state.custom = custom
+    app.state.queries = queries
     app.state.kit = install_sandbox(app, fault_response, reset)
     _install_admin(app, config, store, members, throttle)
     _install_errors(app)

@@ -53,6 +53,7 @@ class PostHogSandboxConfig:
     members: tuple[Member, ...] = ()
     throttle: tuple[ThrottleRate, ...] = ()
     tagging: bool = True  # False: an organisation without PostHog's paid tagging feature (tags dropped, [] shown)
+    custom_properties: bool = True  # False: an older generation without custom account properties (routes 404)
 
 
 def parse_key_spec(spec: str) -> ApiKey:
