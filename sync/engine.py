@@ -45,6 +45,7 @@ from sync.posthog.relationships import RelationshipApi
 from sync.pushback import desired_fields, echo_fingerprint, plan_push
 from sync.ratelimit import BudgetExhausted
 from sync.report import PlannedChange, RunReport
+from sync.role_pushback import read_relationship_changes
 from sync.roles import RoleWriter
 from sync.state import SystemBinding, posthog_system
 
@@ -802,12 +803,29 @@ class SyncEngine:
                 self.ledger.remember_seen(fresh)  # free news for the next PATCH of these accounts
                 self._push_accounts(connector, stream, mapping, fresh, report, dry_run)
             push_custom_values(self.posthog, self.ledger, connector, stream, mapping, report, dry_run)
+            self._push_role_changes(connector, stream, mapping, report, dry_run)
             if walk.newest is not None and not dry_run:
                 self.ledger.set_cursor("posthog", wm_key, walk.newest)
             report.finish("succeeded")
         except FatalError as exc:
             report.finish("failed", str(exc))
         return self._store(report, dry_run)
+
+    def _push_role_changes(
+        self, connector: Connector, stream: str, mapping: ObjectMapping, report: RunReport, dry_run: bool
+    ) -> None:
+        """On current servers, push the accounts whose role holders changed in PostHog since the last pass: one
+        change-feed query (sync/role_pushback.py), then the ledger's copies of those accounts, no read per account."""
+        if not _pushes_roles(mapping) or not self.generations.relationships:
+            return
+        wm_key = f"outwm:{connector.source}:{stream}:roles"
+        changed, watermark, requests = read_relationship_changes(self.posthog, self.ledger, wm_key)
+        report.add("posthog_queries", requests)
+        accounts = [a for a in self.ledger.get_seen(changed) if a is not None]
+        if accounts:
+            self._push_accounts(connector, stream, mapping, accounts, report, dry_run)
+        if watermark and not dry_run:
+            self.ledger.set_cursor("posthog", wm_key, watermark)
 
     def _push_accounts(
         self,
@@ -822,9 +840,13 @@ class SyncEngine:
         report.add("seen", len(linked))
         keys = [RecordKey(connector.source, stream, rid) for _, rid in linked]
         last = self.ledger.get_outbound(keys)
+        states = {a.id: AccountState.of(a) for a, _ in linked}
+        if linked and _pushes_roles(mapping) and self.generations.relationships:  # holders are not in the bodies
+            for (account, _), entry in zip(linked, self.ledger.get_accounts([a.id for a, _ in linked]), strict=True):
+                self.roles.overlay(states[account.id].properties, entry)
         updates: list[PushUpdate] = []
         for (account, rid), last_fp in zip(linked, last, strict=True):
-            update, _ = plan_push(rid, desired_fields(mapping, account.id, AccountState.of(account)), last_fp)
+            update, _ = plan_push(rid, desired_fields(mapping, account.id, states[account.id]), last_fp)
             if update is None:
                 report.add("unchanged")
             else:
@@ -844,6 +866,10 @@ class SyncEngine:
             else:
                 report.error(BadRecordError(connector.source, result.record_id, None, f"push: {result.error}"))
         self.ledger.commit(outbound=fps)
+
+
+def _pushes_roles(mapping: ObjectMapping) -> bool:
+    return any(fm.target.startswith("roles.") for fm in mapping.outbound)
 
 
 def _group_key(item: _Item) -> str:
