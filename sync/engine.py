@@ -39,7 +39,7 @@ from sync.posthog.errors import (
     PostHogRateLimited,
     PostHogValidationError,
 )
-from sync.posthog.generation import Generations, refuses_role_keys
+from sync.posthog.generation import Generation, Generations, refuses_role_keys
 from sync.posthog.models import Account, Role
 from sync.posthog.relationships import RelationshipApi
 from sync.pushback import desired_fields, echo_fingerprint, plan_push
@@ -486,7 +486,10 @@ class SyncEngine:
             return
         try:
             properties = self.roles.outgoing(state.properties)
-            account = self.posthog.create_account(state.name, state.external_id, properties, state.tags or None)
+            churned = state.churned_at if state.churned_at and self.generations.relationships else None
+            account = self.posthog.create_account(
+                state.name, state.external_id, properties, state.tags or None, churned_at=churned
+            )
         except PostHogConflict:
             # Someone created it first (a person, or a worker the index has not seen): find it and merge into it.
             existing = self.index.find_by_external_id(state.external_id or "")
@@ -536,6 +539,8 @@ class SyncEngine:
             "properties": props_after if props_after != props_before else UNSET,
             "tags": after.tags if sorted(after.tags) != sorted(before.tags) else UNSET,
         }
+        if after.churned_at != before.churned_at and self.generations.get() is Generation.CURRENT:
+            fields["churned_at"] = after.churned_at  # an account field of current servers only
         if all(value is UNSET for value in fields.values()):
             return account
         return self.posthog.update_account(account.id, **fields)

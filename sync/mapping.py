@@ -34,6 +34,7 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -164,7 +165,7 @@ class Direction(StrEnum):
 
 
 _TARGET_RE = re.compile(
-    r"^(name|external_id|tags|domain|properties\.[A-Za-z_][A-Za-z0-9_]*|roles\.[a-z_]+|custom\.\S(?:.{0,398}\S)?)$"
+    r"^(name|external_id|churned_at|tags|domain|properties\.[A-Za-z_][A-Za-z0-9_]*|roles\.[a-z_]+|custom\.\S(?:.{0,398}\S)?)$"
 )
 CUSTOM_PREFIX = "custom."
 WRITABLE_PROPERTIES: tuple[str, ...] = (*ID_KEYS, "slack_channel_id", "usage_dashboard_link")
@@ -188,7 +189,8 @@ class FieldMapping(BaseModel):
     def _known_target(cls, value: str) -> str:
         if not _TARGET_RE.match(value):
             raise ValueError(
-                "must be name, external_id, tags, domain, properties.<key>, roles.<role> or custom.<Definition name>"
+                "must be name, external_id, churned_at, tags, domain, properties.<key>, roles.<role> "
+                "or custom.<Definition name>"
             )
         if value.startswith("roles.") and value.removeprefix("roles.") not in ROLE_KEYS:
             raise ValueError(f"unknown role; one of {', '.join(ROLE_KEYS)}")
@@ -457,6 +459,8 @@ def _check_value(target: str, value: Any) -> Any:
         if any(len(t) > TAG_MAX for t in tags):
             raise ValueError(f"a tag is longer than {TAG_MAX} characters")
         return tags
+    if target == "churned_at":
+        return churn_time(value)
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(f"expected text, got {type(value).__name__}")
     text = str(value)
@@ -477,6 +481,26 @@ def _check_value(target: str, value: Any) -> Any:
         if not _EMAIL_RE.match(text):
             raise ValueError(f"not an email address: {text[:80]!r}")
     return text if text != "" else None
+
+
+def churn_time(value: Any) -> str | None:
+    """A ``churned_at`` value as the account field holds it: ISO 8601 in UTC with microseconds, from epoch
+    seconds (Stripe's ``ended_at``) or an ISO 8601 string (a naive one is UTC); None when empty."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a time, got bool")
+    if isinstance(value, int | float):
+        when = datetime.fromtimestamp(float(value), UTC)
+    elif isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 time: {value[:80]!r}") from None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    else:
+        raise ValueError(f"expected a time, got {type(value).__name__}")
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def map_record(record: CrmRecord, mapping: ObjectMapping) -> AccountPatch:

@@ -146,9 +146,13 @@ class PostHogClient:
         external_id: str | None = None,
         properties: AccountProperties | dict[str, Any] | None = None,
         tags: list[str] | None = None,
+        churned_at: str | None = None,
     ) -> Account:
-        """Create an account. Retried after a lost answer only when ``external_id`` makes a repeat a 409."""
+        """Create an account. Retried after a lost answer only when ``external_id`` makes a repeat a 409.
+        ``churned_at`` (ISO 8601) exists on current servers only."""
         body: dict[str, Any] = {"name": name}
+        if churned_at is not None:
+            body["churned_at"] = churned_at
         if external_id is not None:
             body["external_id"] = external_id
         if properties is not None:
@@ -166,6 +170,7 @@ class PostHogClient:
         external_id: str | None = UNSET,
         properties: AccountProperties | dict[str, Any] | None = UNSET,
         tags: list[str] = UNSET,
+        churned_at: str | None = UNSET,
     ) -> Account:
         """PATCH only the given fields. ``properties`` and ``tags`` REPLACE what PostHog holds: pass the whole
         merged object (see ``sync.apply``), never a partial one."""
@@ -178,6 +183,8 @@ class PostHogClient:
             body["properties"] = None if properties is None else _properties_payload(properties)
         if tags is not UNSET:
             body["tags"] = tags
+        if churned_at is not UNSET:
+            body["churned_at"] = churned_at
         data = self._request("PATCH", f"{self._accounts_path}{account_id}/", json=body, idempotent=True)
         return Account.model_validate(data)
 
