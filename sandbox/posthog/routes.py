@@ -20,6 +20,7 @@ from sandbox.posthog.query import ORDERINGS
 from sandbox.posthog.schemas import (
     Account,
     ErrorBody,
+    NotFoundBody,
     PaginatedAccountList,
     PaginatedOrganizationMemberList,
     PaginatedUsageMetricList,
@@ -30,15 +31,13 @@ from sandbox.posthog.service import PostHogApi
 ACCOUNTS = "/api/environments/{project_id}/accounts/"
 METRICS = "/api/projects/{project_id}/groups_types/{group_type_index}/metrics/"
 MEMBERS = "/api/organizations/@current/members/"
-ORG_MEMBERS = "/api/organizations/{organization_id}/members/"
-PROJECT = "/api/projects/{project_id}/"
 
 _ERRORS = {
     400: "Validation error (only the first one is reported)",
     401: "No personal API key, or an invalid one",
     403: "The key lacks the scope, or may not access this project",
     404: "Unknown project, group type index or object",
-    409: "Another account of the project has this external_id",
+    409: "Another object of the project has this external_id or name",
     415: "The body is not JSON",
 }
 
@@ -103,7 +102,10 @@ class Operation:
         return {
             "status_code": self.status_code,
             "response_model": self.response_model,
-            "responses": {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in self.errors},
+            "responses": {
+                code: {"model": NotFoundBody if code == 404 else ErrorBody, "description": _ERRORS[code]}
+                for code in self.errors
+            },
             "openapi_extra": extra,
             "operation_id": self.operation_id,
             "summary": self.summary,
@@ -133,7 +135,7 @@ class Resource:
     patch_body: str
 
 
-def _model_viewset(res: Resource, handlers: Handlers) -> list[Operation]:
+def model_viewset(res: Resource, handlers: Handlers) -> list[Operation]:
     list_, create, retrieve, partial_update, update, destroy = handlers
     item = res.collection + "{id}/"
     item_params = (*res.scope_params, OBJECT_ID)
@@ -198,7 +200,7 @@ METRIC_RESOURCE = Resource(
 
 
 def operations(api: PostHogApi) -> list[Operation]:
-    """Every public operation of the stand-in, in documentation order."""
+    """The seed generation's public operations, in documentation order (``routes_extra`` adds the rest)."""
     accounts = (
         api.list_accounts,
         api.create_account,
@@ -227,37 +229,4 @@ def operations(api: PostHogApi) -> list[Operation]:
         parameters=tuple(PAGINATION),
         tag="organization_members",
     )
-    org_members = Operation(
-        path=ORG_MEMBERS,
-        method="GET",
-        handler=api.list_organization_members,
-        operation_id="organizations_members_list_by_id",
-        summary="List the members of one organisation (a project's own: GET /api/projects/:id/ → organization)",
-        status_code=200,
-        response_model=PaginatedOrganizationMemberList,
-        errors=(401, 403, 404),
-        parameters=(
-            _param("organization_id", "path", {"type": "string"}, "Organisation id (UUID)."),
-            *PAGINATION,
-        ),
-        tag="organization_members",
-    )
-    project = Operation(
-        path=PROJECT,
-        method="GET",
-        handler=api.retrieve_project,
-        operation_id="projects_retrieve",
-        summary="Retrieve a project: its id, name and organization",
-        status_code=200,
-        response_model=None,
-        errors=(401, 403, 404),
-        parameters=(PROJECT_ID,),
-        tag="projects",
-    )
-    return [
-        *_model_viewset(ACCOUNT_RESOURCE, accounts),
-        *_model_viewset(METRIC_RESOURCE, metrics),
-        members,
-        org_members,
-        project,
-    ]
+    return [*model_viewset(ACCOUNT_RESOURCE, accounts), *model_viewset(METRIC_RESOURCE, metrics), members]
