@@ -110,10 +110,10 @@ class SandboxStack:
     credentials: Credentials = field(default_factory=Credentials)
     posthog_throttle: tuple[ThrottleRate, ...] = ()  # the stand-in's throttles; the config's budget matches
     hubspot_webhook_format: WebhookFormat = "legacy"  # or "generic" (object.* events with objectTypeId)
-    # The PostHog generation served. "seed" until crmsync speaks the current one (issue 19); a PostHog 429 then
-    # carries Retry-After as if a proxy added it (PostHog's own has none), which the client still relies on.
-    posthog_generation: Generation = "seed"
-    posthog_proxy_retry_after: bool = True
+    # The PostHog generation served (docs/posthog.md): today's, roles on relationships; a 429 carries its wait in
+    # the detail only, as PostHog's does (True: a proxy in front adds Retry-After).
+    posthog_generation: Generation = "current"
+    posthog_proxy_retry_after: bool = False
 
     @property
     def webhooks_url(self) -> str:

@@ -94,10 +94,9 @@ def emptied(sandbox: PostHogSandbox) -> Iterator[PostHogSandbox]:
 
 @pytest.fixture(scope="session")
 def posthog_server() -> Iterator[PostHogSandbox]:
-    # Pinned to the seed generation with a proxy's Retry-After until the client speaks current PostHog (issue 19).
-    config = PostHogSandboxConfig(
-        projects=(1, 2), keys=KEYS, members=MEMBERS, generation="seed", proxy_retry_after=True
-    )
+    # Today's PostHog (the stand-in's default generation, no proxy Retry-After); other generations:
+    # ``posthog_generations``.
+    config = PostHogSandboxConfig(projects=(1, 2), keys=KEYS, members=MEMBERS)
     with running_posthog(config) as sandbox:
         yield sandbox
 

@@ -49,7 +49,7 @@ def sandbox_up(
         typer.Option(
             help="PostHog API generation the stand-in serves: seed, transitional or current (see docs/posthog.md)."
         ),
-    ] = "seed",
+    ] = "current",
 ) -> None:
     """Start all four stand-ins, seeded, the webhook receiver and the status page; write a config that works at once
     with ``crmsync --config PATH sync all --inline --json``."""
