@@ -94,7 +94,7 @@ class Runtime:
     def check_posthog_key(self) -> None:
         """Start-up check of a worker: raise ``ConfigError`` naming each PostHog scope the key lacks.
 
-        Five harmless probes (``sync/posthog/scopes.py``), so that a key without, say, ``usage_metric:write``
+        Six harmless probes (``sync/posthog/scopes.py``), so that a key without, say, ``usage_metric:write``
         stops the worker at once instead of failing runs one by one later. A client of its own, closed at once:
         the worker forks its pool after this, and children must not share an open connection.
 
