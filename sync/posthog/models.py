@@ -101,6 +101,9 @@ class AccountFilter(BaseModel):
     account_owner: RoleFilter | None = None
     all_roles_unassigned: bool = False
     ordering: AccountOrdering | None = None
+    # Current servers hide churned accounts from lists unless ``include_churned=true``; older ones ignore the
+    # parameter. On by default: an index or reconciliation that missed churned accounts would think them gone.
+    include_churned: bool = True
 
     def query_params(self) -> dict[str, str]:
         """Query parameters exactly as PostHog parses them (``tags`` is a JSON-encoded list)."""
@@ -119,6 +122,8 @@ class AccountFilter(BaseModel):
             params["all_roles_unassigned"] = "true"
         if self.ordering is not None:
             params["ordering"] = self.ordering.value
+        if self.include_churned:
+            params["include_churned"] = "true"
         return params
 
 
