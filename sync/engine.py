@@ -824,7 +824,7 @@ class SyncEngine:
         if not _pushes_roles(mapping) or not self.generations.relationships:
             return
         wm_key = f"outwm:{connector.source}:{stream}:roles"
-        changed, watermark, requests = read_relationship_changes(self.posthog, self.ledger, wm_key)
+        changed, watermark, requests = read_relationship_changes(self.posthog, self.ledger, wm_key, dry_run)
         report.add("posthog_queries", requests)
         accounts = [a for a in self.ledger.get_seen(changed) if a is not None]
         if accounts:

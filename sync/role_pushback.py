@@ -38,9 +38,10 @@ def holder_of(event: ChangeEvent) -> dict[str, object] | None:
         return None
 
 
-def apply_relationship_changes(ledger: Ledger, events: Iterable[ChangeEvent]) -> list[str]:
+def apply_relationship_changes(ledger: Ledger, events: Iterable[ChangeEvent], commit: bool = True) -> list[str]:
     """Record the newest holder of each changed role in the accounts' ledger entries (one lock round trip, one
-    read, one commit); returns the ids of the accounts whose holders changed."""
+    read, one commit; none with ``commit=False``, a dry run); returns the ids of the accounts whose holders
+    changed."""
     latest = {
         (account_id, ROLE_BY_DEFINITION[name]): event
         for (account_id, name), event in latest_relationships(events).items()
@@ -62,13 +63,15 @@ def apply_relationship_changes(ledger: Ledger, events: Iterable[ChangeEvent]) ->
                 entry.roles[key] = holder
             if account_id not in changed:
                 changed.append(account_id)
-        if changed:
+        if changed and commit:
             ledger.commit(accounts={a: entries[a] for a in changed})
     return changed
 
 
-def read_relationship_changes(client: QueryClient, ledger: Ledger, wm_key: str) -> tuple[list[str], str | None, int]:
-    """Read the feed since ``wm_key``'s watermark and apply it; returns (changed account ids, the watermark to
-    store once they are pushed, the requests spent)."""
+def read_relationship_changes(
+    client: QueryClient, ledger: Ledger, wm_key: str, dry_run: bool = False
+) -> tuple[list[str], str | None, int]:
+    """Read the feed since ``wm_key``'s watermark and apply it (not on a dry run); returns (changed account ids,
+    the watermark to store once they are pushed, the requests spent)."""
     batch = read_changes(client, ledger.get_cursor("posthog", wm_key), (RELATIONSHIP_CHANGED,))
-    return apply_relationship_changes(ledger, batch.events), batch.watermark, batch.requests
+    return apply_relationship_changes(ledger, batch.events, commit=not dry_run), batch.watermark, batch.requests

@@ -26,7 +26,7 @@ from typing import Any
 
 from sync.errors import BadRecordError
 from sync.ledger import AccountEntry
-from sync.posthog.errors import PostHogError, PostHogForbidden, PostHogValidationError
+from sync.posthog.errors import PostHogConflict, PostHogError, PostHogForbidden, PostHogValidationError
 from sync.posthog.generation import Generations
 from sync.posthog.models import ROLE_KEYS
 from sync.posthog.relationships import RelationshipApi
@@ -146,7 +146,14 @@ class RoleWriter:
             self._definitions = {str(d.get("name")): str(d.get("id")) for d in listed if d.get("id")}
         name = DEFINITION_NAMES[key]
         if name not in self._definitions:
-            created = self.api.create_definition(name)
+            try:
+                created = self.api.create_definition(name)
+            except (PostHogConflict, PostHogValidationError):  # another writer created it meanwhile (unique names)
+                listed = self.api.list_definitions()
+                self._definitions.update({str(d.get("name")): str(d.get("id")) for d in listed if d.get("id")})
+                if name in self._definitions:
+                    return self._definitions[name]
+                raise
             if not created.get("id"):
                 raise PostHogError(f"PostHog created the {name!r} relationship definition without an id")
             self._definitions[name] = str(created["id"])

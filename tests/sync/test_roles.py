@@ -178,3 +178,18 @@ def test_a_csm_reassigned_in_posthog_reaches_the_crm_with_one_query(
     current.reset_counters()
     quiet = engine.sync_outbound(conn, "accounts")
     assert quiet.counts["pushed"] == 0 and crm.push_requests >= 1
+
+
+def test_a_definition_created_meanwhile_by_another_writer_is_used(
+    current: PostHogSandbox, ledger: Ledger, mapping: MappingConfig
+) -> None:
+    engine = _engine(current, ledger, mapping)
+    assert engine.generations.get() is Generation.CURRENT  # detection listed no definitions
+    taken = RelationshipApi(_client(current)).create_definition("Account owner")  # another worker, meanwhile
+    crm = MemoryCrm()
+    crm.put("001A", name="Acme", ext="acct-a", owner="ben@example.com")
+    report = engine.run(MemoryConnector(crm), "accounts", mode="full")
+    assert report.counts["failed"] == 0 and report.counts["roles_assigned"] == 1, report.as_dict()
+    (account,) = list(_client(current).iter_accounts())
+    (held,) = RelationshipApi(_client(current)).active(account.id)
+    assert held["definition"]["id"] == taken["id"]  # the one definition, not a second of the same name
