@@ -32,6 +32,7 @@ import yaml
 from sandbox.common import ServerThread, free_port
 from sandbox.hubspot.webhooks import WebhookFormat
 from sandbox.identities import sales_rep_email
+from sandbox.posthog.config import Generation
 from sandbox.posthog.throttle import ThrottleRate
 from sandbox.salesforce.ids import random_org_id
 from workers import data
@@ -109,6 +110,10 @@ class SandboxStack:
     credentials: Credentials = field(default_factory=Credentials)
     posthog_throttle: tuple[ThrottleRate, ...] = ()  # the stand-in's throttles; the config's budget matches
     hubspot_webhook_format: WebhookFormat = "legacy"  # or "generic" (object.* events with objectTypeId)
+    # The PostHog generation served. "seed" until crmsync speaks the current one (issue 19); a PostHog 429 then
+    # carries Retry-After as if a proxy added it (PostHog's own has none), which the client still relies on.
+    posthog_generation: Generation = "seed"
+    posthog_proxy_retry_after: bool = True
 
     @property
     def webhooks_url(self) -> str:
@@ -137,6 +142,8 @@ class SandboxStack:
             keys=(ApiKey(creds.posthog_key, ("*",)),),
             members=members,
             throttle=self.posthog_throttle,
+            generation=self.posthog_generation,
+            proxy_retry_after=self.posthog_proxy_retry_after,
         )
         at = ranges(self.seed)
         hubspot = HubSpotSandboxConfig(
@@ -178,7 +185,8 @@ class SandboxStack:
             http.post(f"{self.url('stripe')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
             start, count = at["posthog"]
             http.post(f"{self.url('posthog')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
-            self._define_custom_properties(http)
+            if self.posthog_generation == "current":  # older generations have no custom properties
+                self._define_custom_properties(http)
         return self
 
     def _define_custom_properties(self, http: httpx.Client) -> None:

@@ -93,7 +93,11 @@ def emptied(sandbox: PostHogSandbox) -> Iterator[PostHogSandbox]:
 
 @pytest.fixture(scope="session")
 def posthog_server() -> Iterator[PostHogSandbox]:
-    with running_posthog(PostHogSandboxConfig(projects=(1, 2), keys=KEYS, members=MEMBERS)) as sandbox:
+    # Pinned to the seed generation with a proxy's Retry-After until the client speaks current PostHog (issue 19).
+    config = PostHogSandboxConfig(
+        projects=(1, 2), keys=KEYS, members=MEMBERS, generation="seed", proxy_retry_after=True
+    )
+    with running_posthog(config) as sandbox:
         yield sandbox
 
 

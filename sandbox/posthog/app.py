@@ -60,11 +60,13 @@ from sandbox.posthog.config import (
     parse_member_spec,
 )
 from sandbox.posthog.custom_properties import CustomProperties
-from sandbox.posthog.errors import ApiError, fault_response, method_not_allowed, not_found, server_error
-from sandbox.posthog.events import EventLog
+from sandbox.posthog.errors import ApiError, fault_responder, method_not_allowed, not_found, server_error
 from sandbox.posthog.hogql import QUERY, QueryApi
 from sandbox.posthog.members import MemberDirectory
+from sandbox.posthog.relationship_api import RelationshipApi
+from sandbox.posthog.relationships import RelationshipStore
 from sandbox.posthog.routes import Handler
+from sandbox.posthog.routes_extra import extra_operations
 from sandbox.posthog.schemas import PATCH_MODELS, REQUEST_MODELS
 from sandbox.posthog.service import PostHogApi
 from sandbox.posthog.store import PostHogStore
@@ -111,6 +113,14 @@ class ThrottleRequest(BaseModel):
     rates: list[str] = Field(default_factory=list)
 
 
+class ControlRequest(BaseModel):
+    """``POST /_sandbox/relationship_controls``: a person takes control of a role on an account (PostHog's
+    ``enroll_role``, migration 0053); the definition becomes ``is_controlled``."""
+
+    account_id: str
+    definition_id: str
+
+
 class MemberRequest(BaseModel):
     """``POST /_sandbox/members``: add (or replace, by id) an organisation member."""
 
@@ -118,11 +128,29 @@ class MemberRequest(BaseModel):
     email: str
     first_name: str = ""
     last_name: str = ""
+    level: int = 1
 
 
 def _install_admin(
-    app: FastAPI, config: PostHogSandboxConfig, store: PostHogStore, members: MemberDirectory, throttle: Throttle
+    app: FastAPI,
+    config: PostHogSandboxConfig,
+    store: PostHogStore,
+    members: MemberDirectory,
+    throttle: Throttle,
+    relationships: RelationshipStore,
 ) -> None:
+    @app.get(f"{ADMIN_PREFIX}/events", include_in_schema=False)
+    def _events(event: str | None = None) -> list[dict[str, Any]]:
+        return store.events.listing(event)
+
+    @app.post(f"{ADMIN_PREFIX}/relationship_controls", include_in_schema=False)
+    def _control(request: ControlRequest) -> dict[str, str]:
+        return {"controlled_at": relationships.control(request.account_id, request.definition_id)}
+
+    @app.get(f"{ADMIN_PREFIX}/relationship_controls/{{account_id}}", include_in_schema=False)
+    def _controls(account_id: str) -> dict[str, str]:
+        return relationships.controls(account_id)
+
     @app.post(f"{ADMIN_PREFIX}/seed", include_in_schema=False)
     def _seed(request: SeedRequest) -> dict[str, int]:
         project_id = request.project_id if request.project_id is not None else config.projects[0]
@@ -131,7 +159,7 @@ def _install_admin(
 
     @app.post(f"{ADMIN_PREFIX}/members", include_in_schema=False)
     def _member(request: MemberRequest) -> dict[str, bool]:
-        members.put(Member(request.id, request.email, request.first_name, request.last_name))
+        members.put(Member(request.id, request.email, request.first_name, request.last_name, request.level))
         return {"ok": True}
 
     @app.post(f"{ADMIN_PREFIX}/throttle", include_in_schema=False)
@@ -161,6 +189,9 @@ def _install_admin(
             "members": [m["user"] for m in members.listing()],
             "db_path": config.db_path,
             "throttle": [str(r) for r in throttle.rates],
+            "generation": config.generation,
+            "organization": config.organization_id,
+            "proxy_retry_after": config.proxy_retry_after,
         }
 
 
@@ -222,26 +253,51 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
     if not config.projects:
         raise ValueError("PostHogSandboxConfig.projects must name at least one project")
     store = PostHogStore(config.db_path)
-    members = MemberDirectory(config.members)
+    owner = config.key_owner if config.generation != "seed" else None
+    members = MemberDirectory(config.members, owner)
     throttle = Throttle(config.throttle)
-    api = PostHogApi(store, KeyRing(config.keys), frozenset(config.projects), members, throttle, config.tagging)
+    api = PostHogApi(
+        store,
+        KeyRing(config.keys),
+        frozenset(config.projects),
+        members,
+        throttle,
+        config.tagging,
+        generation=config.generation,
+        proxy_retry_after=config.proxy_retry_after,
+        organization_id=config.organization_id,
+    )
+    relationship_store = RelationshipStore(store)
+    relationship_api = RelationshipApi(api, relationship_store)
+
+    def sync_roles(project_id: int, account: dict[str, Any]) -> None:
+        def resolve(user_id: Any) -> tuple[int, str] | None:
+            try:
+                member = members.get(int(user_id))
+            except (TypeError, ValueError, OverflowError):
+                return None
+            return None if member is None else (member.id, member.email)
+
+        relationship_store.sync_from_properties(project_id, account, resolve, api.actor())
+
+    api.sync_roles = sync_roles
     app = FastAPI(
         title="PostHog Customer API (crmsync stand-in)",
         version="1.0.0",
         description="Accounts, group-type usage metrics and organisation members, as PostHog serves them.",
         redirect_slashes=False,
     )
-    for spec in routes.operations(api):
+    for spec in [*routes.operations(api), *extra_operations(api, relationship_api, config.generation)]:
         options = spec.fastapi_options()
         app.add_api_route(spec.path, _endpoint(spec.handler), methods=[spec.method], **options)
         options.update(include_in_schema=False, operation_id=None)
         app.add_api_route(spec.path.rstrip("/"), _endpoint(spec.handler), methods=[spec.method], **options)
 
-    events = EventLog()
-    custom = CustomProperties(api, events)
-    queries = QueryApi(api, events)
-    extra = [*custom.routes(), (QUERY, "POST", queries.query)] if config.custom_properties else []
-    for path, method, handler in extra:
+    # the query API is PostHog's core (every generation); custom properties are the current generation's
+    custom = CustomProperties(api)
+    queries = QueryApi(api)
+    extra = [*custom.routes()] if config.generation == "current" else []
+    for path, method, handler in [*extra, (QUERY, "POST", queries.query)]:
         app.add_api_route(path, _endpoint(handler), methods=[method], include_in_schema=False)
         app.add_api_route(path.rstrip("/"), _endpoint(handler), methods=[method], include_in_schema=False)
 
@@ -249,18 +305,21 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
         store.reset()
         members.reset()
         throttle.reset()
-        events.reset()
         custom.reset()
 
     app.state.config = config
     app.state.store = store
     app.state.members = members
     app.state.throttle = throttle
-    app.state.events = events
     app.state.custom = custom
-    app.state.queries = queries
-    app.state.kit = install_sandbox(app, fault_response, reset)
-    _install_admin(app, config, store, members, throttle)
+    app.state.relationships = relationship_store
+    app.state.kit = install_sandbox(
+        app,
+        fault_responder(retry_after=config.proxy_retry_after),
+        reset,
+        retry_after_header=config.proxy_retry_after,
+    )
+    _install_admin(app, config, store, members, throttle, relationship_store)
     _install_errors(app)
     _install_openapi(app)
     return app

@@ -12,7 +12,7 @@ backend/``: ``models/custom_property_definition.py``, ``models/custom_property_v
 
 The coercion here is the stand-in's own reading of PostHog's coercers (crmsync's ``sync/custom_values.py`` is
 another, checked against this one by a property test). Mounted only when the stand-in serves a generation that
-has custom properties (``PostHogSandboxConfig.custom_properties``); otherwise these routes are 404.
+has custom properties (``PostHogSandboxConfig.generation == "current"``); otherwise these routes are 404.
 """
 
 from __future__ import annotations
@@ -32,13 +32,12 @@ from fastapi.responses import JSONResponse, Response
 from sandbox.posthog.auth import RequestBody
 from sandbox.posthog.config import SANDBOX_USER_ID
 from sandbox.posthog.errors import ApiError, not_found, validation_error
-from sandbox.posthog.events import EventLog
+from sandbox.posthog.events import custom_property_changed
 from sandbox.posthog.query import page_links, parse_page
 from sandbox.posthog.service import PostHogApi, _object_id
 
 DEFINITIONS = "/api/projects/{project_id}/custom_property_definitions/"
 VALUES = "/api/projects/{project_id}/accounts/{account_id}/custom_property_values/"
-CHANGED = "$account_custom_property_changed"
 
 DATA_TYPES = {
     "text": "string",
@@ -142,9 +141,8 @@ def _json(value: Any) -> Any:
 class CustomProperties:
     """Definitions and per-account values of every project, in memory, with their change events."""
 
-    def __init__(self, api: PostHogApi, events: EventLog) -> None:
+    def __init__(self, api: PostHogApi) -> None:
         self.api = api
-        self.events = events
         self._definitions: dict[int, dict[str, dict[str, Any]]] = {}
         self._values: dict[int, list[dict[str, Any]]] = {}  # every row, soft-deleted ones too (history)
         self._lock = threading.RLock()
@@ -279,25 +277,10 @@ class CustomProperties:
             rows.append(row)
             before = previous[previous["column"]] if previous is not None else None
             if before != stored:
-                self.events.emit(
-                    project_id,
-                    CHANGED,
-                    f"user:{SANDBOX_USER_ID}",
-                    {
-                        "account_id": account["id"],
-                        "account_external_id": account.get("external_id"),
-                        "account_name": account.get("name"),
-                        "actor_type": "user",
-                        "actor_id": SANDBOX_USER_ID,
-                        "actor_email": None,
-                        "workflow_id": None,
-                        "property_id": definition["id"],
-                        "property_name": definition["name"],
-                        "data_type": DATA_TYPES[definition["display_type"]],
-                        "previous_value": _json(before),
-                        "current_value": _json(stored),
-                    },
-                )
+                data_type = DATA_TYPES[definition["display_type"]]
+                actor = self.api.actor()
+                log = self.api.store.events
+                custom_property_changed(log, account, definition, data_type, _json(before), _json(stored), actor)
         return JSONResponse(self._out(row), status_code=201)
 
     def stored(self, project_id: int, account_id: str) -> dict[str, Any]:

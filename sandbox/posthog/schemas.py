@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class ErrorBody(BaseModel):
@@ -19,6 +19,15 @@ class ErrorBody(BaseModel):
     code: str = Field(examples=["required"])
     detail: str = Field(examples=["This field is required."])
     attr: str | None = Field(examples=["name"])
+
+
+class NotFoundBody(BaseModel):
+    """A 404: drf-exceptions-hog's body, or on current PostHog a view's own ``{"detail": "Not found."}``."""
+
+    detail: str = Field(examples=["Not found."])
+    type: str | None = None
+    code: str | None = None
+    attr: str | None = None
 
 
 class RoleAssignmentOut(BaseModel):
@@ -47,6 +56,9 @@ class AccountPropertiesOut(BaseModel):
     zendesk_id: str | None = None
     slack_channel_id: str | None = None
     usage_dashboard_link: str | None = None
+    metabase_link: str | None = None
+    email_domains: list[str] | None = None
+    known_emails: list[str] | None = None
 
 
 class Account(BaseModel):
@@ -61,6 +73,9 @@ class Account(BaseModel):
     created_by: int | None
     updated_at: str = Field(json_schema_extra={"format": "date-time"})
     notebooks: list[str]
+    slack_summary_cadence: Literal["daily", "weekly", "monthly"] | None = Field(None, description="Current only.")
+    churned_at: str | None = Field(None, description="Current only.", json_schema_extra={"format": "date-time"})
+    ignored_at: str | None = Field(None, description="Current only.", json_schema_extra={"format": "date-time"})
 
 
 class PaginatedAccountList(BaseModel):
@@ -122,6 +137,44 @@ class PaginatedOrganizationMemberList(BaseModel):
     results: list[OrganizationMember]
 
 
+class Project(BaseModel):
+    id: int
+    organization: str = Field(json_schema_extra={"format": "uuid"})
+    name: str
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class RelationshipDefinition(BaseModel):
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    name: str
+    description: str | None
+    is_single_holder: bool
+
+
+class PaginatedRelationshipDefinitionList(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[RelationshipDefinition]
+
+
+class AssignedUser(BaseModel):
+    id: int
+    email: str
+
+
+class Relationship(BaseModel):
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    definition: RelationshipDefinition
+    user: AssignedUser | None
+    started_at: str = Field(json_schema_extra={"format": "date-time"})
+    ended_at: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+class RelationshipList(RootModel[list[Relationship]]):
+    pass
+
+
 # Request bodies (documented through ``openapi_extra``; parsed by ``validation``)
 
 
@@ -145,26 +198,55 @@ class AccountPropertiesInput(BaseModel):
     zendesk_id: str | None = None
     slack_channel_id: str | None = None
     usage_dashboard_link: str | None = None
+    metabase_link: str | None = Field(None, description="Current only.")
+    email_domains: list[str] | None = Field(None, description="Current only; changing it needs an org admin.")
+    known_emails: list[str] | None = Field(None, description="Current only; changing it needs an org admin.")
 
 
 class AccountCreate(BaseModel):
     name: str = Field(min_length=1, max_length=400)
     external_id: str | None = Field(None, max_length=400, description="Unique per project when not null.")
-    properties: AccountPropertiesInput | None = None
+    properties: AccountPropertiesInput | None = Field(
+        None, description="On current PostHog the role keys are refused (400): roles live on relationships."
+    )
     tags: list[str] = Field(default_factory=list, description="Normalised: stripped, lower-cased, de-duplicated.")
+    slack_summary_cadence: Literal["daily", "weekly", "monthly"] | None = Field(None, description="Current only.")
+    churned_at: str | None = Field(None, description="Current only.", json_schema_extra={"format": "date-time"})
+
+
+class RelationshipDefinitionCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=400, description="Unique per project.")
+    description: str | None = None
+    is_single_holder: bool = True
+
+
+class RelationshipAssign(BaseModel):
+    definition: str = Field(json_schema_extra={"format": "uuid"})
+    user: int = Field(description="User id of an organisation member.")
 
 
 class UsageMetricCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255)
     format: MetricFormat = "numeric"
-    interval: int = Field(7, ge=1, le=2_147_483_647, description="Window in days.")
+    interval: int = Field(
+        7, ge=-2_147_483_648, le=2_147_483_647, description="Window in days; no minimum (0 is accepted)."
+    )
     display: MetricDisplay = "number"
     filters: dict[str, Any] = Field(description='Events filter, or ``{"source": "data_warehouse", ...}``.')
     math: MetricMath = "count"
     math_property: str | None = Field(None, max_length=255, description="Required for sum, empty for count.")
 
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (AccountCreate, UsageMetricCreate)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    AccountCreate,
+    UsageMetricCreate,
+    RelationshipDefinitionCreate,
+    RelationshipAssign,
+)
 
-PATCH_MODELS = {"PatchedAccount": "AccountCreate", "PatchedUsageMetric": "UsageMetricCreate"}
+PATCH_MODELS = {
+    "PatchedAccount": "AccountCreate",
+    "PatchedUsageMetric": "UsageMetricCreate",
+    "PatchedRelationshipDefinition": "RelationshipDefinitionCreate",
+}
 """PATCH bodies: the create body with nothing required and no defaults (omitted fields stay unchanged)."""

@@ -30,7 +30,9 @@ def stack() -> Iterator[SandboxStack]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POSTHOG_PERSONAL_API_KEY", "phx_sandbox")
         prefix = f"crmsync-custom-{uuid.uuid4().hex[:8]}"
-        with SandboxStack(seed=9, redis_url=REDIS_URL, webhooks=False, ledger_prefix=prefix) as running:
+        with SandboxStack(
+            seed=9, redis_url=REDIS_URL, webhooks=False, ledger_prefix=prefix, posthog_generation="current"
+        ) as running:
             yield running
         delete_keys(redis.Redis.from_url(REDIS_URL), f"{prefix}:*")
 
@@ -49,8 +51,18 @@ def values(ph: PostHogClient) -> dict[str, dict[str, Any]]:
     return out
 
 
+def without_roles(config: dict[str, Any]) -> dict[str, Any]:
+    """The stack's config without role fields: roles on the current generation are the roles work's (issue 19,
+    item 2); this test is about custom properties alone."""
+    for objects in config["mappings"].values():
+        for om in objects.values():
+            om["fields"] = [f for f in om["fields"] if not str(f["target"]).startswith("roles.")]
+    config["ownership"] = {k: v for k, v in config["ownership"].items() if not k.startswith("roles.")}
+    return config
+
+
 def test_custom_properties_both_ways(stack: SandboxStack) -> None:
-    runtime = Runtime(parse_config(stack.config()))
+    runtime = Runtime(parse_config(without_roles(stack.config())))
     try:
         runtime.check_custom_properties()  # the stack set PostHog up as `crmsync setup posthog` does
         engine, ph = runtime.engine, runtime.posthog

@@ -13,6 +13,7 @@ from sync.posthog import PostHogClient
 from sync.posthog.changes import CHANGES_QUERY
 from sync.posthog.custom_properties import create_definition, set_value
 from tests.conftest import POSTHOG_KEY, PostHogSandbox
+from tests.support.current_posthog import posthog_server  # noqa: F401 (this module's stand-in: current)
 
 
 def post(posthog: PostHogSandbox, path: str, body: Any) -> httpx.Response:

@@ -23,6 +23,7 @@ from sync.posthog.custom_properties import (
     setup_definitions,
 )
 from tests.conftest import KEYS, MEMBERS, PostHogSandbox, emptied, running_posthog
+from tests.support.current_posthog import posthog_server  # noqa: F401 (this module's stand-in: current)
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
 
 MAPPING: dict[str, Any] = {
@@ -186,7 +187,7 @@ def test_setup_creates_the_definitions_and_the_start_up_check_names_a_missing_on
 
 @pytest.fixture(scope="module")
 def older_server() -> Iterator[PostHogSandbox]:
-    config = PostHogSandboxConfig(projects=(1, 2), keys=KEYS, members=MEMBERS, custom_properties=False)
+    config = PostHogSandboxConfig(projects=(1, 2), keys=KEYS, members=MEMBERS, generation="seed")
     with running_posthog(config) as sandbox:
         yield sandbox
 

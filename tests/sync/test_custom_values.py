@@ -20,6 +20,7 @@ from sync.posthog import PostHogClient
 from sync.posthog.custom_properties import create_definition, set_value
 from sync.posthog.errors import PostHogValidationError
 from tests.conftest import PostHogSandbox
+from tests.support.current_posthog import posthog_server  # noqa: F401 (this module's stand-in: current)
 
 OPTIONS = ("Open", "Closed won", "ünïcode")
 
@@ -112,9 +113,9 @@ def test_urls() -> None:
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(kind=st.sampled_from(list(DisplayType)), value=values)
 def test_over_http_the_standin_stores_what_crmsync_coerced(
-    posthog_server: PostHogSandbox, kind: DisplayType, value: Any
+    posthog: PostHogSandbox, kind: DisplayType, value: Any
 ) -> None:
-    with posthog_server.client() as ph:
+    with posthog.client() as ph:
         defs = {d["name"]: d for d in ph.call("GET", f"{ph.projects_path}/custom_property_definitions/")["results"]}
         name = f"prop-{kind.value}"
         if name not in defs:
