@@ -429,6 +429,7 @@ class SyncEngine:
         self._tally(report, result)
         if out.dry_run:
             report.plan.extend(PlannedChange(account.id, c.field, c.before, c.after, c.source) for c in result.changes)
+            report.plan.extend(self.custom.planned(report, account.id, [i.patch for i in group], result.entry))
             report.add("updated" if result.changed else "unchanged", len(group))  # counts say what would change
             return
         if result.changed:
@@ -464,6 +465,7 @@ class SyncEngine:
         if out.dry_run:
             label = f"new:{state.name}"
             report.plan.extend(PlannedChange(label, c.field, c.before, c.after, c.source) for c in result.changes)
+            report.plan.extend(self.custom.planned(report, label, [i.patch for i in group], result.entry))
             report.add("created")
             return
         try:

@@ -15,6 +15,7 @@ once per run, never as per-record errors. Which definitions exist is read once p
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from sync.ledger import AccountEntry
 from sync.mapping import AccountPatch, MappingConfig, Provenance, fingerprint_of, may_write
 from sync.posthog.client import PostHogClient
 from sync.posthog.errors import PostHogError, PostHogNotFound, PostHogRateLimited, PostHogValidationError
-from sync.report import RunReport
+from sync.report import PlannedChange, RunReport
 
 Declared = Mapping[str, tuple[DisplayType, tuple[str, ...]]]
 UNAVAILABLE = (
@@ -165,17 +166,30 @@ class CustomWriter:
 
     def apply(self, report: RunReport, account_id: str, patches: Sequence[AccountPatch], entry: AccountEntry) -> None:
         """Plan by ownership, then POST each changed value; ``entry`` learns what was written."""
+        for name, (value, patch) in self._plan(report, patches, entry).items():
+            self._write(report, account_id, name, value, patch, entry)
+
+    def planned(
+        self, report: RunReport, label: str, patches: Sequence[AccountPatch], entry: AccountEntry
+    ) -> list[PlannedChange]:
+        """What ``apply`` would write, for a dry run's plan (the entry is not changed; PostHog's old value is known
+        only by its fingerprint, so ``before`` is None)."""
+        writes = self._plan(report, patches, copy.deepcopy(entry))
+        return [PlannedChange(label, f"custom.{n}", None, v, p.source) for n, (v, p) in writes.items()]
+
+    def _plan(
+        self, report: RunReport, patches: Sequence[AccountPatch], entry: AccountEntry
+    ) -> dict[str, tuple[Any, AccountPatch]]:
         wanted = [
             (t, v, p) for p in patches if not p.deleted for t, v in sorted(p.values.items()) if t[:7] == "custom."
         ]
+        writes: dict[str, tuple[Any, AccountPatch]] = {}
         if not wanted:
-            return
+            return writes
         if not self._load():
             if UNAVAILABLE not in report.notes:
                 report.notes.append(UNAVAILABLE)
-            return
-        assert self.definitions is not None
-        writes: dict[str, tuple[Any, AccountPatch]] = {}
+            return writes
         for target, value, patch in wanted:
             name, fp = target[7:], fingerprint_of(value)
             prov_raw = entry.provenance.get(target)
@@ -191,8 +205,7 @@ class CustomWriter:
                 writes.pop(name, None)
             else:
                 writes[name] = (value, patch)
-        for name, (value, patch) in writes.items():
-            self._write(report, account_id, name, value, patch, entry)
+        return writes
 
     def _write(
         self, report: RunReport, account_id: str, name: str, value: Any, patch: AccountPatch, entry: AccountEntry

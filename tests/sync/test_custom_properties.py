@@ -204,3 +204,14 @@ def test_a_server_without_custom_properties_gives_one_note_not_record_errors(
             assert report.counts["created"] == 3 and report.errors == []
             assert report.notes.count(UNAVAILABLE) == 1
             assert sandbox.count(status=404) == 1  # the engine looked for the definitions once
+
+
+def test_a_dry_run_plans_the_custom_values_and_writes_none(
+    engine: SyncEngine, conn: MemoryConnector, crm: MemoryCrm, posthog: PostHogSandbox
+) -> None:
+    crm.put("r1", name="Co 1", ext="e1", mrr=42, stage="won")
+    posthog.reset_counters()
+    report = engine.run(conn, "accounts", mode="full", dry_run=True)
+    planned = {(c.field, c.after) for c in report.plan}
+    assert {("custom.MRR", 42.0), ("custom.Deal stage", "won")} <= planned
+    assert posthog.count("POST") == 0
