@@ -59,12 +59,14 @@ from sandbox.posthog.config import (
     parse_key_spec,
     parse_member_spec,
 )
+from sandbox.posthog.custom_properties import CustomPropertyStore
+from sandbox.posthog.custom_property_api import CustomPropertyApi
 from sandbox.posthog.errors import ApiError, fault_responder, method_not_allowed, not_found, server_error
 from sandbox.posthog.members import MemberDirectory
 from sandbox.posthog.relationship_api import RelationshipApi
 from sandbox.posthog.relationships import RelationshipStore
 from sandbox.posthog.routes import Handler
-from sandbox.posthog.routes_extra import extra_operations
+from sandbox.posthog.routes_extra import custom_property_operations, extra_operations
 from sandbox.posthog.schemas import PATCH_MODELS, REQUEST_MODELS
 from sandbox.posthog.service import PostHogApi
 from sandbox.posthog.store import PostHogStore
@@ -119,6 +121,16 @@ class ControlRequest(BaseModel):
     definition_id: str
 
 
+class SourceRequest(BaseModel):
+    """``POST /_sandbox/custom_property_sources``: bind a definition to a data-warehouse view column, as PostHog's
+    own sync does (``enabled: false`` unbinds it). A bound definition refuses API writes."""
+
+    definition_id: str
+    source_column: str = "value"
+    key_column: str = "external_id"
+    enabled: bool = True
+
+
 class MemberRequest(BaseModel):
     """``POST /_sandbox/members``: add (or replace, by id) an organisation member."""
 
@@ -136,7 +148,25 @@ def _install_admin(
     members: MemberDirectory,
     throttle: Throttle,
     relationships: RelationshipStore,
+    custom: CustomPropertyStore,
 ) -> None:
+    @app.post(f"{ADMIN_PREFIX}/custom_property_sources", include_in_schema=False)
+    def _source(request: SourceRequest) -> dict[str, bool]:
+        source = None
+        if request.enabled:
+            source = {
+                "id": request.definition_id,
+                "definition": request.definition_id,
+                "saved_query": None,
+                "source_column": request.source_column,
+                "key_column": request.key_column,
+                "is_enabled": True,
+                "consecutive_failures": 0,
+                "last_synced_at": None,
+                "last_sync_error": None,
+            }
+        return {"ok": custom.set_source(request.definition_id, source)}
+
     @app.get(f"{ADMIN_PREFIX}/events", include_in_schema=False)
     def _events(event: str | None = None) -> list[dict[str, Any]]:
         return store.events.listing(event)
@@ -267,6 +297,8 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
     )
     relationship_store = RelationshipStore(store)
     relationship_api = RelationshipApi(api, relationship_store)
+    custom_store = CustomPropertyStore(store)
+    custom_api = CustomPropertyApi(api, custom_store)
 
     def sync_roles(project_id: int, account: dict[str, Any]) -> None:
         def resolve(user_id: Any) -> tuple[int, str] | None:
@@ -285,7 +317,12 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
         description="Accounts, group-type usage metrics and organisation members, as PostHog serves them.",
         redirect_slashes=False,
     )
-    for spec in [*routes.operations(api), *extra_operations(api, relationship_api, config.generation)]:
+    operations = [
+        *routes.operations(api),
+        *extra_operations(api, relationship_api, config.generation),
+        *custom_property_operations(custom_api, config.generation),
+    ]
+    for spec in operations:
         options = spec.fastapi_options()
         app.add_api_route(spec.path, _endpoint(spec.handler), methods=[spec.method], **options)
         options.update(include_in_schema=False, operation_id=None)
@@ -307,7 +344,8 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
         reset,
         retry_after_header=config.proxy_retry_after,
     )
-    _install_admin(app, config, store, members, throttle, relationship_store)
+    app.state.custom_properties = custom_store
+    _install_admin(app, config, store, members, throttle, relationship_store, custom_store)
     _install_errors(app)
     _install_openapi(app)
     return app
