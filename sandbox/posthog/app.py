@@ -8,17 +8,22 @@ A FastAPI app that answers like PostHog's own Django REST Framework views, as re
 - ``/api/projects/{project_id}/groups_types/{group_type_index}/metrics/`` and ``.../{id}/``: list,
   create, retrieve, PATCH, PUT, DELETE.
 - ``GET /api/organizations/@current/members/``: paginated memberships.
+- Beyond the seed generation's routes (``PostHogSandboxConfig.generation``, ``docs/posthog.md`` "Three generations
+  of the accounts API"): accounts under ``/api/projects/``, the project with its ``organization``, members by
+  organisation id, relationships (``relationship_api``) and custom properties (``custom_property_api``).
 
 Every path also answers without its trailing slash (no redirect). Errors are drf-exceptions-hog bodies
 ``{type, code, detail, attr}``; bodies are parsed like DRF's ``request.data`` (unknown keys ignored).
 Admin routes (exempt from faults and counters): the shared ``/_sandbox/{health,stats,faults,reset}`` plus
 ``POST /_sandbox/seed`` (bulk accounts from ``sandbox.identities``), ``POST /_sandbox/members``,
-``POST /_sandbox/throttle`` ``{"rates": ["480/60", "4800/3600"]}`` (``GET``: the rates and each key's use) and
-``GET /_sandbox/info``.
+``POST /_sandbox/throttle`` ``{"rates": ["480/60", "4800/3600"]}`` (``GET``: the rates and each key's use),
+``GET /_sandbox/info``, ``GET /_sandbox/events`` (PostHog's account events), ``POST /_sandbox/relationship_controls``
+and ``POST /_sandbox/custom_property_sources``.
 
 Throttling (off unless ``PostHogSandboxConfig.throttle`` or ``POST /_sandbox/throttle`` sets rates) follows
-PostHog's ``rate_limit.py``: sliding windows per personal API key, answered 429 ``throttled_error`` with
-``Retry-After`` (``sandbox/posthog/throttle.py``); ``/_sandbox/stats`` counts those 429s as ``throttled``.
+PostHog's ``rate_limit.py``: sliding windows per personal API key, answered 429 ``throttled_error`` without
+``Retry-After`` unless ``proxy_retry_after`` (``sandbox/posthog/throttle.py``); ``/_sandbox/stats`` counts those
+429s as ``throttled``.
 
 Deliberate deviations from PostHog, each where PostHog answers a 500 (schemathesis must find none):
 
