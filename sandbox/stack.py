@@ -200,7 +200,7 @@ class SandboxStack:
         for name, (display_type, options) in mapping.custom_definitions().items():
             body: dict[str, Any] = {"name": name, "display_type": display_type.value}
             if options:
-                body["options"] = [{"id": str(n), "label": label} for n, label in enumerate(options)]
+                body["options"] = [{"label": label, "color": f"preset-{n % 10 + 1}"} for n, label in enumerate(options)]
             url = f"{self.url('posthog')}/api/projects/1/custom_property_definitions/"
             http.post(url, json=body, headers=headers).raise_for_status()
 

@@ -16,7 +16,6 @@ once per run, never as per-record errors. Which definitions exist is read once p
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,8 +78,8 @@ def create_definition(
     client: PostHogClient, name: str, display_type: DisplayType, options: Sequence[str] = ()
 ) -> Definition:
     body: dict[str, Any] = {"name": name, "display_type": display_type.value, "target_type": "account"}
-    if options:
-        body["options"] = [{"id": str(uuid.uuid4()), "label": label} for label in options]
+    if options:  # PostHog assigns option ids; a colour is required, one of preset-1..preset-10
+        body["options"] = [{"label": label, "color": f"preset-{n % 10 + 1}"} for n, label in enumerate(options)]
     return Definition.of(client.call("POST", _definitions_path(client), json=body))
 
 

@@ -4,6 +4,7 @@ PostHog's change feed back to the CRMs. Costs are counted in requests the stand-
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -72,7 +73,14 @@ def conn(crm: MemoryCrm) -> MemoryConnector:
 def stored(ph: PostHogClient, account_id: str) -> dict[str, Any]:
     names = {d.id: d.name for d in list_definitions(ph) or []}
     rows = ph.call("GET", f"{ph.projects_path}/accounts/{account_id}/custom_property_values/")
-    return {names[r["definition_id"]]: r["value"] for r in rows}
+    return {names[r["definition_id"]]: _utc(r["value"]) for r in rows}
+
+
+def _utc(value: Any) -> Any:
+    """A datetime value as an ISO 8601 instant in UTC (DRF answers ``...Z``, crmsync and events ``+00:00``)."""
+    if isinstance(value, str) and len(value) > 10 and value[4] == "-" and value[10] == "T":
+        return datetime.fromisoformat(value).astimezone(UTC).isoformat()
+    return value
 
 
 def seed(crm: MemoryCrm, n: int) -> None:
