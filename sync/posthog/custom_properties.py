@@ -9,8 +9,9 @@ PostHog's routes (``products/customer_analytics/backend/api/views.py``, ``api/se
 - ``accounts/:account_id/custom_property_values/``: POST ``{definition: <uuid>, value}`` sets one value (the old
   one is soft-deleted; the same value again emits no event). There is no bulk endpoint: one request per value.
 
-A server of an older generation has no such routes (404): the mapping's ``custom.*`` fields are then reported
-once per run, never as per-record errors. Which definitions exist is read once per process (one list request).
+A server of an older generation has no such routes (404; a transitional one serves definitions but no values):
+the mapping's ``custom.*`` fields are then reported once per run, never as per-record errors. Which definitions
+exist is read once per process (one list request).
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ class CustomWriter:
     def apply(self, report: RunReport, account_id: str, patches: Sequence[AccountPatch], entry: AccountEntry) -> None:
         """Plan by ownership, then POST each changed value; ``entry`` learns what was written."""
         for name, (value, patch) in self._plan(report, patches, entry).items():
-            self._write(report, account_id, name, value, patch, entry)
+            if self.available:
+                self._write(report, account_id, name, value, patch, entry)
 
     def planned(
         self, report: RunReport, label: str, patches: Sequence[AccountPatch], entry: AccountEntry
@@ -225,8 +227,11 @@ class CustomWriter:
             report.error(BadRecordError(patch.source, patch.record_id, target, reason), failed=False)
             return
         except PostHogNotFound:
-            self.available = None  # the definition (or the account) went away: read the definitions again
-            report.error(BadRecordError(patch.source, patch.record_id, target, "not found in PostHog"), failed=False)
+            # the account was just written, so the values route itself is missing: a transitional server serves
+            # definitions but no values. Said once; nothing more is sent until the process starts again.
+            self.available = False
+            if UNAVAILABLE not in report.notes:
+                report.notes.append(UNAVAILABLE)
             return
         entry.custom[name] = fingerprint_of(value)
         report.add("custom_values_written")
