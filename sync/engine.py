@@ -30,6 +30,7 @@ from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey, lock_owner
 from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
 from sync.members import MemberDirectory
 from sync.plan import PlanStore, StagedItem
+from sync.posthog.changes import SharedQueries
 from sync.posthog.client import UNSET, PostHogClient
 from sync.posthog.custom_properties import CustomWriter
 from sync.posthog.errors import (
@@ -113,6 +114,7 @@ class SyncEngine:
         self._no_tagging: bool | None = None  # PostHog drops our tags (read from the ledger once per process)
         self.systems = SystemBinding(ledger, posthog_system(posthog.base_url, posthog.project_id))
         self.custom = CustomWriter(posthog, mapping)  # custom.* values, written after their account
+        self.queries = SharedQueries(posthog)  # change-feed reads, shared by the outbound passes of one run
 
     # -- runs ----------------------------------------------------------------------------------------------
 
@@ -770,7 +772,7 @@ class SyncEngine:
             for fresh in walk:
                 self.ledger.remember_seen(fresh)  # free news for the next PATCH of these accounts
                 self._push_accounts(connector, stream, mapping, fresh, report, dry_run)
-            push_custom_values(self.posthog, self.ledger, connector, stream, mapping, report, dry_run)
+            push_custom_values(self.queries, self.ledger, connector, stream, mapping, report, dry_run)
             if walk.newest is not None and not dry_run:
                 self.ledger.set_cursor("posthog", wm_key, walk.newest)
             report.finish("succeeded")
