@@ -34,7 +34,7 @@ from sandbox.stack import POSTHOG_KEY, SALESFORCE_LOGIN, SandboxStack
 from sync.ledger import delete_keys
 from sync.posthog import AccountFilter, AccountOrdering
 from sync.usage_metrics import apply_plan, build_plan, load_metrics_file
-from workers import data
+from workers import data, demo_custom
 from workers.celery_app import configure
 from workers.cli_metrics import plan_table
 from workers.cli_ops import run_enqueued, runs_table
@@ -121,9 +121,10 @@ def demo_command() -> None:
             console.rule("1. Full sync of all three CRMs, on the worker")
             full = run_enqueued(runtime, SOURCES, full=True, dry_run=False, quiet=False)
             console.print(runs_table(full))
+            console.print(demo_custom.values_line(runtime))
 
             console.rule("2. Edits in each CRM and in PostHog, then an incremental sync")
-            edits = _make_edits(stack, runtime)
+            edits = _make_edits(stack, runtime) + demo_custom.set_health_score(runtime)
             for line in edits:
                 console.print(f"  edited {line}")
             incremental = run_enqueued(runtime, SOURCES, full=False, dry_run=False, quiet=False)
@@ -137,6 +138,9 @@ def demo_command() -> None:
                 f"{_counts(incremental, 'unchanged')} unchanged records skipped without a request; "
                 f"outbound: {_counts(outbound, 'pushed')} CRM records updated from PostHog"
             )
+
+            if (landed := demo_custom.health_score_line(runtime)) is not None:
+                console.print(landed)
 
             console.rule("3. A webhook: Stripe edit → signed delivery → refresh on the realtime queue")
             from workers.webhooks import create_webhook_app

@@ -19,6 +19,7 @@ from sync.ledger import delete_keys
 from sync.posthog import PostHogClient
 from sync.posthog.custom_properties import list_definitions, set_value
 from tests.conftest import REDIS_URL
+from workers import demo_custom
 from workers.config import parse_config
 from workers.runtime import Runtime
 
@@ -79,6 +80,8 @@ def test_custom_properties_both_ways(stack: SandboxStack) -> None:
         assert mrr and all(isinstance(m, float) and m > 0 for m in mrr)
         linked_sf = [a for a in accounts.values() if a.properties.sfdc_id]
         assert len(industries) == sum(1 for a in linked_sf if "Industry" in held[a.id])
+        line = demo_custom.values_line(runtime)  # what `make demo` prints after its full sync
+        assert f"MRR on {len(mrr)} accounts" in line and f"Industry on {len(industries)} accounts" in line
         written = posthog_posts(stack, "/custom_property_values/")
         assert written == len(industries) + len(stages) + len(mrr)  # one request per value: the floor
 
