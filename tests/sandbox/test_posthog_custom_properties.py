@@ -218,3 +218,15 @@ def test_datetime_events_carry_iso_values(current: httpx.Client) -> None:
     put_value(current, acme, definition["id"], "2026-03-01")
     event = current.get("/_sandbox/events").json()[-1]
     assert event["properties"]["current_value"] == "2026-03-01T00:00:00+00:00"
+
+
+def test_new_routes_are_counted_and_take_faults(current: httpx.Client) -> None:
+    definition = define(current, "P", "text")
+    acme = account(current)
+    current.post("/_sandbox/stats/reset")
+    assert put_value(current, acme, definition["id"], "x").status_code == 201
+    routes = {(r["method"], r["route"], r["status"]) for r in current.get("/_sandbox/stats").json()["requests"]}
+    assert routes == {("POST", "/api/projects/{project_id}/accounts/{account_id}/custom_property_values/", 201)}
+    current.post("/_sandbox/faults", json={"rate_5xx": 1.0})
+    assert current.get(f"{ACCOUNTS}{acme}/custom_property_values/").status_code == 500
+    assert current.get("/_sandbox/stats").json()["faults_injected"] == {"500": 1}
