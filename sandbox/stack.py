@@ -185,7 +185,24 @@ class SandboxStack:
             http.post(f"{self.url('stripe')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
             start, count = at["posthog"]
             http.post(f"{self.url('posthog')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
+            if self.posthog_generation == "current":  # older generations have no custom properties
+                self._define_custom_properties(http)
         return self
+
+    def _define_custom_properties(self, http: httpx.Client) -> None:
+        """The custom properties the example mapping declares, created in the PostHog stand-in as
+        ``crmsync setup posthog`` creates them (a fresh stand-in project is then set up like a user's)."""
+        from sync.mapping import load_mapping_config
+
+        example = yaml.safe_load(data.read_text(data.EXAMPLE_CONFIG))
+        mapping = load_mapping_config({k: example[k] for k in ("ownership", "mappings") if k in example})
+        headers = {"Authorization": f"Bearer {self.credentials.posthog_key}"}
+        for name, (display_type, options) in mapping.custom_definitions().items():
+            body: dict[str, Any] = {"name": name, "display_type": display_type.value}
+            if options:
+                body["options"] = [{"label": label, "color": f"preset-{n % 10 + 1}"} for n, label in enumerate(options)]
+            url = f"{self.url('posthog')}/api/projects/1/custom_property_definitions/"
+            http.post(url, json=body, headers=headers).raise_for_status()
 
     def wire_webhooks(self) -> None:
         """Point every CRM stand-in's webhooks at the receiver (for a stack started with ``webhooks=False``)."""

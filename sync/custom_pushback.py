@@ -15,15 +15,14 @@ from connectors.base import Connector, PushUpdate
 from sync.errors import BadRecordError
 from sync.ledger import Ledger, RecordKey
 from sync.mapping import ObjectMapping, fingerprint_of
-from sync.posthog.changes import CUSTOM_PROPERTY_CHANGED, ChangeEvent, latest_custom_values, read_changes
-from sync.posthog.client import PostHogClient
+from sync.posthog.changes import ChangeEvent, QueryClient, latest_custom_values, read_changes
 from sync.report import PlannedChange, RunReport
 
 SUFFIX = "#custom"
 
 
 def push_custom_values(
-    posthog: PostHogClient,
+    posthog: QueryClient,
     ledger: Ledger,
     connector: Connector,
     stream: str,
@@ -36,8 +35,8 @@ def push_custom_values(
     if not fields:
         return
     wm_key = f"outwm:{connector.source}:{stream}:custom"
-    batch = read_changes(posthog, ledger.get_cursor("posthog", wm_key), (CUSTOM_PROPERTY_CHANGED,))
-    report.add("posthog_queries", batch.requests)
+    batch = read_changes(posthog, ledger.get_cursor("posthog", wm_key))  # both kinds: a read other passes share
+    report.add("change_feed_pages", batch.requests)
     latest = {k: e for k, e in latest_custom_values(batch.events).items() if k[1] in fields}
     accounts = sorted({account_id for account_id, _ in latest})
     if accounts:

@@ -13,7 +13,12 @@ coerces what a client sends (``logic/custom_property_values.py``: ``_coerce_to_c
 | link | string | text (or a number) that is an ``http``/``https`` URL | str |
 | select | string | text equal to one option's **label** | str |
 
-``null`` is refused on the single-value write path crmsync uses. ``coerce`` answers the value PostHog would
+Before coercion, the value serializer (``api/serializers.py``) accepts only a string, a number or a boolean
+("Value must be a string, number, or boolean.": ``null``, lists and objects are refused) and DRF's character
+checks refuse NUL and lone surrogates in text. A datetime is stored as an instant: crmsync answers it in UTC, as
+PostHog reads it back and as its change events carry it; one outside years 1..9999 in UTC is refused.
+
+``coerce`` answers the value PostHog would
 store, in its JSON form (a datetime as ISO 8601), or raises ``ValueTypeError`` saying what the definition
 expects, in PostHog's own words. crmsync checks values with it before any request, so a value PostHog would
 refuse never costs a request; the stand-in (``sandbox/posthog``) applies the same rules on its side, and a
@@ -130,20 +135,18 @@ def _boolean(name: str, value: Any) -> bool:
 
 
 def _datetime(name: str, value: Any) -> str:
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, date):
-        parsed = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise _expects(name, "an ISO-8601 datetime") from None
-    else:
+    if not isinstance(value, str):
         raise _expects(name, "an ISO-8601 datetime")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _expects(name, "an ISO-8601 datetime") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.isoformat()
+    try:
+        return parsed.astimezone(UTC).isoformat()
+    except OverflowError:  # an offset pushing the instant outside years 1..9999: PostHog's database refuses it
+        raise _expects(name, "an ISO-8601 datetime") from None
 
 
 def _string(name: str, value: Any) -> str:
@@ -159,8 +162,15 @@ def coerce(display_type: DisplayType | str, value: Any, name: str = "", options:
 
     ``name`` is the definition's name (for the message); ``options`` a select's option labels."""
     kind = DisplayType(display_type)
-    if value is None:
-        raise _expects(name, "a value (null clears nothing on this path)")
+    if isinstance(value, date):  # a connector's date or datetime goes out as its ISO 8601 text
+        value = value.isoformat()
+    if value is None or not isinstance(value, str | int | float):
+        raise ValueTypeError("Value must be a string, number, or boolean.")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueTypeError("Null characters are not allowed.")
+        if surrogate := next((c for c in value if 0xD800 <= ord(c) <= 0xDFFF), None):
+            raise ValueTypeError(f"Surrogate characters are not allowed: U+{ord(surrogate):X}.")
     if kind is DisplayType.SELECT:
         if isinstance(value, str) and value in options:
             return value

@@ -30,6 +30,7 @@ from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey, lock_owner
 from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
 from sync.members import MemberDirectory
 from sync.plan import PlanStore, StagedItem
+from sync.posthog.changes import SharedQueries
 from sync.posthog.client import UNSET, PostHogClient
 from sync.posthog.custom_properties import CustomWriter
 from sync.posthog.errors import (
@@ -120,6 +121,7 @@ class SyncEngine:
         self.generations = Generations(posthog, ledger, self.systems.posthog_id)
         self.roles = RoleWriter(self.generations, RelationshipApi(posthog))
         self.custom = CustomWriter(posthog, mapping)  # custom.* values, written after their account
+        self.queries = SharedQueries(posthog)  # change-feed reads, shared by the outbound passes of one run
 
     # -- runs ----------------------------------------------------------------------------------------------
 
@@ -440,6 +442,7 @@ class SyncEngine:
         self._tally(report, result)
         if out.dry_run:
             report.plan.extend(PlannedChange(account.id, c.field, c.before, c.after, c.source) for c in result.changes)
+            report.plan.extend(self.custom.planned(report, account.id, [i.patch for i in group], result.entry))
             report.add("updated" if result.changed else "unchanged", len(group))  # counts say what would change
             return
         if result.changed:
@@ -482,6 +485,7 @@ class SyncEngine:
         if out.dry_run:
             label = f"new:{state.name}"
             report.plan.extend(PlannedChange(label, c.field, c.before, c.after, c.source) for c in result.changes)
+            report.plan.extend(self.custom.planned(report, label, [i.patch for i in group], result.entry))
             report.add("created")
             return
         try:
@@ -807,7 +811,7 @@ class SyncEngine:
             for fresh in walk:
                 self.ledger.remember_seen(fresh)  # free news for the next PATCH of these accounts
                 self._push_accounts(connector, stream, mapping, fresh, report, dry_run)
-            push_custom_values(self.posthog, self.ledger, connector, stream, mapping, report, dry_run)
+            push_custom_values(self.queries, self.ledger, connector, stream, mapping, report, dry_run)
             self._push_role_changes(connector, stream, mapping, report, dry_run)
             if walk.newest is not None and not dry_run:
                 self.ledger.set_cursor("posthog", wm_key, walk.newest)
@@ -824,8 +828,8 @@ class SyncEngine:
         if not _pushes_roles(mapping) or not self.generations.relationships:
             return
         wm_key = f"outwm:{connector.source}:{stream}:roles"
-        changed, watermark, requests = read_relationship_changes(self.posthog, self.ledger, wm_key, dry_run)
-        report.add("posthog_queries", requests)
+        changed, watermark, requests = read_relationship_changes(self.queries, self.ledger, wm_key, dry_run)
+        report.add("change_feed_pages", requests)
         accounts = [a for a in self.ledger.get_seen(changed) if a is not None]
         if accounts:
             self._push_accounts(connector, stream, mapping, accounts, report, dry_run)

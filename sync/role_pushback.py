@@ -6,7 +6,8 @@ longer carries role keys at all. Reading every account's relationships each pass
 per run. PostHog emits ``$account_relationship_changed`` for each change (``products/customer_analytics/backend/
 events.py``, from ``logic/relationships.py``'s ``_record_transition``), so the change feed over its query API
 (``sync/posthog/changes.py``, shared with custom values) answers "which roles changed since the watermark" in one
-request per pass (per 500 changes), whatever the number of accounts.
+request per pass (per 500 changes), whatever the number of accounts. The query asks for both kinds of change, as
+the custom values' pass does, so inside one outbound run (``SharedQueries.sharing()``) the two passes send it once.
 
 ``apply_relationship_changes`` lays the newest change per (account, definition) onto the account's ledger entry
 (``AccountEntry.roles``), under the accounts' locks, so the ownership rules see the holder PostHog has (a
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sync.ledger import Ledger
-from sync.posthog.changes import RELATIONSHIP_CHANGED, ChangeEvent, QueryClient, latest_relationships, read_changes
+from sync.posthog.changes import ChangeEvent, QueryClient, latest_relationships, read_changes
 from sync.roles import DEFINITION_NAMES
 
 ROLE_BY_DEFINITION = {name: key for key, name in DEFINITION_NAMES.items()}
@@ -73,5 +74,5 @@ def read_relationship_changes(
 ) -> tuple[list[str], str | None, int]:
     """Read the feed since ``wm_key``'s watermark and apply it (not on a dry run); returns (changed account ids,
     the watermark to store once they are pushed, the requests spent)."""
-    batch = read_changes(client, ledger.get_cursor("posthog", wm_key), (RELATIONSHIP_CHANGED,))
+    batch = read_changes(client, ledger.get_cursor("posthog", wm_key))  # both kinds: a read other passes share
     return apply_relationship_changes(ledger, batch.events, commit=not dry_run), batch.watermark, batch.requests

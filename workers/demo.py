@@ -36,7 +36,7 @@ from sync.posthog import AccountFilter, AccountOrdering
 from sync.posthog.relationships import RelationshipApi
 from sync.roles import DEFINITION_NAMES
 from sync.usage_metrics import apply_plan, build_plan, load_metrics_file
-from workers import data
+from workers import data, demo_custom
 from workers.celery_app import configure
 from workers.cli_metrics import plan_table
 from workers.cli_ops import run_enqueued, runs_table
@@ -128,9 +128,10 @@ def demo_command() -> None:
             full = run_enqueued(runtime, SOURCES, full=True, dry_run=False, quiet=False)
             console.print(runs_table(full))
             console.print(_roles_line(runtime, full))
+            console.print(demo_custom.values_line(runtime))
 
             console.rule("2. Edits in each CRM and in PostHog, then an incremental sync")
-            edits = _make_edits(stack, runtime)
+            edits = _make_edits(stack, runtime) + demo_custom.set_health_score(runtime)
             for line in edits:
                 console.print(f"  edited {line}")
             incremental = run_enqueued(runtime, SOURCES, full=False, dry_run=False, quiet=False)
@@ -144,6 +145,9 @@ def demo_command() -> None:
                 f"{_counts(incremental, 'unchanged')} unchanged records skipped without a request; "
                 f"outbound: {_counts(outbound, 'pushed')} CRM records updated from PostHog"
             )
+
+            if (landed := demo_custom.health_score_line(runtime)) is not None:
+                console.print(landed)
 
             console.rule("3. A webhook: Stripe edit → signed delivery → refresh on the realtime queue")
             from workers.webhooks import create_webhook_app

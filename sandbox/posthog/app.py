@@ -8,17 +8,22 @@ A FastAPI app that answers like PostHog's own Django REST Framework views, as re
 - ``/api/projects/{project_id}/groups_types/{group_type_index}/metrics/`` and ``.../{id}/``: list,
   create, retrieve, PATCH, PUT, DELETE.
 - ``GET /api/organizations/@current/members/``: paginated memberships.
+- Beyond the seed generation's routes (``PostHogSandboxConfig.generation``, ``docs/posthog.md`` "Three generations
+  of the accounts API"): accounts under ``/api/projects/``, the project with its ``organization``, members by
+  organisation id, relationships (``relationship_api``) and custom properties (``custom_property_api``).
 
 Every path also answers without its trailing slash (no redirect). Errors are drf-exceptions-hog bodies
 ``{type, code, detail, attr}``; bodies are parsed like DRF's ``request.data`` (unknown keys ignored).
 Admin routes (exempt from faults and counters): the shared ``/_sandbox/{health,stats,faults,reset}`` plus
 ``POST /_sandbox/seed`` (bulk accounts from ``sandbox.identities``), ``POST /_sandbox/members``,
-``POST /_sandbox/throttle`` ``{"rates": ["480/60", "4800/3600"]}`` (``GET``: the rates and each key's use) and
-``GET /_sandbox/info``.
+``POST /_sandbox/throttle`` ``{"rates": ["480/60", "4800/3600"]}`` (``GET``: the rates and each key's use),
+``GET /_sandbox/info``, ``GET /_sandbox/events`` (PostHog's account events), ``POST /_sandbox/relationship_controls``
+and ``POST /_sandbox/custom_property_sources``.
 
 Throttling (off unless ``PostHogSandboxConfig.throttle`` or ``POST /_sandbox/throttle`` sets rates) follows
-PostHog's ``rate_limit.py``: sliding windows per personal API key, answered 429 ``throttled_error`` with
-``Retry-After`` (``sandbox/posthog/throttle.py``); ``/_sandbox/stats`` counts those 429s as ``throttled``.
+PostHog's ``rate_limit.py``: sliding windows per personal API key, answered 429 ``throttled_error`` without
+``Retry-After`` unless ``proxy_retry_after`` (``sandbox/posthog/throttle.py``); ``/_sandbox/stats`` counts those
+429s as ``throttled``.
 
 Deliberate deviations from PostHog, each where PostHog answers a 500 (schemathesis must find none):
 
@@ -59,14 +64,15 @@ from sandbox.posthog.config import (
     parse_key_spec,
     parse_member_spec,
 )
-from sandbox.posthog.custom_properties import CustomProperties
+from sandbox.posthog.custom_properties import CustomPropertyStore
+from sandbox.posthog.custom_property_api import CustomPropertyApi
 from sandbox.posthog.errors import ApiError, fault_responder, method_not_allowed, not_found, server_error
 from sandbox.posthog.hogql import QUERY, QueryApi
 from sandbox.posthog.members import MemberDirectory
 from sandbox.posthog.relationship_api import RelationshipApi
 from sandbox.posthog.relationships import RelationshipStore
 from sandbox.posthog.routes import Handler
-from sandbox.posthog.routes_extra import extra_operations
+from sandbox.posthog.routes_extra import custom_property_operations, extra_operations
 from sandbox.posthog.schemas import PATCH_MODELS, REQUEST_MODELS
 from sandbox.posthog.service import PostHogApi
 from sandbox.posthog.store import PostHogStore
@@ -121,6 +127,16 @@ class ControlRequest(BaseModel):
     definition_id: str
 
 
+class SourceRequest(BaseModel):
+    """``POST /_sandbox/custom_property_sources``: bind a definition to a data-warehouse view column, as PostHog's
+    own sync does (``enabled: false`` unbinds it). A bound definition refuses API writes."""
+
+    definition_id: str
+    source_column: str = "value"
+    key_column: str = "external_id"
+    enabled: bool = True
+
+
 class MemberRequest(BaseModel):
     """``POST /_sandbox/members``: add (or replace, by id) an organisation member."""
 
@@ -138,7 +154,25 @@ def _install_admin(
     members: MemberDirectory,
     throttle: Throttle,
     relationships: RelationshipStore,
+    custom: CustomPropertyStore,
 ) -> None:
+    @app.post(f"{ADMIN_PREFIX}/custom_property_sources", include_in_schema=False)
+    def _source(request: SourceRequest) -> dict[str, bool]:
+        source = None
+        if request.enabled:
+            source = {
+                "id": request.definition_id,
+                "definition": request.definition_id,
+                "saved_query": None,
+                "source_column": request.source_column,
+                "key_column": request.key_column,
+                "is_enabled": True,
+                "consecutive_failures": 0,
+                "last_synced_at": None,
+                "last_sync_error": None,
+            }
+        return {"ok": custom.set_source(request.definition_id, source)}
+
     @app.get(f"{ADMIN_PREFIX}/events", include_in_schema=False)
     def _events(event: str | None = None) -> list[dict[str, Any]]:
         return store.events.listing(event)
@@ -269,6 +303,8 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
     )
     relationship_store = RelationshipStore(store)
     relationship_api = RelationshipApi(api, relationship_store)
+    custom_store = CustomPropertyStore(store)
+    custom_api = CustomPropertyApi(api, custom_store)
 
     def sync_roles(project_id: int, account: dict[str, Any]) -> None:
         def resolve(user_id: Any) -> tuple[int, str] | None:
@@ -287,17 +323,20 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
         description="Accounts, group-type usage metrics and organisation members, as PostHog serves them.",
         redirect_slashes=False,
     )
-    for spec in [*routes.operations(api), *extra_operations(api, relationship_api, config.generation)]:
+    operations = [
+        *routes.operations(api),
+        *extra_operations(api, relationship_api, config.generation),
+        *custom_property_operations(custom_api, config.generation),
+    ]
+    for spec in operations:
         options = spec.fastapi_options()
         app.add_api_route(spec.path, _endpoint(spec.handler), methods=[spec.method], **options)
         options.update(include_in_schema=False, operation_id=None)
         app.add_api_route(spec.path.rstrip("/"), _endpoint(spec.handler), methods=[spec.method], **options)
 
-    events = store.events  # one log: relationship and custom value changes, read by the query API
-    custom = CustomProperties(api, events)
-    queries = QueryApi(api, events)
-    extra = [*custom.routes(), (QUERY, "POST", queries.query)] if config.custom_properties else []
-    for path, method, handler in extra:
+    # the query API is PostHog's core (every generation): here it answers crmsync's change-events query
+    queries = QueryApi(api)
+    for path, method, handler in [(QUERY, "POST", queries.query)]:
         app.add_api_route(path, _endpoint(handler), methods=[method], include_in_schema=False)
         app.add_api_route(path.rstrip("/"), _endpoint(handler), methods=[method], include_in_schema=False)
 
@@ -305,16 +344,11 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
         store.reset()
         members.reset()
         throttle.reset()
-        events.reset()
-        custom.reset()
 
     app.state.config = config
     app.state.store = store
     app.state.members = members
     app.state.throttle = throttle
-    app.state.events = events
-    app.state.custom = custom
-    app.state.queries = queries
     app.state.relationships = relationship_store
     app.state.kit = install_sandbox(
         app,
@@ -322,7 +356,8 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
         reset,
         retry_after_header=config.proxy_retry_after,
     )
-    _install_admin(app, config, store, members, throttle, relationship_store)
+    app.state.custom_properties = custom_store
+    _install_admin(app, config, store, members, throttle, relationship_store, custom_store)
     _install_errors(app)
     _install_openapi(app)
     return app

@@ -71,7 +71,6 @@ class PostHogSandboxConfig:
     members: tuple[Member, ...] = ()
     throttle: tuple[ThrottleRate, ...] = ()
     tagging: bool = True  # False: an organisation without PostHog's paid tagging feature (tags dropped, [] shown)
-    custom_properties: bool = True  # False: an older generation without custom account properties (routes 404)
     generation: Generation = "current"
     proxy_retry_after: bool = False  # True: act as a proxy in front of PostHog that adds Retry-After to a 429
     key_owner_level: int = LEVEL_OWNER  # the keys' user's membership level (8+ may change email matching lists)

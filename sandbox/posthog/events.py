@@ -1,21 +1,22 @@
 """PostHog's own account events, as ``products/customer_analytics/backend/events.py`` captures them.
 
 PostHog sends ``$account_relationship_changed`` and ``$account_custom_property_changed`` into the team's own
-project (``capture_batch_internal``), where its query API reads them (``sandbox/posthog/hogql.py``). The stand-in
-keeps them in one in-memory log on the store, oldest first, readable at ``GET /_sandbox/events``: each entry
-``{"uuid", "event", "timestamp", "distinct_id", "properties", "project_id"}`` with PostHog's property keys
-(timestamps ISO 8601 with microseconds, strictly increasing; uuids time-ordered like PostHog's UUIDv7).
+project (``capture_batch_internal``). The stand-in keeps them in an in-memory, timestamped log on the store,
+readable at ``GET /_sandbox/events`` and through the query API (``sandbox/posthog/hogql.py``): each entry
+``{"uuid", "event", "timestamp", "distinct_id", "properties"}`` with PostHog's property keys; timestamps strictly
+increase (microseconds, UTC) and uuids are UUIDv7, as ClickHouse's ``events`` rows carry them.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox.posthog.clock import uuid7
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RELATIONSHIP_CHANGED = "$account_relationship_changed"
 CUSTOM_PROPERTY_CHANGED = "$account_custom_property_changed"
 
@@ -28,30 +29,19 @@ class EventLog:
         self._events: list[dict[str, Any]] = []
         self._last_us = 0
 
-    def emit(self, project_id: int, event: str, distinct_id: str, properties: Mapping[str, Any]) -> dict[str, Any]:
-        """Capture one event into ``project_id``; returns it as stored."""
+    def capture(self, event: str, distinct_id: str, properties: Mapping[str, Any]) -> None:
         with self._lock:
             now_us = max(int(datetime.now(UTC).timestamp() * 1_000_000), self._last_us + 1)
             self._last_us = now_us
-            stamp = datetime.fromtimestamp(now_us / 1_000_000, UTC)
+            stamp = (_EPOCH + timedelta(microseconds=now_us)).isoformat(timespec="microseconds")
             entry = {
                 "uuid": str(uuid7(now_us)),
                 "event": event,
-                "timestamp": stamp.isoformat(timespec="microseconds"),
+                "timestamp": stamp.replace("+00:00", "Z"),
                 "distinct_id": distinct_id,
                 "properties": dict(properties),
-                "project_id": project_id,
             }
             self._events.append(entry)
-            return dict(entry)
-
-    def capture(self, event: str, distinct_id: str, properties: Mapping[str, Any], project_id: int = 1) -> None:
-        self.emit(project_id, event, distinct_id, properties)
-
-    def events(self, project_id: int) -> list[dict[str, Any]]:
-        """The events of one project, oldest first (what its query API reads)."""
-        with self._lock:
-            return [dict(e) for e in self._events if e["project_id"] == project_id]
 
     def listing(self, event: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -60,8 +50,6 @@ class EventLog:
     def clear(self) -> None:
         with self._lock:
             self._events.clear()
-
-    reset = clear
 
 
 class Actor:
@@ -98,11 +86,9 @@ def relationship_changed(
     previous: tuple[int, str] | None,
     current: tuple[int, str] | None,
     actor: Actor | None,
-    project_id: int = 1,
 ) -> None:
     """``emit_account_relationship_changed``; users as ``(id, email)``."""
-    log.emit(
-        project_id,
+    log.capture(
         RELATIONSHIP_CHANGED,
         distinct_id_of(account, actor),
         {

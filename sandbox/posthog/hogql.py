@@ -21,7 +21,6 @@ from fastapi.responses import JSONResponse, Response
 
 from sandbox.posthog.auth import RequestBody
 from sandbox.posthog.errors import ApiError
-from sandbox.posthog.events import EventLog
 from sandbox.posthog.service import PostHogApi
 
 QUERY = "/api/projects/{project_id}/query/"
@@ -47,13 +46,11 @@ def _utc(text: str) -> datetime:
 class QueryApi:
     """Answers the change-events query over an ``EventLog``."""
 
-    def __init__(self, api: PostHogApi, events: EventLog) -> None:
+    def __init__(self, api: PostHogApi) -> None:
         self.api = api
-        self.events = events
-        self.answered = 0
 
     def query(self, request: Request, body: RequestBody) -> Response:
-        project_id = self.api._project(request, body, "query", write=False)
+        self.api._project(request, body, "query", write=False)
         data = body.data()
         query = data.get("query") if isinstance(data, dict) else None
         if not isinstance(query, dict) or query.get("kind") != "HogQLQuery":
@@ -69,14 +66,10 @@ class QueryApi:
         except ValueError:
             raise _refuse(f"Cannot parse {since!r} as a DateTime.") from None
         rows = sorted(
-            (e for e in self.events.events(project_id) if e["event"] in events and _utc(e["timestamp"]) >= start),
+            (e for e in self.api.store.events.listing() if e["event"] in events and _utc(e["timestamp"]) >= start),
             key=lambda e: (e["timestamp"], e["uuid"]),
         )
-        results = [
-            [e["uuid"], e["event"], e["timestamp"].replace("+00:00", "Z"), json.dumps(e["properties"])]
-            for e in rows[:PAGE]
-        ]
-        self.answered += 1
+        results = [[e["uuid"], e["event"], e["timestamp"], json.dumps(e["properties"])] for e in rows[:PAGE]]
         answer: dict[str, Any] = {
             "results": results,
             "columns": COLUMNS,

@@ -251,7 +251,7 @@ class RelationshipStore:
                 )
                 changed = True
         if changed and emit:
-            relationship_changed(self.store.events, account, definition, previous, user, actor, project_id)
+            relationship_changed(self.store.events, account, definition, previous, user, actor)
         return self._one(relationship_id)
 
     def end_active(self, account: Mapping[str, Any], definition: Mapping[str, Any]) -> int:
@@ -285,7 +285,7 @@ class RelationshipStore:
             )
         ended = self._one(relationship_id)
         previous = None if row[0] is None else (row[0], row[1])
-        relationship_changed(self.store.events, account, ended["definition"], previous, None, actor, project_id)
+        relationship_changed(self.store.events, account, ended["definition"], previous, None, actor)
         return ended
 
     def _one(self, relationship_id: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from sandbox.posthog.config import Generation
+from sandbox.posthog.custom_property_api import CustomPropertyApi
 from sandbox.posthog.relationship_api import RelationshipApi
 from sandbox.posthog.routes import (
     ACCOUNT_RESOURCE,
@@ -28,6 +29,10 @@ from sandbox.posthog.routes import (
     model_viewset,
 )
 from sandbox.posthog.schemas import (
+    CustomPropertyDefinition,
+    CustomPropertyValue,
+    CustomPropertyValueList,
+    PaginatedCustomPropertyDefinitionList,
     PaginatedOrganizationMemberList,
     PaginatedRelationshipDefinitionList,
     Project,
@@ -42,6 +47,9 @@ PROJECT = "/api/projects/{project_id}/"
 ORGANIZATION_MEMBERS = "/api/organizations/{organization_id}/members/"
 DEFINITIONS = "/api/projects/{project_id}/account_relationship_definitions/"
 RELATIONSHIPS = "/api/projects/{project_id}/accounts/{account_id}/relationships/"
+
+CUSTOM_DEFINITIONS = "/api/{scope}/{{project_id}}/custom_property_definitions/"
+CUSTOM_VALUES = "/api/projects/{project_id}/accounts/{account_id}/custom_property_values/"
 
 ACCOUNT_ID = _param("account_id", "path", {"type": "string", "format": "uuid"}, "UUID of the parent account.")
 ORGANIZATION_ID = _param(
@@ -62,6 +70,50 @@ DEFINITION_RESOURCE = Resource(
     create_body="RelationshipDefinitionCreate",
     patch_body="PatchedRelationshipDefinition",
 )
+
+
+def _custom_definition_resource(scope: str) -> Resource:
+    return Resource(
+        collection=CUSTOM_DEFINITIONS.format(scope=scope),
+        prefix=f"{scope}_custom_property_definitions",
+        noun="custom property definition",
+        tag="custom_properties",
+        model=CustomPropertyDefinition,
+        page_model=PaginatedCustomPropertyDefinitionList,
+        scope_params=(PROJECT_ID,),
+        list_params=tuple(PAGINATION),
+        list_errors=(401, 403, 404),
+        write_errors=(400, 401, 403, 404, 409, 415),
+        create_body="CustomPropertyDefinitionCreate",
+        patch_body="PatchedCustomPropertyDefinition",
+    )
+
+
+def custom_property_operations(api: CustomPropertyApi, generation: Generation) -> list[Operation]:
+    """Definitions from the transitional generation on (both URL scopes); values on current."""
+    if generation == "seed":
+        return []
+    handlers = (
+        api.list_definitions,
+        api.create_definition,
+        api.retrieve_definition,
+        api.partial_update_definition,
+        api.update_definition,
+        api.destroy_definition,
+    )
+    ops = [*model_viewset(_custom_definition_resource("projects"), handlers),
+           *model_viewset(_custom_definition_resource("environments"), handlers)]  # fmt: skip
+    if generation == "current":
+        ops += [
+            _op(CUSTOM_VALUES, "GET", api.list_values, "accounts_custom_property_values_list",
+                "List an account's active custom property values (newest first)",
+                response_model=CustomPropertyValueList, parameters=(PROJECT_ID, ACCOUNT_ID), tag="custom_properties"),
+            _op(CUSTOM_VALUES, "POST", api.set_value, "accounts_custom_property_values_create",
+                "Set one custom property value of the account", status_code=201, response_model=CustomPropertyValue,
+                errors=(400, 401, 403, 404, 415), body_model="CustomPropertyValueSet",
+                parameters=(PROJECT_ID, ACCOUNT_ID), tag="custom_properties"),
+        ]  # fmt: skip
+    return ops
 
 
 def _op(path: str, method: str, handler: Any, operation_id: str, summary: str, **kw: Any) -> Operation:

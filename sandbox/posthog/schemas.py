@@ -175,6 +175,58 @@ class RelationshipList(RootModel[list[Relationship]]):
     pass
 
 
+DisplayType = Literal["text", "link", "number", "currency", "percent", "date", "datetime", "boolean", "select"]
+OptionColor = Literal[
+    "preset-1", "preset-2", "preset-3", "preset-4", "preset-5",
+    "preset-6", "preset-7", "preset-8", "preset-9", "preset-10",
+]  # fmt: skip
+
+
+class CustomPropertyOption(BaseModel):
+    id: str
+    label: str
+    color: OptionColor
+
+
+class CustomPropertyDefinition(BaseModel):
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    name: str
+    description: str | None
+    display_type: DisplayType
+    target_type: Literal["account", "person", "group"]
+    group_type_index: int | None
+    is_big_number: bool
+    is_canonical: bool
+    options: list[CustomPropertyOption] | None
+    source: dict[str, Any] | None = Field(
+        description="The warehouse source feeding it; such a definition refuses API writes."
+    )
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    created_by: int | None
+    updated_at: str = Field(json_schema_extra={"format": "date-time"})
+    references: list[dict[str, Any]]
+
+
+class PaginatedCustomPropertyDefinitionList(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[CustomPropertyDefinition]
+
+
+class CustomPropertyValue(BaseModel):
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    account_id: str = Field(json_schema_extra={"format": "uuid"})
+    definition_id: str = Field(json_schema_extra={"format": "uuid"})
+    value: bool | float | str = Field(description="Typed by the definition; datetimes as ISO 8601 text.")
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    created_by_id: int | None
+
+
+class CustomPropertyValueList(RootModel[list[CustomPropertyValue]]):
+    pass
+
+
 # Request bodies (documented through ``openapi_extra``; parsed by ``validation``)
 
 
@@ -220,6 +272,26 @@ class RelationshipDefinitionCreate(BaseModel):
     is_single_holder: bool = True
 
 
+class CustomPropertyOptionInput(BaseModel):
+    id: str | None = Field(None, description="Server-assigned; send it back unchanged when editing.")
+    label: str = Field(max_length=400)
+    color: OptionColor
+
+
+class CustomPropertyDefinitionCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=400, description="Unique per project.")
+    description: str | None = None
+    display_type: DisplayType
+    target_type: Literal["account"] = "account"
+    is_big_number: bool = False
+    options: list[CustomPropertyOptionInput] | None = Field(None, description="Required (non-empty) for select.")
+
+
+class CustomPropertyValueSet(BaseModel):
+    definition: str = Field(json_schema_extra={"format": "uuid"})
+    value: bool | float | str = Field(description="Coerced by the definition's type; null is refused.")
+
+
 class RelationshipAssign(BaseModel):
     definition: str = Field(json_schema_extra={"format": "uuid"})
     user: int = Field(description="User id of an organisation member.")
@@ -242,11 +314,14 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     UsageMetricCreate,
     RelationshipDefinitionCreate,
     RelationshipAssign,
+    CustomPropertyDefinitionCreate,
+    CustomPropertyValueSet,
 )
 
 PATCH_MODELS = {
     "PatchedAccount": "AccountCreate",
     "PatchedUsageMetric": "UsageMetricCreate",
     "PatchedRelationshipDefinition": "RelationshipDefinitionCreate",
+    "PatchedCustomPropertyDefinition": "CustomPropertyDefinitionCreate",
 }
 """PATCH bodies: the create body with nothing required and no defaults (omitted fields stay unchanged)."""

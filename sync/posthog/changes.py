@@ -19,13 +19,18 @@ every read starts ``LOOKBACK`` before the watermark; consumers are idempotent (t
 holds), so a re-read event costs no write.
 
 Cost: one request per ``PAGE`` changes (not per account), under PostHog's HogQL throttle (``HogQLQueryThrottle``,
-120 per hour per key, in ``posthog/rate_limit.py``), a budget apart from the accounts API's 480/min, 4,800/h.
+120 per hour per key, in ``posthog/rate_limit.py``), a budget apart from the accounts API's 480/min, 4,800/h. That
+budget is small: an outbound pass per stream every minute would spend it alone. So the passes of one outbound run
+share reads: inside ``SharedQueries.sharing()`` a query identical to one already sent is answered from memory,
+and consumers read both event kinds by default (each filters what it needs), so every stream's pass of one run,
+with watermarks in lockstep, costs one query together. Outside such a block every read goes to PostHog.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -48,6 +53,31 @@ CHANGES_QUERY = (
 
 class QueryClient(Protocol):
     def query_hogql(self, query: str, values: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class SharedQueries:
+    """A ``QueryClient`` whose identical queries inside one ``sharing()`` block are sent once (one per engine: the
+    outbound passes of one run share their change-feed reads); outside a block it passes every query through."""
+
+    def __init__(self, client: QueryClient) -> None:
+        self.client = client
+        self._answers: dict[str, dict[str, Any]] | None = None
+
+    @contextmanager
+    def sharing(self) -> Iterator[None]:
+        self._answers = {}
+        try:
+            yield
+        finally:
+            self._answers = None
+
+    def query_hogql(self, query: str, values: dict[str, Any]) -> dict[str, Any]:
+        if self._answers is None:
+            return self.client.query_hogql(query, values)
+        key = json.dumps([query, values], sort_keys=True, default=str)
+        if key not in self._answers:
+            self._answers[key] = self.client.query_hogql(query, values)
+        return self._answers[key]
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ PostHog's routes (``products/customer_analytics/backend/api/views.py``, ``api/se
 - ``accounts/:account_id/custom_property_values/``: POST ``{definition: <uuid>, value}`` sets one value (the old
   one is soft-deleted; the same value again emits no event). There is no bulk endpoint: one request per value.
 
-A server of an older generation has no such routes (404): the mapping's ``custom.*`` fields are then reported
-once per run, never as per-record errors. Which definitions exist is read once per process (one list request).
+A server of an older generation has no such routes (404; a transitional one serves definitions but no values):
+the mapping's ``custom.*`` fields are then reported once per run, never as per-record errors. Which definitions
+exist is read once per process (one list request).
 """
 
 from __future__ import annotations
 
-import uuid
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from sync.ledger import AccountEntry
 from sync.mapping import AccountPatch, MappingConfig, Provenance, fingerprint_of, may_write
 from sync.posthog.client import PostHogClient
 from sync.posthog.errors import PostHogError, PostHogNotFound, PostHogRateLimited, PostHogValidationError
-from sync.report import RunReport
+from sync.report import PlannedChange, RunReport
 
 Declared = Mapping[str, tuple[DisplayType, tuple[str, ...]]]
 UNAVAILABLE = (
@@ -78,8 +79,8 @@ def create_definition(
     client: PostHogClient, name: str, display_type: DisplayType, options: Sequence[str] = ()
 ) -> Definition:
     body: dict[str, Any] = {"name": name, "display_type": display_type.value, "target_type": "account"}
-    if options:
-        body["options"] = [{"id": str(uuid.uuid4()), "label": label} for label in options]
+    if options:  # PostHog assigns option ids; a colour is required, one of preset-1..preset-10
+        body["options"] = [{"label": label, "color": f"preset-{n % 10 + 1}"} for n, label in enumerate(options)]
     return Definition.of(client.call("POST", _definitions_path(client), json=body))
 
 
@@ -165,17 +166,31 @@ class CustomWriter:
 
     def apply(self, report: RunReport, account_id: str, patches: Sequence[AccountPatch], entry: AccountEntry) -> None:
         """Plan by ownership, then POST each changed value; ``entry`` learns what was written."""
+        for name, (value, patch) in self._plan(report, patches, entry).items():
+            if self.available:
+                self._write(report, account_id, name, value, patch, entry)
+
+    def planned(
+        self, report: RunReport, label: str, patches: Sequence[AccountPatch], entry: AccountEntry
+    ) -> list[PlannedChange]:
+        """What ``apply`` would write, for a dry run's plan (the entry is not changed; PostHog's old value is known
+        only by its fingerprint, so ``before`` is None)."""
+        writes = self._plan(report, patches, copy.deepcopy(entry))
+        return [PlannedChange(label, f"custom.{n}", None, v, p.source) for n, (v, p) in writes.items()]
+
+    def _plan(
+        self, report: RunReport, patches: Sequence[AccountPatch], entry: AccountEntry
+    ) -> dict[str, tuple[Any, AccountPatch]]:
         wanted = [
             (t, v, p) for p in patches if not p.deleted for t, v in sorted(p.values.items()) if t[:7] == "custom."
         ]
+        writes: dict[str, tuple[Any, AccountPatch]] = {}
         if not wanted:
-            return
+            return writes
         if not self._load():
             if UNAVAILABLE not in report.notes:
                 report.notes.append(UNAVAILABLE)
-            return
-        assert self.definitions is not None
-        writes: dict[str, tuple[Any, AccountPatch]] = {}
+            return writes
         for target, value, patch in wanted:
             name, fp = target[7:], fingerprint_of(value)
             prov_raw = entry.provenance.get(target)
@@ -191,8 +206,7 @@ class CustomWriter:
                 writes.pop(name, None)
             else:
                 writes[name] = (value, patch)
-        for name, (value, patch) in writes.items():
-            self._write(report, account_id, name, value, patch, entry)
+        return writes
 
     def _write(
         self, report: RunReport, account_id: str, name: str, value: Any, patch: AccountPatch, entry: AccountEntry
@@ -213,8 +227,11 @@ class CustomWriter:
             report.error(BadRecordError(patch.source, patch.record_id, target, reason), failed=False)
             return
         except PostHogNotFound:
-            self.available = None  # the definition (or the account) went away: read the definitions again
-            report.error(BadRecordError(patch.source, patch.record_id, target, "not found in PostHog"), failed=False)
+            # the account was just written, so the values route itself is missing: a transitional server serves
+            # definitions but no values. Said once; nothing more is sent until the process starts again.
+            self.available = False
+            if UNAVAILABLE not in report.notes:
+                report.notes.append(UNAVAILABLE)
             return
         entry.custom[name] = fingerprint_of(value)
         report.add("custom_values_written")

@@ -7,6 +7,7 @@ from sync.posthog import PostHogClient
 from sync.posthog.changes import PAGE, latest_custom_values, read_changes
 from sync.posthog.custom_properties import create_definition, set_value
 from tests.conftest import PostHogSandbox
+from tests.support.current_posthog import posthog_server  # noqa: F401 (this module's stand-in: current)
 
 
 def test_pages_by_keyset_and_resumes_from_its_watermark(posthog: PostHogSandbox, ph: PostHogClient) -> None:
