@@ -187,6 +187,9 @@ class SandboxStack:
             http.post(f"{self.url('posthog')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
             if self.posthog_generation == "current":  # older generations have no custom properties
                 self._define_custom_properties(http)
+                if self.posthog_throttle:  # that set-up was done long before a sync: its requests spend no budget
+                    rates = {"rates": [str(rate) for rate in self.posthog_throttle]}
+                    http.post(f"{self.url('posthog')}/_sandbox/throttle", json=rates).raise_for_status()
         return self
 
     def _define_custom_properties(self, http: httpx.Client) -> None:
