@@ -5,7 +5,7 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``):
 | key | value |
 |---|---|
 | ``<ns>:rec:<source>:<object>:<id>`` | JSON ``RecordEntry``: last applied mapping's fingerprint, account id |
-| ``<ns>:acct:<account id>`` | JSON ``AccountEntry``: provenance per field, tags per source, last written fingerprint, role holders where PostHog keeps them on relationships |
+| ``<ns>:acct:<account id>`` | JSON ``AccountEntry``: provenance per field, tags per source, last written fingerprint |
 | ``<ns>:idx:<kind>:<value>`` | account id, for kind ``external_id`` or a CRM id property (``sfdc_id``, ...) |
 | ``<ns>:idxmeta`` | JSON: the account index watermark (``updated_at`` of the newest account indexed) |
 | ``<ns>:seen:<account id>`` | the account as PostHog last showed it (``updated_at``, newline, JSON) |
@@ -13,9 +13,12 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``):
 | ``<ns>:out:<source>:<object>:<id>`` | fingerprint of what was last pushed to that CRM record |
 | ``<ns>:cursor:<source>:<stream>`` | committed incremental cursor |
 | ``<ns>:evt:<source>:<event id>`` | a webhook event already seen (``SET NX`` with a TTL) |
-| ``<ns>:system:<source or posthog>`` | JSON: the identity of the system that source's state was recorded for (PostHog's also: its API generation) |
+| ``<ns>:system:<source or posthog>`` | JSON: the identity of the system that source's state was recorded for |
 | ``<ns>:lock:<name>`` | a lock token with an expiry (per account, per (source, stream) run) |
 | ``<ns>:runs``, ``<ns>:dlq`` | streams: run reports; parked records with their reasons |
+
+An ``AccountEntry`` also holds the role holders where PostHog keeps them on relationships (``sync/roles.py``), and
+PostHog's system record also its API generation (``sync/posthog/generation.py``).
 
 Every batch operation is one round trip (``MGET`` or one pipelined ``MULTI``/``EXEC``), whatever the batch size.
 """
