@@ -135,11 +135,13 @@ class SandboxMiddleware:
         stats: StatsRecorder,
         faults: FaultInjector,
         fault_responder: FaultResponder,
+        retry_after_header: bool = True,
     ) -> None:
         self.app = app
         self.stats = stats
         self.faults = faults
         self.fault_responder = fault_responder
+        self.retry_after_header = retry_after_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
@@ -154,7 +156,7 @@ class SandboxMiddleware:
             self.stats.record_fault(injected)
             self.stats.record(method, FAULT_ROUTE, injected)
             response = self.fault_responder(injected, cfg.retry_after_s or 0.0)
-            if cfg.retry_after_s is not None and injected == 429:
+            if self.retry_after_header and cfg.retry_after_s is not None and injected == 429:
                 response.headers["Retry-After"] = f"{cfg.retry_after_s:g}"
             await response(scope, receive, send)
             return
@@ -184,8 +186,13 @@ def install_sandbox(
     app: FastAPI,
     fault_responder: FaultResponder,
     reset_hook: Callable[[], Awaitable[None] | None] | None = None,
+    *,
+    retry_after_header: bool = True,
 ) -> SandboxKit:
-    """Add counters, fault injection and the ``/_sandbox/*`` admin routes to a stand-in app."""
+    """Add counters, fault injection and the ``/_sandbox/*`` admin routes to a stand-in app.
+
+    ``retry_after_header=False``: an injected 429 is left as the responder built it (PostHog sends none).
+    """
     kit = SandboxKit(stats=StatsRecorder(), faults=FaultInjector())
 
     @app.get(f"{ADMIN_PREFIX}/health", include_in_schema=False)
@@ -216,7 +223,13 @@ def install_sandbox(
                 await result
         return JSONResponse({"ok": True})
 
-    app.add_middleware(SandboxMiddleware, stats=kit.stats, faults=kit.faults, fault_responder=fault_responder)
+    app.add_middleware(
+        SandboxMiddleware,
+        stats=kit.stats,
+        faults=kit.faults,
+        fault_responder=fault_responder,
+        retry_after_header=retry_after_header,
+    )
     return kit
 
 

@@ -32,6 +32,7 @@ import yaml
 from sandbox.common import ServerThread, free_port
 from sandbox.hubspot.webhooks import WebhookFormat
 from sandbox.identities import sales_rep_email
+from sandbox.posthog.config import Generation
 from sandbox.posthog.throttle import ThrottleRate
 from sandbox.salesforce.ids import random_org_id
 from workers import data
@@ -109,6 +110,10 @@ class SandboxStack:
     credentials: Credentials = field(default_factory=Credentials)
     posthog_throttle: tuple[ThrottleRate, ...] = ()  # the stand-in's throttles; the config's budget matches
     hubspot_webhook_format: WebhookFormat = "legacy"  # or "generic" (object.* events with objectTypeId)
+    # The PostHog generation served (docs/posthog.md): today's, roles on relationships; a 429 carries its wait in
+    # the detail only, as PostHog's does (True: a proxy in front adds Retry-After).
+    posthog_generation: Generation = "current"
+    posthog_proxy_retry_after: bool = False
 
     @property
     def webhooks_url(self) -> str:
@@ -137,6 +142,8 @@ class SandboxStack:
             keys=(ApiKey(creds.posthog_key, ("*",)),),
             members=members,
             throttle=self.posthog_throttle,
+            generation=self.posthog_generation,
+            proxy_retry_after=self.posthog_proxy_retry_after,
         )
         at = ranges(self.seed)
         hubspot = HubSpotSandboxConfig(
@@ -178,7 +185,27 @@ class SandboxStack:
             http.post(f"{self.url('stripe')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
             start, count = at["posthog"]
             http.post(f"{self.url('posthog')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
+            if self.posthog_generation == "current":  # older generations have no custom properties
+                self._define_custom_properties(http)
+                if self.posthog_throttle:  # that set-up was done long before a sync: its requests spend no budget
+                    rates = {"rates": [str(rate) for rate in self.posthog_throttle]}
+                    http.post(f"{self.url('posthog')}/_sandbox/throttle", json=rates).raise_for_status()
         return self
+
+    def _define_custom_properties(self, http: httpx.Client) -> None:
+        """The custom properties the example mapping declares, created in the PostHog stand-in as
+        ``crmsync setup posthog`` creates them (a fresh stand-in project is then set up like a user's)."""
+        from sync.mapping import load_mapping_config
+
+        example = yaml.safe_load(data.read_text(data.EXAMPLE_CONFIG))
+        mapping = load_mapping_config({k: example[k] for k in ("ownership", "mappings") if k in example})
+        headers = {"Authorization": f"Bearer {self.credentials.posthog_key}"}
+        for name, (display_type, options) in mapping.custom_definitions().items():
+            body: dict[str, Any] = {"name": name, "display_type": display_type.value}
+            if options:
+                body["options"] = [{"label": label, "color": f"preset-{n % 10 + 1}"} for n, label in enumerate(options)]
+            url = f"{self.url('posthog')}/api/projects/1/custom_property_definitions/"
+            http.post(url, json=body, headers=headers).raise_for_status()
 
     def wire_webhooks(self) -> None:
         """Point every CRM stand-in's webhooks at the receiver (for a stack started with ``webhooks=False``)."""

@@ -29,10 +29,13 @@ class AccountState:
     external_id: str | None
     properties: dict[str, Any]
     tags: list[str]
+    churned_at: str | None = None  # current servers' account field (ISO 8601, UTC, microseconds)
 
     @classmethod
     def of(cls, account: Account) -> AccountState:
-        return cls(account.name, account.external_id, account.properties.payload(), normalise_tags(account.tags))
+        churned = account.churned_at.isoformat(timespec="microseconds") if account.churned_at else None
+        props = account.properties.payload()
+        return cls(account.name, account.external_id, props, normalise_tags(account.tags), churned)
 
     @classmethod
     def empty(cls) -> AccountState:
@@ -45,6 +48,8 @@ class AccountState:
             return self.external_id
         if target == "tags":
             return self.tags
+        if target == "churned_at":
+            return self.churned_at
         if target.startswith("properties."):
             return self.properties.get(target.removeprefix("properties."))
         if target.startswith("roles."):
@@ -53,7 +58,8 @@ class AccountState:
         raise KeyError(target)
 
     def fingerprint(self) -> str:
-        return fingerprint_of([self.name, self.external_id, self.properties, sorted(self.tags)])
+        churned = [self.churned_at] if self.churned_at else []  # absent: the same fingerprint as before it existed
+        return fingerprint_of([self.name, self.external_id, self.properties, sorted(self.tags), *churned])
 
 
 @dataclass
@@ -105,8 +111,8 @@ def merge(
         if not _link(state, new_entry, patch, ranks, result):
             continue
         for target, value in sorted(patch.values.items()):
-            if target in IDENTITY_ONLY:
-                continue
+            if target in IDENTITY_ONLY or target.startswith("custom."):
+                continue  # custom values are written one by one after the account (sync/posthog/custom_properties.py)
             if target == "tags":
                 _merge_tags(state, new_entry, patch, result)
                 continue
@@ -149,6 +155,8 @@ def _set(
         state.name = value
     elif target == "external_id":
         state.external_id = value
+    elif target == "churned_at":
+        state.churned_at = value
     else:
         state.properties[target.split(".", 1)[1]] = value
     result.changes.append(FieldChange(target, before, compare, patch.source))

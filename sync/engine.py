@@ -23,13 +23,16 @@ from typing import Any
 
 from connectors.base import Connector, CrmRecord, Cursor, PushUpdate
 from sync.apply import AccountState, MergeResult, merge
+from sync.custom_pushback import push_custom_values
 from sync.errors import BadRecordError, FatalError, RetryableError
 from sync.identity import AccountIndex, ChangedAccounts, index_pairs
 from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey, lock_owner
 from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
 from sync.members import MemberDirectory
 from sync.plan import PlanStore, StagedItem
+from sync.posthog.changes import SharedQueries
 from sync.posthog.client import UNSET, PostHogClient
+from sync.posthog.custom_properties import CustomWriter
 from sync.posthog.errors import (
     PostHogConflict,
     PostHogError,
@@ -37,10 +40,14 @@ from sync.posthog.errors import (
     PostHogRateLimited,
     PostHogValidationError,
 )
+from sync.posthog.generation import Generation, Generations, refuses_role_keys
 from sync.posthog.models import Account, Role
+from sync.posthog.relationships import RelationshipApi
 from sync.pushback import desired_fields, echo_fingerprint, plan_push
 from sync.ratelimit import BudgetExhausted
 from sync.report import PlannedChange, RunReport
+from sync.role_pushback import read_relationship_changes
+from sync.roles import RoleWriter
 from sync.state import SystemBinding, posthog_system
 
 log = logging.getLogger(__name__)
@@ -113,6 +120,11 @@ class SyncEngine:
         self._no_tagging: bool | None = None  # PostHog drops our tags (read from the ledger once per process)
         self.systems = SystemBinding(ledger, posthog_system(posthog.base_url, posthog.project_id))
         ledger.ready()  # at start-up, once per process: a ledger of an older layout is migrated here
+        # Where roles live on this PostHog (properties, or relationships on current servers): sync/roles.py
+        self.generations = Generations(posthog, ledger, self.systems.posthog_id)
+        self.roles = RoleWriter(self.generations, RelationshipApi(posthog))
+        self.custom = CustomWriter(posthog, mapping)  # custom.* values, written after their account
+        self.queries = SharedQueries(posthog)  # change-feed reads, shared by the outbound passes of one run
 
     # -- runs ----------------------------------------------------------------------------------------------
 
@@ -432,25 +444,36 @@ class SyncEngine:
             report.finish("failed", str(exc))
         return self._store(report, False)
 
-    def _write(self, out: _Batch, account: Account, group: list[_Item], entry: AccountEntry) -> None:
+    def _write(
+        self, out: _Batch, account: Account, group: list[_Item], entry: AccountEntry, retried: bool = False
+    ) -> None:
         before = AccountState.of(account)
+        self.roles.overlay(before.properties, entry)  # holders the server keeps on relationships
         result = merge(before, entry, [i.patch for i in group], self.mapping, out.roles, _ranks(group))
         self._without_tags_if_dropped(before, result)
         report = out.report
+        result.errors = self.roles.triage(result.errors, report, account.id)
         self._tally(report, result)
         if out.dry_run:
             report.plan.extend(PlannedChange(account.id, c.field, c.before, c.after, c.source) for c in result.changes)
+            report.plan.extend(self.custom.planned(report, account.id, [i.patch for i in group], result.entry))
             report.add("updated" if result.changed else "unchanged", len(group))  # counts say what would change
             return
         if result.changed:
             try:
-                written = self._patch(account.id, before, result.state)
-                out.seen.append(written)
-                self._check_tags_kept(out, result.state, written)
+                written = self._patch(account, before, result.state)
+                if written is not account:
+                    out.seen.append(written)
+                    self._check_tags_kept(out, result.state, written)
+                self.roles.write(account.id, before.properties, result.state.properties, result.entry, report)
             except PostHogNotFound:  # deleted by a person since we last saw it
                 self._account_gone(out, account.id, group)
                 return
             except PostHogValidationError as exc:
+                if not retried and refuses_role_keys(exc) and self.generations.refused_roles():
+                    report.notes.extend(n for n in self.generations.notes if n not in report.notes)
+                    self._write(out, account, group, entry, retried=True)  # once, with roles on relationships
+                    return
                 self._park(out, group, exc.attr, exc)
                 return
             except (PostHogError, RetryableError) as exc:
@@ -466,11 +489,12 @@ class SyncEngine:
         report.add("unlinked", len(result.unlinked))
         self._remember(out, account.id, before, result, group)
 
-    def _apply_new(self, out: _Batch, group: list[_Item]) -> None:
+    def _apply_new(self, out: _Batch, group: list[_Item], retried: bool = False) -> None:
         empty = AccountState.empty()
         result = merge(empty, AccountEntry(), [i.patch for i in group], self.mapping, out.roles, _ranks(group))
         self._without_tags_if_dropped(empty, result)
         report = out.report
+        result.errors = self.roles.triage(result.errors, report, None)
         self._tally(report, result)
         state = result.state
         if not state.name:
@@ -479,10 +503,15 @@ class SyncEngine:
         if out.dry_run:
             label = f"new:{state.name}"
             report.plan.extend(PlannedChange(label, c.field, c.before, c.after, c.source) for c in result.changes)
+            report.plan.extend(self.custom.planned(report, label, [i.patch for i in group], result.entry))
             report.add("created")
             return
         try:
-            account = self.posthog.create_account(state.name, state.external_id, state.properties, state.tags or None)
+            properties = self.roles.outgoing(state.properties)
+            churned = state.churned_at if state.churned_at and self.generations.relationships else None
+            account = self.posthog.create_account(
+                state.name, state.external_id, properties, state.tags or None, churned_at=churned
+            )
         except PostHogConflict:
             # Someone created it first (a person, or a worker the index has not seen): find it and merge into it.
             existing = self.index.find_by_external_id(state.external_id or "")
@@ -493,6 +522,10 @@ class SyncEngine:
             self._adopt(out, existing.id, group)
             return
         except PostHogValidationError as exc:
+            if not retried and refuses_role_keys(exc) and self.generations.refused_roles():
+                report.notes.extend(n for n in self.generations.notes if n not in report.notes)
+                self._apply_new(out, group, retried=True)  # once, with roles on relationships
+                return
             self._park(out, group, exc.attr, exc)
             return
         except (PostHogError, RetryableError) as exc:
@@ -500,6 +533,13 @@ class SyncEngine:
             return
         out.seen.append(account)
         self._check_tags_kept(out, state, account)
+        try:
+            self.roles.write(account.id, empty.properties, state.properties, result.entry, report)
+        except (PostHogError, RetryableError) as exc:  # the account exists: remember it, the roles follow next time
+            if isinstance(exc, THROTTLES):
+                self._remember(out, account.id, empty, result, group)
+                raise
+            report.error(BadRecordError("posthog", account.id, "roles", str(exc)), failed=False)
         report.add("created")
         report.add("updated", max(0, len(group) - 1 - len(result.superseded)))
         self._remember(out, account.id, empty, result, group)
@@ -511,15 +551,21 @@ class SyncEngine:
             (seen,) = self.ledger.get_seen([account_id])
             self._apply_existing(out, account_id, group, entry, seen)
 
-    def _patch(self, account_id: str, before: AccountState, after: AccountState) -> Account:
-        """PATCH only what differs; ``properties`` and ``tags`` go whole (PostHog replaces them)."""
-        return self.posthog.update_account(
-            account_id,
-            name=after.name if after.name and after.name != before.name else UNSET,
-            external_id=after.external_id if after.external_id != before.external_id else UNSET,
-            properties=after.properties if after.properties != before.properties else UNSET,
-            tags=after.tags if sorted(after.tags) != sorted(before.tags) else UNSET,
-        )
+    def _patch(self, account: Account, before: AccountState, after: AccountState) -> Account:
+        """PATCH only what differs; ``properties`` and ``tags`` go whole (PostHog replaces them). Where roles live
+        on relationships they are not sent, and a change of roles alone sends no PATCH (``account`` is returned)."""
+        props_before, props_after = self.roles.outgoing(before.properties), self.roles.outgoing(after.properties)
+        fields: dict[str, Any] = {
+            "name": after.name if after.name and after.name != before.name else UNSET,
+            "external_id": after.external_id if after.external_id != before.external_id else UNSET,
+            "properties": props_after if props_after != props_before else UNSET,
+            "tags": after.tags if sorted(after.tags) != sorted(before.tags) else UNSET,
+        }
+        if after.churned_at != before.churned_at and self.generations.get() is Generation.CURRENT:
+            fields["churned_at"] = after.churned_at  # an account field of current servers only
+        if all(value is UNSET for value in fields.values()):
+            return account
+        return self.posthog.update_account(account.id, **fields)
 
     # -- PostHog organisations without the tagging feature ------------------------------------------------
 
@@ -554,6 +600,7 @@ class SyncEngine:
         self, out: _Batch, account_id: str, before: AccountState, result: MergeResult, group: list[_Item]
     ) -> None:
         result.entry.written_fp = result.state.fingerprint()
+        self.custom.apply(out.report, account_id, [i.patch for i in group], result.entry)
         out.accounts[account_id] = result.entry
         out.states[account_id] = result.state
         old = set(index_pairs(before.external_id, before.properties))
@@ -794,12 +841,30 @@ class SyncEngine:
             for fresh in walk:
                 self.ledger.remember_seen(fresh)  # free news for the next PATCH of these accounts
                 self._push_accounts(connector, stream, mapping, fresh, report, dry_run)
+            push_custom_values(self.queries, self.ledger, connector, stream, mapping, report, dry_run)
+            self._push_role_changes(connector, stream, mapping, report, dry_run)
             if walk.newest is not None and not dry_run:
                 self.ledger.set_cursor("posthog", wm_key, walk.newest)
             report.finish("succeeded")
         except FatalError as exc:
             report.finish("failed", str(exc))
         return self._store(report, dry_run)
+
+    def _push_role_changes(
+        self, connector: Connector, stream: str, mapping: ObjectMapping, report: RunReport, dry_run: bool
+    ) -> None:
+        """On current servers, push the accounts whose role holders changed in PostHog since the last pass: one
+        change-feed query (sync/role_pushback.py), then the ledger's copies of those accounts, no read per account."""
+        if not _pushes_roles(mapping) or not self.generations.relationships:
+            return
+        wm_key = f"outwm:{connector.source}:{stream}:roles"
+        changed, watermark, requests = read_relationship_changes(self.queries, self.ledger, wm_key, dry_run)
+        report.add("change_feed_pages", requests)
+        accounts = [a for a in self.ledger.get_seen(changed) if a is not None]
+        if accounts:
+            self._push_accounts(connector, stream, mapping, accounts, report, dry_run)
+        if watermark and not dry_run:
+            self.ledger.set_cursor("posthog", wm_key, watermark)
 
     def _push_accounts(
         self,
@@ -814,9 +879,13 @@ class SyncEngine:
         report.add("seen", len(linked))
         keys = [RecordKey(connector.source, stream, rid) for _, rid in linked]
         last = self.ledger.get_outbound(keys)
+        states = {a.id: AccountState.of(a) for a, _ in linked}
+        if linked and _pushes_roles(mapping) and self.generations.relationships:  # holders are not in the bodies
+            for (account, _), entry in zip(linked, self.ledger.get_accounts([a.id for a, _ in linked]), strict=True):
+                self.roles.overlay(states[account.id].properties, entry)
         updates: list[PushUpdate] = []
         for (account, rid), last_fp in zip(linked, last, strict=True):
-            update, _ = plan_push(rid, desired_fields(mapping, account.id, AccountState.of(account)), last_fp)
+            update, _ = plan_push(rid, desired_fields(mapping, account.id, states[account.id]), last_fp)
             if update is None:
                 report.add("unchanged")
             else:
@@ -836,6 +905,10 @@ class SyncEngine:
             else:
                 report.error(BadRecordError(connector.source, result.record_id, None, f"push: {result.error}"))
         self.ledger.commit(outbound=fps)
+
+
+def _pushes_roles(mapping: ObjectMapping) -> bool:
+    return any(fm.target.startswith("roles.") for fm in mapping.outbound)
 
 
 def _group_key(item: _Item) -> str:

@@ -16,6 +16,9 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``; layou
 | ``<ns>:lock:<name>`` | a lock token with an expiry (per account, per (source, stream) run) |
 | ``<ns>:runs``, ``<ns>:dlq`` | streams: run reports; parked records with their reasons |
 
+An ``AccountEntry`` also holds the role holders where PostHog keeps them on relationships (``sync/roles.py``), and
+PostHog's system record also its API generation (``sync/posthog/generation.py``).
+
 Every batch operation is one round trip and one command per record at most (``MGET``, one script reading every
 bucket field of the batch, or one pipelined ``MULTI``/``EXEC``), whatever the batch size.
 """
@@ -61,6 +64,17 @@ from sync.ledger_layout import (
 from sync.posthog.models import Account
 
 log = logging.getLogger(__name__)
+
+# KEYS: the system record   ARGV: identity, JSON facts, now
+_NOTE_SYSTEM = """
+local raw = redis.call('GET', KEYS[1])
+local record
+if raw then record = cjson.decode(raw) else record = {id = ARGV[1], at = tonumber(ARGV[3])} end
+if record['id'] ~= ARGV[1] then return 0 end
+for k, v in pairs(cjson.decode(ARGV[2])) do record[k] = v end
+redis.call('SET', KEYS[1], cjson.encode(record))
+return 1
+"""
 
 _RELEASE_MANY = """
 local released = 0
@@ -157,6 +171,10 @@ class AccountEntry:
     written_fp: str = ""
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)  # target → Provenance.dump()
     tags: dict[str, list[str]] = field(default_factory=dict)  # source → tags that source added
+    # Role holders where PostHog keeps them on relationships (current servers): role key → {"id", "email"}, as
+    # crmsync last wrote them or PostHog's change feed reported them (sync/roles.py); empty elsewhere.
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    custom: dict[str, str] = field(default_factory=dict)  # custom property name → fingerprint of its value
 
 
 @dataclass(frozen=True)
@@ -189,6 +207,7 @@ class Ledger:
         self._extend = client.register_script(_EXTEND)
         self._hget_many = client.register_script(_HGET_MANY)
         self._account_parts = client.register_script(ACCOUNT_PARTS)
+        self._note_system = client.register_script(_NOTE_SYSTEM)
         self.buckets = buckets  # a new ledger's; ``ready`` reads the ledger's own from ``<ns>:layout``
 
     # -- keys ------------------------------------------------------------------------------------------
@@ -509,6 +528,17 @@ class Ledger:
 
     def set_system(self, name: str, identity: str) -> None:
         self.redis.set(f"{self.ns}:system:{name}", json.dumps({"id": identity, "at": time.time()}))
+
+    def system_record(self, name: str) -> dict[str, Any] | None:
+        """The whole ``system:<name>`` record (identity, when recorded, and what was learnt about that system)."""
+        raw = cast(str | None, self.redis.get(f"{self.ns}:system:{name}"))
+        return cast(dict[str, Any], json.loads(raw)) if raw else None
+
+    def note_system(self, name: str, identity: str, **facts: Any) -> bool:
+        """Add ``facts`` to the record of ``name`` if it still describes ``identity`` (checked and set in one
+        script, so a rebind to another system in between is never overwritten); False when it does not."""
+        args = [identity, json.dumps(facts), str(time.time())]
+        return bool(self._note_system(keys=[f"{self.ns}:system:{name}"], args=args))
 
     def state_of(self, name: str) -> dict[str, list[str]]:
         """Every key of ``name``'s state by family (one SCAN of the namespace): a source's keys, or for

@@ -16,7 +16,11 @@ Configured per source and object in ``crmsync.yaml`` (see ``examples/crmsync.yam
 A field's ``source`` is a dotted path into the record (``Owner.Email``), or a list of paths tried in order
 (the first non-empty wins: a fallback). ``target`` is ``name``, ``external_id``, ``properties.<key>``,
 ``roles.<csm|account_executive|account_owner>`` (an email, resolved to ``{id, email}`` through PostHog's
-members), ``tags``, or ``domain`` (used only to match accounts, never written: PostHog has no such property).
+members), ``tags``, ``domain`` (used only to match accounts, never written: PostHog has no such property), or
+``custom.<Definition name>``: a typed custom account property, with its ``type`` (``text``, ``number``,
+``currency``, ``percent``, ``date``, ``datetime``, ``boolean``, ``select`` with its ``options``, ``link``). A
+custom value is coerced by PostHog's rules when the record is mapped (``sync/custom_values.py``); one that does
+not fit is a per-record error naming the field, the value's type and the definition.
 ``direction`` is ``inbound`` (CRM → PostHog, the default), ``outbound`` (PostHog → CRM
 field ``source``) or ``both``. Who may write each account field is said once, in ``ownership`` (see
 ``OwnerRule``). Everything is validated at start-up; a bad key fails naming it.
@@ -30,6 +34,7 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,6 +44,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import CrmRecord
+from sync.custom_values import DisplayType, ValueTypeError, coerce, type_name
 from sync.errors import BadRecordError, ConfigError
 from sync.ledger_layout import compact_fp
 from sync.posthog.models import ID_KEYS, ROLE_KEYS
@@ -159,7 +165,10 @@ class Direction(StrEnum):
         return self is not Direction.INBOUND
 
 
-_TARGET_RE = re.compile(r"^(name|external_id|tags|domain|properties\.[A-Za-z_][A-Za-z0-9_]*|roles\.[a-z_]+)$")
+_TARGET_RE = re.compile(
+    r"^(name|external_id|churned_at|tags|domain|properties\.[A-Za-z_][A-Za-z0-9_]*|roles\.[a-z_]+|custom\.\S(?:.{0,398}\S)?)$"
+)
+CUSTOM_PREFIX = "custom."
 WRITABLE_PROPERTIES: tuple[str, ...] = (*ID_KEYS, "slack_channel_id", "usage_dashboard_link")
 """Property keys PostHog accepts (it rejects unknown keys with a 400); roles are mapped as ``roles.<role>``."""
 
@@ -173,12 +182,17 @@ class FieldMapping(BaseModel):
     target: str
     transforms: tuple[Transform, ...] = ()
     direction: Direction = Direction.INBOUND
+    type: DisplayType | None = Field(None, description="a custom.<name> target's definition type")
+    options: tuple[str, ...] = Field((), description="a select definition's option labels")
 
     @field_validator("target")
     @classmethod
     def _known_target(cls, value: str) -> str:
         if not _TARGET_RE.match(value):
-            raise ValueError("must be name, external_id, tags, domain, properties.<key> or roles.<role>")
+            raise ValueError(
+                "must be name, external_id, churned_at, tags, domain, properties.<key>, roles.<role> "
+                "or custom.<Definition name>"
+            )
         if value.startswith("roles.") and value.removeprefix("roles.") not in ROLE_KEYS:
             raise ValueError(f"unknown role; one of {', '.join(ROLE_KEYS)}")
         if value.startswith("properties.") and value.removeprefix("properties.") in ROLE_KEYS:
@@ -194,7 +208,19 @@ class FieldMapping(BaseModel):
             raise ValueError("needs a source path or a constant/template transform")
         if self.direction.outbound and not isinstance(self.source, str):
             raise ValueError("an outbound field needs one source path (the CRM field to write)")
+        if self.custom_name is None:
+            if self.type is not None or self.options:
+                raise ValueError("type and options belong to custom.<Definition name> targets only")
+        elif self.type is None:
+            raise ValueError(f"{self.target}: needs a type ({', '.join(t.value for t in DisplayType)})")
+        elif (self.type is DisplayType.SELECT) != bool(self.options):
+            raise ValueError(f"{self.target}: options are required for type select, and only for it")
         return self
+
+    @property
+    def custom_name(self) -> str | None:
+        """The custom property definition's name for a ``custom.<name>`` target, else None."""
+        return self.target.removeprefix(CUSTOM_PREFIX) if self.target.startswith(CUSTOM_PREFIX) else None
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -306,6 +332,37 @@ class MappingConfig(BaseModel):
                 raise ValueError(f"ownership.{target}: not an account field")
         return self
 
+    @model_validator(mode="after")
+    def _custom_types_agree(self) -> MappingConfig:
+        self.custom_definitions()
+        return self
+
+    def custom_definitions(self) -> dict[str, tuple[DisplayType, tuple[str, ...]]]:
+        """Every custom property definition the mapping declares: name → (type, select options). Two fields
+        naming one definition with different types fail, naming the second one's key."""
+        found: dict[str, tuple[DisplayType, tuple[str, ...]]] = {}
+        for source, objects in self.mappings.items():
+            for obj, om in objects.items():
+                for n, fm in enumerate(om.fields):
+                    if fm.custom_name is None or fm.type is None:
+                        continue
+                    declared = (fm.type, tuple(fm.options))
+                    if found.setdefault(fm.custom_name, declared) != declared:
+                        raise ValueError(
+                            f"mappings.{source}.{obj}.fields.{n}.type: {fm.target} is declared elsewhere as "
+                            f"{found[fm.custom_name][0].value} {list(found[fm.custom_name][1]) or ''}".rstrip()
+                        )
+        return found
+
+    def custom_key(self, name: str) -> str:
+        """The config key of the first field that maps onto custom property ``name`` (for start-up errors)."""
+        for source, objects in self.mappings.items():
+            for obj, om in objects.items():
+                for n, fm in enumerate(om.fields):
+                    if fm.custom_name == name:
+                        return f"mappings.{source}.{obj}.fields.{n}.target"
+        return f"custom.{name}"
+
     def rule_for(self, target: str) -> OwnerRule:
         return self.ownership.get(target, self.default_rule)
 
@@ -327,7 +384,10 @@ def load_mapping_config(raw: Mapping[str, Any]) -> MappingConfig:
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("function-", "literal[")))
-        raise ConfigError(loc or "mappings", error["msg"]) from None
+        msg = str(error["msg"]).removeprefix("Value error, ")
+        if not loc and msg.startswith("mappings.") and ": " in msg:
+            loc, msg = msg.split(": ", 1)
+        raise ConfigError(loc or "mappings", msg) from None
 
 
 def load_mapping_file(path: str | Path) -> MappingConfig:
@@ -400,6 +460,8 @@ def _check_value(target: str, value: Any) -> Any:
         if any(len(t) > TAG_MAX for t in tags):
             raise ValueError(f"a tag is longer than {TAG_MAX} characters")
         return tags
+    if target == "churned_at":
+        return churn_time(value)
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(f"expected text, got {type(value).__name__}")
     text = str(value)
@@ -422,6 +484,26 @@ def _check_value(target: str, value: Any) -> Any:
     return text if text != "" else None
 
 
+def churn_time(value: Any) -> str | None:
+    """A ``churned_at`` value as the account field holds it: ISO 8601 in UTC with microseconds, from epoch
+    seconds (Stripe's ``ended_at``) or an ISO 8601 string (a naive one is UTC); None when empty."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a time, got bool")
+    if isinstance(value, int | float):
+        when = datetime.fromtimestamp(float(value), UTC)
+    elif isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 time: {value[:80]!r}") from None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    else:
+        raise ValueError(f"expected a time, got {type(value).__name__}")
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def map_record(record: CrmRecord, mapping: ObjectMapping) -> AccountPatch:
     """Apply the inbound field mappings to one record. Bad fields are reported and left out; the rest stays."""
     values: dict[str, Any] = {}
@@ -429,7 +511,7 @@ def map_record(record: CrmRecord, mapping: ObjectMapping) -> AccountPatch:
     for fm in mapping.inbound:
         try:
             value = _mapped_value(record.fields, fm)
-            value = _check_value(fm.target, value)
+            value = _custom_value(fm, value) if fm.custom_name is not None else _check_value(fm.target, value)
         except (TypeError, ValueError) as exc:
             errors.append(BadRecordError(record.source, record.id, fm.paths[0] if fm.paths else fm.target, str(exc)))
             continue
@@ -451,6 +533,22 @@ def map_record(record: CrmRecord, mapping: ObjectMapping) -> AccountPatch:
         link_rank=record.link_rank,
         merged_ids=tuple(record.merged_ids),
     )
+
+
+def _custom_value(fm: FieldMapping, value: Any) -> Any:
+    """A custom target's value as PostHog would store it (None when empty), or ValueError naming the value's type
+    and the definition."""
+    if value in (None, ""):
+        return None
+    assert fm.type is not None and fm.custom_name is not None  # validated with the config
+    try:
+        return coerce(fm.type, value, fm.custom_name, fm.options)
+    except ValueTypeError as exc:
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise ValueError(
+            f"{type_name(value)} value {shown} does not fit custom property definition "
+            f"'{fm.custom_name}' ({fm.type.value}): {exc}"
+        ) from None
 
 
 def _mapped_value(fields: Mapping[str, Any], fm: FieldMapping) -> Any:

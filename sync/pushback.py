@@ -28,6 +28,8 @@ def desired_fields(mapping: ObjectMapping, account_id: str, state: AccountState)
             fields[crm_field] = value
     for fm in mapping.outbound:
         assert isinstance(fm.source, str)  # validated: outbound fields have one source path
+        if fm.custom_name is not None:
+            continue  # read from PostHog's change feed instead (sync/custom_pushback.py)
         value = state.get(fm.target)
         if fm.target == "tags":
             value = ",".join(sorted(value)) if value else None

@@ -7,10 +7,13 @@ one is never cut short, the error goes up carrying it (``retry_after``) so the j
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+
+_THROTTLE_DETAIL = re.compile(r"Expected available in (\d+(?:\.\d+)?) seconds?\b")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -27,6 +30,17 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
     return max(0.0, seconds) if seconds == seconds else None  # NaN guard
+
+
+def parse_throttle_detail(detail: object) -> float | None:
+    """Seconds to wait from PostHog's 429 ``detail`` ("Request was throttled. Expected available in N seconds.",
+    "1 second." singular: DRF's ``Throttled`` message): PostHog's exception handler sends no ``Retry-After``, so
+    the wait is only in the message (``posthog/rate_limit.py``; drf-exceptions-hog ``handler.py``). None when the
+    detail says no wait."""
+    if not isinstance(detail, str):
+        return None
+    match = _THROTTLE_DETAIL.search(detail)
+    return float(match.group(1)) if match else None
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from sandbox.common import ServerThread
 from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig, create_app
+from sandbox.posthog.config import GENERATIONS
 from sync.ledger import Ledger, delete_keys
 from sync.posthog import PostHogClient
 from sync.retry import RetryPolicy
@@ -93,8 +94,24 @@ def emptied(sandbox: PostHogSandbox) -> Iterator[PostHogSandbox]:
 
 @pytest.fixture(scope="session")
 def posthog_server() -> Iterator[PostHogSandbox]:
-    with running_posthog(PostHogSandboxConfig(projects=(1, 2), keys=KEYS, members=MEMBERS)) as sandbox:
+    # Today's PostHog (the stand-in's default generation, no proxy Retry-After); other generations:
+    # ``posthog_generations``.
+    config = PostHogSandboxConfig(projects=(1, 2), keys=KEYS, members=MEMBERS)
+    with running_posthog(config) as sandbox:
         yield sandbox
+
+
+@pytest.fixture(scope="session")
+def posthog_generations() -> Iterator[dict[str, PostHogSandbox]]:
+    """One stand-in per generation of PostHog's accounts API (``seed``, ``transitional``, ``current``), each as
+    PostHog serves it: no proxy adding ``Retry-After``."""
+    with ExitStack() as stack:
+        yield {
+            g: stack.enter_context(
+                running_posthog(PostHogSandboxConfig(projects=(1, 2), keys=KEYS, members=MEMBERS, generation=g))
+            )
+            for g in GENERATIONS
+        }
 
 
 @pytest.fixture

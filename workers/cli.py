@@ -19,6 +19,7 @@ from workers.cli_ops import (
     worker_command,
 )
 from workers.cli_sandbox import sandbox_up
+from workers.cli_setup import setup_posthog
 from workers.demo import demo_command
 from workers.logs import mask_url_password
 from workers.runtime import configured_redis_url
@@ -42,8 +43,9 @@ app.command("status")(status_command)
 app.command("reset")(reset_command)
 app.command("demo")(demo_command)
 app.command("ui")(ui_command)
-setup_app = typer.Typer(help="One-time set-up in a CRM (custom properties crmsync writes).")
+setup_app = typer.Typer(help="One-time set-up in PostHog or a CRM (the custom properties crmsync writes).")
 setup_app.command("hubspot")(setup_hubspot)
+setup_app.command("posthog")(setup_posthog)
 app.add_typer(setup_app, name="setup")
 
 

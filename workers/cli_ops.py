@@ -87,8 +87,9 @@ def worker_command(
     """Run a Celery worker (scale out by running more of them, on any host, against the same Redis)."""
     runtime = runtime_from_env()
     configure_logging(loglevel)
-    # every enabled connector's config, then the PostHog key's scopes: either stops the worker here, named
-    start_checks(runtime, runtime.check_sources, runtime.check_posthog_key)
+    # every enabled connector's config, the PostHog key's scopes, the mapping's custom property definitions:
+    # any stops the worker here, named
+    start_checks(runtime, runtime.check_sources, runtime.check_posthog_key, runtime.check_custom_properties)
     from workers.celery_app import app
 
     node = hostname or default_node_name()

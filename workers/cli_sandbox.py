@@ -14,6 +14,7 @@ from rich.console import Console
 from sandbox.common import ServerThread
 from sandbox.hubspot.cli import webhook_format_option
 from sandbox.hubspot.webhooks import WebhookFormat
+from sandbox.posthog.config import GENERATIONS
 from sandbox.posthog.throttle import parse_throttle_spec
 from sandbox.stack import SandboxStack
 from workers.config import parse_config
@@ -43,6 +44,12 @@ def sandbox_up(
         ),
     ] = "legacy",
     ui_port: Annotated[int, typer.Option(help="Port of the status page (0: any free port).")] = 0,
+    posthog_generation: Annotated[
+        str,
+        typer.Option(
+            help="PostHog API generation the stand-in serves: seed, transitional or current (see docs/posthog.md)."
+        ),
+    ] = "current",
 ) -> None:
     """Start all four stand-ins, seeded, the webhook receiver and the status page; write a config that works at once
     with ``crmsync --config PATH sync all --inline --json``."""
@@ -53,6 +60,8 @@ def sandbox_up(
         throttle = tuple(parse_throttle_spec(spec) for spec in posthog_throttle or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--posthog-throttle") from None
+    if posthog_generation not in GENERATIONS:
+        raise typer.BadParameter(f"expected one of {', '.join(GENERATIONS)}", param_hint="--posthog-generation")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     stack = SandboxStack(
         seed=seed,
@@ -60,6 +69,7 @@ def sandbox_up(
         webhook_port=webhook_port,
         ledger_prefix=ledger_prefix,
         posthog_throttle=throttle,
+        posthog_generation=posthog_generation,
         hubspot_webhook_format=cast(WebhookFormat, webhook_format),
     )
     stack.start()

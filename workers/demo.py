@@ -33,8 +33,10 @@ from sandbox.identities import company, sales_rep_email
 from sandbox.stack import POSTHOG_KEY, SALESFORCE_LOGIN, SandboxStack
 from sync.ledger import delete_keys
 from sync.posthog import AccountFilter, AccountOrdering
+from sync.posthog.relationships import RelationshipApi
+from sync.roles import DEFINITION_NAMES
 from sync.usage_metrics import apply_plan, build_plan, load_metrics_file
-from workers import data
+from workers import data, demo_custom
 from workers.celery_app import configure
 from workers.cli_metrics import plan_table
 from workers.cli_ops import run_enqueued, runs_table
@@ -60,14 +62,18 @@ def _accounts_table(runtime: Runtime, limit: int = 12) -> Table:
     for column in ("account", "SF", "HS", "ST", "owner", "AE", "CSM", "tags"):
         table.add_column(column, no_wrap=column != "account")
     shown = 0
+    on_relationships = runtime.engine.generations.relationships
     for account in runtime.posthog.iter_accounts(AccountFilter(ordering=AccountOrdering.NAME)):
         p = account.properties
         links = [p.sfdc_id, p.hubspot_deal_id, p.stripe_customer_id]
         if sum(1 for link in links if link) < 2:
             continue
-        people = (
-            r.email.split(".rep")[0].split("@")[0] if r else "" for r in (p.account_owner, p.account_executive, p.csm)
-        )
+        if on_relationships:  # today's PostHog: the holders are on the account's relationships (one read each)
+            holders = _holders(runtime, account.id)
+            emails = [holders.get(k) for k in ("account_owner", "account_executive", "csm")]
+        else:
+            emails = [r.email if r else None for r in (p.account_owner, p.account_executive, p.csm)]
+        people = (e.split(".rep")[0].split("@")[0] if e else "" for e in emails)
         table.add_row(account.name, *("✓" if link else "" for link in links), *people, " ".join(sorted(account.tags)))
         shown += 1
         if shown == limit:
@@ -121,9 +127,11 @@ def demo_command() -> None:
             console.rule("1. Full sync of all three CRMs, on the worker")
             full = run_enqueued(runtime, SOURCES, full=True, dry_run=False, quiet=False)
             console.print(runs_table(full))
+            console.print(_roles_line(runtime, full))
+            console.print(demo_custom.values_line(runtime))
 
             console.rule("2. Edits in each CRM and in PostHog, then an incremental sync")
-            edits = _make_edits(stack, runtime)
+            edits = _make_edits(stack, runtime) + demo_custom.set_health_score(runtime)
             for line in edits:
                 console.print(f"  edited {line}")
             incremental = run_enqueued(runtime, SOURCES, full=False, dry_run=False, quiet=False)
@@ -137,6 +145,9 @@ def demo_command() -> None:
                 f"{_counts(incremental, 'unchanged')} unchanged records skipped without a request; "
                 f"outbound: {_counts(outbound, 'pushed')} CRM records updated from PostHog"
             )
+
+            if (landed := demo_custom.health_score_line(runtime)) is not None:
+                console.print(landed)
 
             console.rule("3. A webhook: Stripe edit → signed delivery → refresh on the realtime queue")
             from workers.webhooks import create_webhook_app
@@ -207,11 +218,39 @@ def _make_edits(stack: SandboxStack, runtime: Runtime) -> list[str]:
         ).raise_for_status()
         lines.append(f"Stripe customer {customer}: name")
     account = next(iter(runtime.posthog.iter_accounts(AccountFilter(search="acct-0002"), page_size=5)))
-    props = account.properties.payload()
-    props["csm"] = {"id": 101, "email": sales_rep_email(0)}
-    runtime.posthog.update_account(account.id, properties=props)
-    lines.append(f"PostHog account {account.name}: csm (owned by PostHog, pushed out to its CRMs)")
+    if runtime.engine.generations.relationships:  # today's PostHog: a person assigns the CSM relationship
+        relationships = RelationshipApi(runtime.posthog)
+        definition = next((d for d in relationships.list_definitions() if d.get("name") == "CSM"), None)
+        definition = definition or relationships.create_definition("CSM")
+        relationships.assign(account.id, str(definition["id"]), 101)
+        lines.append(f"PostHog account {account.name}: CSM relationship (owned by PostHog, pushed out to its CRMs)")
+    else:
+        props = account.properties.payload()
+        props["csm"] = {"id": 101, "email": sales_rep_email(0)}
+        runtime.posthog.update_account(account.id, properties=props)
+        lines.append(f"PostHog account {account.name}: csm (owned by PostHog, pushed out to its CRMs)")
     return lines
+
+
+def _holders(runtime: Runtime, account_id: str) -> dict[str, str]:
+    """Role key → holder email, from the account's relationships."""
+    keys = {name: key for key, name in DEFINITION_NAMES.items()}
+    return {
+        keys[r["definition"]["name"]]: str(r["user"]["email"])
+        for r in RelationshipApi(runtime.posthog).active(account_id)
+        if r.get("user") and r["definition"]["name"] in keys
+    }
+
+
+def _roles_line(runtime: Runtime, runs: list[dict[str, Any]]) -> str:
+    """Where the full sync put the role holders: relationships on today's PostHog, ``properties`` before it."""
+    generation = runtime.engine.generations.get()
+    if runtime.engine.generations.relationships:
+        return (
+            f"  roles: PostHog is {generation.value}: {_counts(runs, 'roles_assigned')} holders assigned as "
+            f"relationships ({', '.join(DEFINITION_NAMES.values())}), none sent in properties"
+        )
+    return f"  roles: PostHog is {generation.value}: holders written in each account's properties"
 
 
 def stripe_customer_id(identity: int) -> str:

@@ -16,6 +16,7 @@ from sync.engine import SyncEngine
 from sync.errors import ConfigError
 from sync.ledger import Ledger
 from sync.posthog.client import PostHogClient
+from sync.posthog.custom_properties import require_definitions
 from sync.posthog.scopes import require_scopes
 from sync.ratelimit import BudgetExhausted
 from workers.config import AppConfig, load_config
@@ -94,7 +95,7 @@ class Runtime:
     def check_posthog_key(self) -> None:
         """Start-up check of a worker: raise ``ConfigError`` naming each PostHog scope the key lacks.
 
-        Five harmless probes (``sync/posthog/scopes.py``), so that a key without, say, ``usage_metric:write``
+        Six harmless probes (``sync/posthog/scopes.py``), so that a key without, say, ``usage_metric:write``
         stops the worker at once instead of failing runs one by one later. A client of its own, closed at once:
         the worker forks its pool after this, and children must not share an open connection.
 
@@ -106,6 +107,16 @@ class Runtime:
                 require_scopes(client)
             except BudgetExhausted as exc:
                 log.warning("PostHog scope check skipped: request budget spent", retry_after=exc.retry_after)
+
+    def check_custom_properties(self) -> None:
+        """Start-up check of a worker: every custom property definition the mapping declares exists in PostHog,
+        with the declared type (one list request; none without ``custom.*`` fields). A missing one raises
+        ``ConfigError`` naming the mapping key (``crmsync setup posthog`` creates it)."""
+        with PostHogClient(self.settings, budget=self.posthog_budget) as client:
+            try:
+                require_definitions(client, self.config.mapping)
+            except BudgetExhausted as exc:
+                log.warning("custom property check skipped: request budget spent", retry_after=exc.retry_after)
 
     def streams(self, source: str) -> list[str]:
         """The streams of ``source`` that have a mapping (in the connector's order)."""

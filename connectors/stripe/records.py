@@ -7,7 +7,8 @@
   ``status_priority`` among its current subscriptions, the newest on a tie; with none current, its newest
   ended one: ``canceled``/``incomplete_expired``; ``None`` with no subscription at all);
 - ``subscription``: ``{"id", "status", "created", "ended_at", "price"}`` of that subscription, or ``None``;
-- ``email_domain``: the domain of ``email`` (the name's fallback: a customer without a name is named after it).
+- ``email_domain``: the domain of ``email`` (the name's fallback: a customer without a name is named after it);
+- ``mrr``: monthly recurring revenue in major units (``monthly_revenue``), ``None`` without a billing subscription.
 
 ``link_rank`` orders customers that resolve to one account: a status earlier in ``link_statuses`` first, then
 the newest customer (or the oldest, per ``link_tiebreak``). ``version`` is a modification time in epoch ms:
@@ -64,6 +65,42 @@ def _summary(subscription: Mapping[str, Any] | None) -> JSON | None:
     }
 
 
+MRR_STATUSES = ("active", "past_due")
+"""Subscriptions that bill: a trial has not paid yet, an unpaid/paused/incomplete one does not bill now."""
+ZERO_DECIMAL = frozenset(
+    ("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf")
+)
+"""Currencies whose amounts Stripe gives in major units already (docs.stripe.com/currencies#zero-decimal)."""
+_PER_MONTH = {"day": 365 / 12, "week": 52 / 12, "month": 1.0, "year": 1 / 12}
+
+
+def monthly_revenue(subscriptions: Sequence[Mapping[str, Any]]) -> float | None:
+    """Sum over billing subscriptions' items of the price's ``unit_amount`` (or ``unit_amount_decimal``) times
+    ``quantity``, normalised to a month by ``recurring.interval``/``interval_count``, in major units (cents / 100
+    except zero-decimal currencies), rounded to cents. Items without a per-unit amount (tiered prices, metered
+    usage) add nothing; ``None`` when no subscription bills."""
+    total: float | None = None
+    for sub in subscriptions:
+        if sub.get("status") not in MRR_STATUSES:
+            continue
+        total = total or 0.0
+        for item in (sub.get("items") or {}).get("data") or []:
+            price = item.get("price") or {}
+            recurring = price.get("recurring") or {}
+            if recurring.get("usage_type", "licensed") != "licensed":
+                continue
+            amount = price.get("unit_amount")
+            if amount is None and price.get("unit_amount_decimal") is not None:
+                amount = float(price["unit_amount_decimal"])
+            per_month = _PER_MONTH.get(str(recurring.get("interval")))
+            if amount is None or per_month is None:
+                continue
+            unit = 1 if str(price.get("currency", "")).lower() in ZERO_DECIMAL else 100
+            count = int(recurring.get("interval_count") or 1)
+            total += float(amount) * int(item.get("quantity") or 1) * per_month / count / unit
+    return None if total is None else round(total, 2)
+
+
 def link_rank(customer: Mapping[str, Any], status: str | None, config: StripeConfig) -> int:
     """Higher keeps the account's link: preferred status tier first, then creation time."""
     preferred: tuple[str, ...] = config.link_statuses
@@ -99,6 +136,7 @@ def customer_record(
     fields["email_domain"] = domain_of(email) if isinstance(email, str) else None
     fields["subscription_status"] = status
     fields["subscription"] = _summary(chosen)
+    fields["mrr"] = monthly_revenue(current)
     seen = [*current, *([ended] if ended is not None else [])]
     stamps = _timestamps(customer, seen)
     if event_time is not None:

@@ -8,17 +8,22 @@ A FastAPI app that answers like PostHog's own Django REST Framework views, as re
 - ``/api/projects/{project_id}/groups_types/{group_type_index}/metrics/`` and ``.../{id}/``: list,
   create, retrieve, PATCH, PUT, DELETE.
 - ``GET /api/organizations/@current/members/``: paginated memberships.
+- Beyond the seed generation's routes (``PostHogSandboxConfig.generation``, ``docs/posthog.md`` "Three generations
+  of the accounts API"): accounts under ``/api/projects/``, the project with its ``organization``, members by
+  organisation id, relationships (``relationship_api``) and custom properties (``custom_property_api``).
 
 Every path also answers without its trailing slash (no redirect). Errors are drf-exceptions-hog bodies
 ``{type, code, detail, attr}``; bodies are parsed like DRF's ``request.data`` (unknown keys ignored).
 Admin routes (exempt from faults and counters): the shared ``/_sandbox/{health,stats,faults,reset}`` plus
 ``POST /_sandbox/seed`` (bulk accounts from ``sandbox.identities``), ``POST /_sandbox/members``,
-``POST /_sandbox/throttle`` ``{"rates": ["480/60", "4800/3600"]}`` (``GET``: the rates and each key's use) and
-``GET /_sandbox/info``.
+``POST /_sandbox/throttle`` ``{"rates": ["480/60", "4800/3600"]}`` (``GET``: the rates and each key's use),
+``GET /_sandbox/info``, ``GET /_sandbox/events`` (PostHog's account events), ``POST /_sandbox/relationship_controls``
+and ``POST /_sandbox/custom_property_sources``.
 
 Throttling (off unless ``PostHogSandboxConfig.throttle`` or ``POST /_sandbox/throttle`` sets rates) follows
-PostHog's ``rate_limit.py``: sliding windows per personal API key, answered 429 ``throttled_error`` with
-``Retry-After`` (``sandbox/posthog/throttle.py``); ``/_sandbox/stats`` counts those 429s as ``throttled``.
+PostHog's ``rate_limit.py``: sliding windows per personal API key, answered 429 ``throttled_error`` without
+``Retry-After`` unless ``proxy_retry_after`` (``sandbox/posthog/throttle.py``); ``/_sandbox/stats`` counts those
+429s as ``throttled``.
 
 Deliberate deviations from PostHog, each where PostHog answers a 500 (schemathesis must find none):
 
@@ -59,9 +64,15 @@ from sandbox.posthog.config import (
     parse_key_spec,
     parse_member_spec,
 )
-from sandbox.posthog.errors import ApiError, fault_response, method_not_allowed, not_found, server_error
+from sandbox.posthog.custom_properties import CustomPropertyStore
+from sandbox.posthog.custom_property_api import CustomPropertyApi
+from sandbox.posthog.errors import ApiError, fault_responder, method_not_allowed, not_found, server_error
+from sandbox.posthog.hogql import QUERY, QueryApi
 from sandbox.posthog.members import MemberDirectory
+from sandbox.posthog.relationship_api import RelationshipApi
+from sandbox.posthog.relationships import RelationshipStore
 from sandbox.posthog.routes import Handler
+from sandbox.posthog.routes_extra import custom_property_operations, extra_operations
 from sandbox.posthog.schemas import PATCH_MODELS, REQUEST_MODELS
 from sandbox.posthog.service import PostHogApi
 from sandbox.posthog.store import PostHogStore
@@ -108,6 +119,24 @@ class ThrottleRequest(BaseModel):
     rates: list[str] = Field(default_factory=list)
 
 
+class ControlRequest(BaseModel):
+    """``POST /_sandbox/relationship_controls``: a person takes control of a role on an account (PostHog's
+    ``enroll_role``, migration 0053); the definition becomes ``is_controlled``."""
+
+    account_id: str
+    definition_id: str
+
+
+class SourceRequest(BaseModel):
+    """``POST /_sandbox/custom_property_sources``: bind a definition to a data-warehouse view column, as PostHog's
+    own sync does (``enabled: false`` unbinds it). A bound definition refuses API writes."""
+
+    definition_id: str
+    source_column: str = "value"
+    key_column: str = "external_id"
+    enabled: bool = True
+
+
 class MemberRequest(BaseModel):
     """``POST /_sandbox/members``: add (or replace, by id) an organisation member."""
 
@@ -115,11 +144,47 @@ class MemberRequest(BaseModel):
     email: str
     first_name: str = ""
     last_name: str = ""
+    level: int = 1
 
 
 def _install_admin(
-    app: FastAPI, config: PostHogSandboxConfig, store: PostHogStore, members: MemberDirectory, throttle: Throttle
+    app: FastAPI,
+    config: PostHogSandboxConfig,
+    store: PostHogStore,
+    members: MemberDirectory,
+    throttle: Throttle,
+    relationships: RelationshipStore,
+    custom: CustomPropertyStore,
 ) -> None:
+    @app.post(f"{ADMIN_PREFIX}/custom_property_sources", include_in_schema=False)
+    def _source(request: SourceRequest) -> dict[str, bool]:
+        source = None
+        if request.enabled:
+            source = {
+                "id": request.definition_id,
+                "definition": request.definition_id,
+                "saved_query": None,
+                "source_column": request.source_column,
+                "key_column": request.key_column,
+                "is_enabled": True,
+                "consecutive_failures": 0,
+                "last_synced_at": None,
+                "last_sync_error": None,
+            }
+        return {"ok": custom.set_source(request.definition_id, source)}
+
+    @app.get(f"{ADMIN_PREFIX}/events", include_in_schema=False)
+    def _events(event: str | None = None) -> list[dict[str, Any]]:
+        return store.events.listing(event)
+
+    @app.post(f"{ADMIN_PREFIX}/relationship_controls", include_in_schema=False)
+    def _control(request: ControlRequest) -> dict[str, str]:
+        return {"controlled_at": relationships.control(request.account_id, request.definition_id)}
+
+    @app.get(f"{ADMIN_PREFIX}/relationship_controls/{{account_id}}", include_in_schema=False)
+    def _controls(account_id: str) -> dict[str, str]:
+        return relationships.controls(account_id)
+
     @app.post(f"{ADMIN_PREFIX}/seed", include_in_schema=False)
     def _seed(request: SeedRequest) -> dict[str, int]:
         project_id = request.project_id if request.project_id is not None else config.projects[0]
@@ -128,7 +193,7 @@ def _install_admin(
 
     @app.post(f"{ADMIN_PREFIX}/members", include_in_schema=False)
     def _member(request: MemberRequest) -> dict[str, bool]:
-        members.put(Member(request.id, request.email, request.first_name, request.last_name))
+        members.put(Member(request.id, request.email, request.first_name, request.last_name, request.level))
         return {"ok": True}
 
     @app.post(f"{ADMIN_PREFIX}/throttle", include_in_schema=False)
@@ -158,6 +223,9 @@ def _install_admin(
             "members": [m["user"] for m in members.listing()],
             "db_path": config.db_path,
             "throttle": [str(r) for r in throttle.rates],
+            "generation": config.generation,
+            "organization": config.organization_id,
+            "proxy_retry_after": config.proxy_retry_after,
         }
 
 
@@ -219,20 +287,58 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
     if not config.projects:
         raise ValueError("PostHogSandboxConfig.projects must name at least one project")
     store = PostHogStore(config.db_path)
-    members = MemberDirectory(config.members)
+    owner = config.key_owner if config.generation != "seed" else None
+    members = MemberDirectory(config.members, owner)
     throttle = Throttle(config.throttle)
-    api = PostHogApi(store, KeyRing(config.keys), frozenset(config.projects), members, throttle, config.tagging)
+    api = PostHogApi(
+        store,
+        KeyRing(config.keys),
+        frozenset(config.projects),
+        members,
+        throttle,
+        config.tagging,
+        generation=config.generation,
+        proxy_retry_after=config.proxy_retry_after,
+        organization_id=config.organization_id,
+    )
+    relationship_store = RelationshipStore(store)
+    relationship_api = RelationshipApi(api, relationship_store)
+    custom_store = CustomPropertyStore(store)
+    custom_api = CustomPropertyApi(api, custom_store)
+
+    def sync_roles(project_id: int, account: dict[str, Any]) -> None:
+        def resolve(user_id: Any) -> tuple[int, str] | None:
+            try:
+                member = members.get(int(user_id))
+            except (TypeError, ValueError, OverflowError):
+                return None
+            return None if member is None else (member.id, member.email)
+
+        relationship_store.sync_from_properties(project_id, account, resolve, api.actor())
+
+    api.sync_roles = sync_roles
     app = FastAPI(
         title="PostHog Customer API (crmsync stand-in)",
         version="1.0.0",
         description="Accounts, group-type usage metrics and organisation members, as PostHog serves them.",
         redirect_slashes=False,
     )
-    for spec in routes.operations(api):
+    operations = [
+        *routes.operations(api),
+        *extra_operations(api, relationship_api, config.generation),
+        *custom_property_operations(custom_api, config.generation),
+    ]
+    for spec in operations:
         options = spec.fastapi_options()
         app.add_api_route(spec.path, _endpoint(spec.handler), methods=[spec.method], **options)
         options.update(include_in_schema=False, operation_id=None)
         app.add_api_route(spec.path.rstrip("/"), _endpoint(spec.handler), methods=[spec.method], **options)
+
+    # the query API is PostHog's core (every generation): here it answers crmsync's change-events query
+    queries = QueryApi(api)
+    for path, method, handler in [(QUERY, "POST", queries.query)]:
+        app.add_api_route(path, _endpoint(handler), methods=[method], include_in_schema=False)
+        app.add_api_route(path.rstrip("/"), _endpoint(handler), methods=[method], include_in_schema=False)
 
     def reset() -> None:
         store.reset()
@@ -243,8 +349,15 @@ def create_app(config: PostHogSandboxConfig = PostHogSandboxConfig()) -> FastAPI
     app.state.store = store
     app.state.members = members
     app.state.throttle = throttle
-    app.state.kit = install_sandbox(app, fault_response, reset)
-    _install_admin(app, config, store, members, throttle)
+    app.state.relationships = relationship_store
+    app.state.kit = install_sandbox(
+        app,
+        fault_responder(retry_after=config.proxy_retry_after),
+        reset,
+        retry_after_header=config.proxy_retry_after,
+    )
+    app.state.custom_properties = custom_store
+    _install_admin(app, config, store, members, throttle, relationship_store, custom_store)
     _install_errors(app)
     _install_openapi(app)
     return app

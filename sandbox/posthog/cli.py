@@ -6,7 +6,13 @@ import typer
 import uvicorn
 
 from sandbox.posthog.app import create_app
-from sandbox.posthog.config import PostHogSandboxConfig, parse_key_spec, parse_member_spec
+from sandbox.posthog.config import (
+    GENERATIONS,
+    LEVEL_OWNER,
+    PostHogSandboxConfig,
+    parse_key_spec,
+    parse_member_spec,
+)
 from sandbox.posthog.throttle import parse_throttle_spec
 
 DEFAULT_KEY_SPEC = "phx_sandbox=*"
@@ -29,6 +35,20 @@ def run_posthog(
         help="Throttle every personal API key to N requests per SECONDS, as PostHog does (repeat; PostHog's own: "
         "--throttle 480/60 --throttle 4800/3600). Off when not given.",
     ),
+    generation: str = typer.Option(
+        "current",
+        "--generation",
+        help="PostHog API generation to serve: seed (the public docs page), transitional (roles in properties, "
+        "mirrored into relationships) or current (roles on relationships, custom properties).",
+    ),
+    proxy_retry_after: bool = typer.Option(
+        False,
+        "--proxy-retry-after",
+        help="Add Retry-After to a throttled 429, as a proxy in front of PostHog might (PostHog itself does not).",
+    ),
+    key_owner_level: int = typer.Option(
+        LEVEL_OWNER, "--key-owner-level", help="Membership level of the keys' user: 1 member, 8 admin, 15 owner."
+    ),
     no_tagging: bool = typer.Option(
         False,
         "--no-tagging",
@@ -42,6 +62,8 @@ def run_posthog(
         rates = tuple(parse_throttle_spec(spec) for spec in (throttle or []))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if generation not in GENERATIONS:
+        raise typer.BadParameter(f"expected one of {', '.join(GENERATIONS)}", param_hint="--generation")
     config = PostHogSandboxConfig(
         db_path=db,
         projects=tuple(project or [1]),
@@ -49,6 +71,9 @@ def run_posthog(
         members=members,
         throttle=rates,
         tagging=not no_tagging,
+        generation=generation,
+        proxy_retry_after=proxy_retry_after,
+        key_owner_level=key_owner_level,
     )
     app = create_app(config)
     url = f"http://{host}:{port}"
@@ -59,6 +84,7 @@ def run_posthog(
         typer.echo(f"  key {api_key.key}: scopes {','.join(api_key.scopes)} on {where}")
     for m in members:
         typer.echo(f"  member {m.id}: {m.email}")
+    typer.echo(f"  generation: {generation}  (organization {config.organization_id})")
     typer.echo(f"  tagging: {'off (tags dropped, as without the tagging feature)' if no_tagging else 'on'}")
     typer.echo(f"  throttle: {', '.join(str(r) for r in rates) + ' (requests/seconds) per key' if rates else 'off'}")
     typer.echo(

@@ -9,8 +9,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from sandbox.posthog.throttle import ThrottleRate
+
+Generation = Literal["seed", "transitional", "current"]
+GENERATIONS: tuple[Generation, ...] = ("seed", "transitional", "current")
+"""PostHog's accounts API as it was served over time (``docs/posthog.md``, "Three generations of the accounts
+API"): ``seed`` the public docs page, ``transitional`` from migration 0013 (2026-07-03, roles mirrored into
+relationships), ``current`` after the relationship cutover (roles refused in ``properties``)."""
+
+LEVEL_MEMBER = 1
+LEVEL_ADMIN = 8
+LEVEL_OWNER = 15
+"""PostHog's ``OrganizationMembership.Level`` values."""
+SANDBOX_ORGANIZATION_ID = "0190f3a5-7c00-7000-8000-000000000001"
 
 SANDBOX_USER_ID = 1
 """The user that owns every configured key: ``created_by`` of everything created through the API."""
@@ -40,6 +53,11 @@ class Member:
     email: str
     first_name: str = ""
     last_name: str = ""
+    level: int = LEVEL_MEMBER
+
+
+KEY_OWNER = Member(SANDBOX_USER_ID, "owner@posthog-sandbox.test", "Sandbox", "Owner", LEVEL_OWNER)
+"""The user every configured key belongs to: an organisation owner unless ``key_owner_level`` says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,18 @@ class PostHogSandboxConfig:
     members: tuple[Member, ...] = ()
     throttle: tuple[ThrottleRate, ...] = ()
     tagging: bool = True  # False: an organisation without PostHog's paid tagging feature (tags dropped, [] shown)
+    generation: Generation = "current"
+    proxy_retry_after: bool = False  # True: act as a proxy in front of PostHog that adds Retry-After to a 429
+    key_owner_level: int = LEVEL_OWNER  # the keys' user's membership level (8+ may change email matching lists)
+    organization_id: str = SANDBOX_ORGANIZATION_ID
+
+    def __post_init__(self) -> None:
+        if self.generation not in GENERATIONS:
+            raise ValueError(f"PostHogSandboxConfig.generation must be one of {', '.join(GENERATIONS)}")
+
+    @property
+    def key_owner(self) -> Member:
+        return Member(KEY_OWNER.id, KEY_OWNER.email, KEY_OWNER.first_name, KEY_OWNER.last_name, self.key_owner_level)
 
 
 def parse_key_spec(spec: str) -> ApiKey:

@@ -12,6 +12,7 @@ Only the first error is reported. Types by cause (as PostHog's handler maps DRF 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from fastapi.responses import JSONResponse, Response
 
@@ -52,6 +53,17 @@ def not_found() -> ApiError:
     return ApiError(404, "invalid_request", "not_found", "Not found.")
 
 
+class ShortNotFound(ApiError):
+    """A current-generation view's own 404, ``Response({"detail": "Not found."}, status=404)``: it never
+    reaches drf-exceptions-hog, so the body is that one key."""
+
+    def __init__(self) -> None:
+        super().__init__(404, "invalid_request", "not_found", "Not found.")
+
+    def body(self) -> dict[str, str | None]:
+        return {"detail": self.detail}
+
+
 def parse_error(reason: str) -> ApiError:
     return ApiError(400, "invalid_request", "parse_error", f"JSON parse error - {reason}")
 
@@ -89,21 +101,33 @@ def server_error() -> ApiError:
     return ApiError(500, "server_error", "error", "A server error occurred.")
 
 
-def throttled(wait_s: float | None) -> ApiError:
-    """DRF's ``Throttled`` as PostHog renders it: the wait rounded up to whole seconds in the detail and in
-    ``Retry-After`` (both left out when there is no wait, as drf-exceptions-hog does)."""
+def throttled(wait_s: float | None, *, retry_after: bool = False) -> ApiError:
+    """DRF's ``Throttled`` as PostHog renders it: the wait rounded up to whole seconds, in the detail only.
+
+    drf-exceptions-hog builds its own response and drops the ``Retry-After`` header DRF would set, so PostHog
+    answers without one. ``retry_after=True`` acts as a proxy in front of PostHog that adds it (the stand-in's
+    ``proxy_retry_after`` switch).
+    """
     detail = "Request was throttled."
     headers: dict[str, str] = {}
     wait = math.ceil(wait_s) if wait_s is not None else None
     if wait:
         unit = "second" if wait == 1 else "seconds"
         detail = f"Request was throttled. Expected available in {wait} {unit}."
-        headers["Retry-After"] = str(wait)
+        if retry_after:
+            headers["Retry-After"] = str(wait)
     return ApiError(429, "throttled_error", "throttled", detail, headers=headers)
 
 
-def fault_response(status: int, retry_after_s: float) -> Response:
+def fault_responder(*, retry_after: bool) -> Callable[[int, float], Response]:
     """The ``FaultResponder`` for ``install_sandbox``: DRF's throttle body for 429, PostHog's 500 otherwise."""
-    if status != 429:
-        return server_error().response()
-    return throttled(retry_after_s if retry_after_s > 0 else None).response()
+
+    def respond(status: int, retry_after_s: float) -> Response:
+        if status != 429:
+            return server_error().response()
+        return throttled(retry_after_s if retry_after_s > 0 else None, retry_after=retry_after).response()
+
+    return respond
+
+
+fault_response = fault_responder(retry_after=False)

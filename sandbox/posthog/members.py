@@ -1,4 +1,4 @@
-"""The sandbox organisation's members, served by ``GET /api/organizations/@current/members/``.
+"""The sandbox organisation's members, served by ``GET /api/organizations/{@current|<id>}/members/``.
 
 Members come from the config (and ``POST /_sandbox/members``); they live in memory, not in SQLite, and a
 reset goes back to the configured list. Ids, uuids and dates are derived from the user id, so a member
@@ -35,7 +35,7 @@ def member_out(member: Member, position: int) -> dict[str, Any]:
             "email": member.email,
             "is_email_verified": True,
         },
-        "level": MEMBER_LEVEL,
+        "level": member.level,
         "joined_at": joined,
         "updated_at": joined,
         "is_2fa_enabled": False,
@@ -46,8 +46,9 @@ def member_out(member: Member, position: int) -> dict[str, Any]:
 class MemberDirectory:
     """Thread-safe list of members, keyed by user id (a re-added id replaces its entry in place)."""
 
-    def __init__(self, members: Iterable[Member]) -> None:
-        self._configured = tuple(members)
+    def __init__(self, members: Iterable[Member], owner: Member | None = None) -> None:
+        self.owner = owner
+        self._configured = ((owner,) if owner is not None else ()) + tuple(members)
         self._lock = threading.Lock()
         self._members: dict[int, Member] = {m.id: m for m in self._configured}
 
@@ -59,8 +60,14 @@ class MemberDirectory:
         with self._lock:
             self._members = {m.id: m for m in self._configured}
 
-    def listing(self) -> list[dict[str, Any]]:
-        """Every membership, newest ``joined_at`` first (all members share one level)."""
+    def get(self, user_id: int) -> Member | None:
         with self._lock:
-            members = list(self._members.values())
-        return [member_out(m, position) for position, m in reversed(list(enumerate(members)))]
+            return self._members.get(user_id)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every membership ordered as PostHog's ``OrganizationMemberViewSet``: ``level``, then newest
+        ``joined_at`` first."""
+        with self._lock:
+            members = list(enumerate(self._members.values()))
+        members.sort(key=lambda item: (item[1].level, -item[0]))
+        return [member_out(m, position) for position, m in members]

@@ -32,12 +32,19 @@ class AccountQuery:
     roles: dict[str, RoleFilter] = field(default_factory=dict)
     all_roles_unassigned: bool = False
     ordering: str = DEFAULT_ORDERING
+    roles_in_relationships: bool = False  # current: "no user actively holds any relationship"
+    hide_churned: bool = False  # current: churned accounts hidden unless include_churned=true
 
 
-def parse_account_query(params: Mapping[str, str]) -> AccountQuery:
-    """Read ``search``, ``tags``, the role filters, ``all_roles_unassigned`` and ``ordering``."""
+def parse_account_query(params: Mapping[str, str], *, current: bool = False) -> AccountQuery:
+    """Read ``search``, ``tags``, the role filters, ``all_roles_unassigned`` and ``ordering``.
+
+    ``current``: PostHog's current ``AccountViewSet.list`` reads no role filters (unknown query parameters are
+    ignored, so ``?csm=7`` returns everything), takes ``all_roles_unassigned`` from the relationship rows and
+    hides churned accounts unless ``include_churned`` is the text ``true`` (any case).
+    """
     roles: dict[str, RoleFilter] = {}
-    for role in ROLE_KEYS:
+    for role in () if current else ROLE_KEYS:
         value = params.get(role)
         if value == "unassigned":
             roles[role] = "unassigned"
@@ -51,6 +58,8 @@ def parse_account_query(params: Mapping[str, str]) -> AccountQuery:
         roles=roles,
         all_roles_unassigned=params.get("all_roles_unassigned", "").lower() == "true",
         ordering=ordering if ordering in ORDERINGS else DEFAULT_ORDERING,
+        roles_in_relationships=current,
+        hide_churned=current and params.get("include_churned", "").lower() != "true",
     )
 
 

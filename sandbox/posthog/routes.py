@@ -20,6 +20,7 @@ from sandbox.posthog.query import ORDERINGS
 from sandbox.posthog.schemas import (
     Account,
     ErrorBody,
+    NotFoundBody,
     PaginatedAccountList,
     PaginatedOrganizationMemberList,
     PaginatedUsageMetricList,
@@ -36,7 +37,7 @@ _ERRORS = {
     401: "No personal API key, or an invalid one",
     403: "The key lacks the scope, or may not access this project",
     404: "Unknown project, group type index or object",
-    409: "Another account of the project has this external_id",
+    409: "Another object of the project has this external_id or name",
     415: "The body is not JSON",
 }
 
@@ -101,7 +102,10 @@ class Operation:
         return {
             "status_code": self.status_code,
             "response_model": self.response_model,
-            "responses": {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in self.errors},
+            "responses": {
+                code: {"model": NotFoundBody if code == 404 else ErrorBody, "description": _ERRORS[code]}
+                for code in self.errors
+            },
             "openapi_extra": extra,
             "operation_id": self.operation_id,
             "summary": self.summary,
@@ -131,7 +135,7 @@ class Resource:
     patch_body: str
 
 
-def _model_viewset(res: Resource, handlers: Handlers) -> list[Operation]:
+def model_viewset(res: Resource, handlers: Handlers) -> list[Operation]:
     list_, create, retrieve, partial_update, update, destroy = handlers
     item = res.collection + "{id}/"
     item_params = (*res.scope_params, OBJECT_ID)
@@ -196,7 +200,7 @@ METRIC_RESOURCE = Resource(
 
 
 def operations(api: PostHogApi) -> list[Operation]:
-    """Every public operation of the stand-in, in documentation order."""
+    """The seed generation's public operations, in documentation order (``routes_extra`` adds the rest)."""
     accounts = (
         api.list_accounts,
         api.create_account,
@@ -225,4 +229,4 @@ def operations(api: PostHogApi) -> list[Operation]:
         parameters=tuple(PAGINATION),
         tag="organization_members",
     )
-    return [*_model_viewset(ACCOUNT_RESOURCE, accounts), *_model_viewset(METRIC_RESOURCE, metrics), members]
+    return [*model_viewset(ACCOUNT_RESOURCE, accounts), *model_viewset(METRIC_RESOURCE, metrics), members]

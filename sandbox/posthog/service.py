@@ -15,14 +15,16 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from sandbox.posthog import generations
 from sandbox.posthog.auth import KeyRing, RequestBody, authorize
-from sandbox.posthog.config import SANDBOX_USER_ID, ApiKey
-from sandbox.posthog.errors import ApiError, conflict, not_found, throttled
-from sandbox.posthog.members import MemberDirectory
+from sandbox.posthog.config import LEVEL_ADMIN, SANDBOX_USER_ID, ApiKey, Generation
+from sandbox.posthog.errors import ApiError, ShortNotFound, conflict, not_found, throttled
+from sandbox.posthog.events import Actor
+from sandbox.posthog.members import MemberDirectory, member_out
 from sandbox.posthog.query import Page, page_links, parse_account_query, parse_page
 from sandbox.posthog.store import DuplicateExternalId, DuplicateMetricName, PostHogStore
 from sandbox.posthog.throttle import Throttle, key_ident
-from sandbox.posthog.validation import metric_name_taken, validate_account, validate_metric
+from sandbox.posthog.validation import integer_field, metric_name_taken, validate_metric
 
 GROUP_TYPE_INDEX_MAX = 2_147_483_647
 
@@ -50,7 +52,7 @@ def _object_id(raw: str) -> str:
         raise not_found() from None
 
 
-def _page_response(request: Request, page: Page, count: int, results: list[dict[str, Any]]) -> JSONResponse:
+def page_response(request: Request, page: Page, count: int, results: list[dict[str, Any]]) -> JSONResponse:
     next_url, previous_url = page_links(str(request.url), page, count)
     return JSONResponse({"count": count, "next": next_url, "previous": previous_url, "results": results})
 
@@ -72,8 +74,15 @@ class PostHogApi:
         members: MemberDirectory,
         throttle: Throttle | None = None,
         tagging: bool = True,
+        generation: Generation = "seed",
+        proxy_retry_after: bool = False,
+        organization_id: str = "",
     ) -> None:
         self.tagging = tagging
+        self.generation: Generation = generation
+        self.proxy_retry_after = proxy_retry_after
+        self.organization_id = organization_id
+        self.sync_roles: Any = None  # transitional: set by the app to the relationship mirror
         self.store = store
         self.keys = keys
         self.projects = projects
@@ -104,7 +113,7 @@ class PostHogApi:
         if source != "body":
             wait = self.throttle.check(key_ident(key.key))
             if wait is not None:
-                raise throttled(wait)
+                raise throttled(wait, retry_after=self.proxy_retry_after)
         return key
 
     def _project(self, request: Request, body: RequestBody, scope_object: str, *, write: bool) -> int:
@@ -113,6 +122,37 @@ class PostHogApi:
         if project_id is None or project_id not in self.projects:
             raise not_found()
         return project_id
+
+    # Shared by the sibling handler modules (relationships, custom properties)
+
+    def project(self, request: Request, body: RequestBody, scope_object: str, *, write: bool) -> int:
+        return self._project(request, body, scope_object, write=write)
+
+    def not_found(self) -> ApiError:
+        """A view's own 404 for a missing object: ``{"detail": "Not found."}`` on current."""
+        return ShortNotFound() if self.generation == "current" else not_found()
+
+    def found(self, item: dict[str, Any] | None) -> dict[str, Any]:
+        if item is None:
+            raise self.not_found()
+        return item
+
+    def object_id(self, raw: str) -> str:
+        try:
+            return str(uuid.UUID(raw))
+        except ValueError:
+            raise self.not_found() from None
+
+    @staticmethod
+    def integer(value: Any, attr: str) -> int:
+        return integer_field(value, attr, min_value=-(2**63), max_value=2**63 - 1)
+
+    def actor(self) -> Actor:
+        """The keys' user (a person, ``actor_type`` ``user``), as PostHog's events name them."""
+        owner = self.members.owner
+        if owner is None:
+            return Actor(SANDBOX_USER_ID, "", "")
+        return Actor(owner.id, owner.email, member_out(owner, 0)["user"]["distinct_id"])
 
     # Accounts
 
@@ -123,39 +163,59 @@ class PostHogApi:
 
     def _shown(self, account: dict[str, Any]) -> dict[str, Any]:
         """...and its ``to_representation`` answers ``tags: []`` for every object of such an organisation."""
+        account = generations.shown(account, self.generation)
         return account if self.tagging else {**account, "tags": []}
+
+    def _validated(self, body: RequestBody, *, partial: bool) -> dict[str, Any]:
+        fields = generations.validate_account_body(body.data(), partial=partial, generation=self.generation)
+        return self._taggable(fields)
+
+    def _mirror_roles(self, project_id: int, account: dict[str, Any]) -> None:
+        """Transitional: the JSON role keys are copied into relationship rows after every account write."""
+        if self.generation == "transitional" and self.sync_roles is not None:
+            self.sync_roles(project_id, account)
 
     def list_accounts(self, request: Request, body: RequestBody) -> Response:
         project_id = self._project(request, body, "account", write=False)
-        query = parse_account_query(request.query_params)
+        query = parse_account_query(request.query_params, current=self.generation == "current")
         page = parse_page(request.query_params)
         count, results = self.store.list_accounts(project_id, query, page)
-        return _page_response(request, page, count, [self._shown(a) for a in results])
+        return page_response(request, page, count, [self._shown(a) for a in results])
 
     def create_account(self, request: Request, body: RequestBody) -> Response:
         project_id = self._project(request, body, "account", write=True)
-        fields = self._taggable(validate_account(body.data(), partial=False))
+        fields = self._validated(body, partial=False)
         try:
             account = self.store.create_account(project_id, fields, SANDBOX_USER_ID)
         except DuplicateExternalId:
             raise external_id_conflict() from None
+        self._mirror_roles(project_id, account)
         return JSONResponse(self._shown(account), status_code=201)
 
     def retrieve_account(self, request: Request, body: RequestBody) -> Response:
         project_id = self._project(request, body, "account", write=False)
-        account_id = _object_id(request.path_params["id"])
-        return JSONResponse(self._shown(_found(self.store.get_account(project_id, account_id))))
+        account_id = self.object_id(request.path_params["id"])
+        return JSONResponse(self._shown(self.found(self.store.get_account(project_id, account_id))))
 
     def _update_account(self, request: Request, body: RequestBody, *, partial: bool) -> Response:
         project_id = self._project(request, body, "account", write=True)
-        account_id = _object_id(request.path_params["id"])
-        _found(self.store.get_account(project_id, account_id))
-        fields = self._taggable(validate_account(body.data(), partial=partial))
+        account_id = self.object_id(request.path_params["id"])
+        stored = self.found(self.store.get_account(project_id, account_id))
+        fields = self._validated(body, partial=partial)
+        if (
+            self.generation == "current"
+            and "properties" in fields
+            and (self.members.owner is None or self.members.owner.level < LEVEL_ADMIN)
+            and generations.matching_lists_changed(stored["properties"], fields["properties"])
+        ):
+            raise generations.forbidden_matching_update()
         try:
             account = self.store.update_account(project_id, account_id, fields)
         except DuplicateExternalId:
             raise external_id_conflict() from None
-        return JSONResponse(self._shown(_found(account)))
+        account = self.found(account)
+        self._mirror_roles(project_id, account)
+        return JSONResponse(self._shown(account))
 
     def partial_update_account(self, request: Request, body: RequestBody) -> Response:
         return self._update_account(request, body, partial=True)
@@ -165,9 +225,9 @@ class PostHogApi:
 
     def destroy_account(self, request: Request, body: RequestBody) -> Response:
         project_id = self._project(request, body, "account", write=True)
-        account_id = _object_id(request.path_params["id"])
+        account_id = self.object_id(request.path_params["id"])
         if not self.store.delete_account(project_id, account_id):
-            raise not_found()
+            raise self.not_found()
         return Response(status_code=204)
 
     # Group-type usage metrics
@@ -180,7 +240,7 @@ class PostHogApi:
         project_id, index = self._group(request, body, write=False)
         page = parse_page(request.query_params)
         count, results = self.store.list_metrics(project_id, index, page)
-        return _page_response(request, page, count, results)
+        return page_response(request, page, count, results)
 
     def create_metric(self, request: Request, body: RequestBody) -> Response:
         project_id, index = self._group(request, body, write=True)
@@ -220,11 +280,27 @@ class PostHogApi:
             raise not_found()
         return Response(status_code=204)
 
-    # Organisation members
+    # Projects and organisation members
+
+    def retrieve_project(self, request: Request, body: RequestBody) -> Response:
+        """``GET /api/projects/{id}/``: the fields of PostHog's ``ProjectBackwardCompatSerializer`` a client
+        needs, among them ``organization`` (the organisation's UUID), which names the members to list."""
+        project_id = self._project(request, body, "project", write=False)
+        return JSONResponse(
+            {
+                "id": project_id,
+                "organization": self.organization_id,
+                "name": f"Project {project_id}",
+                "created_at": "2024-01-01T00:00:00.000000Z",
+            }
+        )
 
     def list_members(self, request: Request, body: RequestBody) -> Response:
         self._admit(request, body, "organization_member", write=False, project_id=None, project_level=False)
+        organization = request.path_params.get("organization_id", "@current")
+        if organization != "@current" and organization != self.organization_id:
+            raise not_found()
         page = parse_page(request.query_params)
         members = self.members.listing()
         results = members[page.offset : page.offset + page.limit]
-        return _page_response(request, page, len(members), results)
+        return page_response(request, page, len(members), results)

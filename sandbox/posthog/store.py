@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from sandbox.identities import company
 from sandbox.posthog.clock import MonotonicClock, iso, uuid7
 from sandbox.posthog.config import SANDBOX_USER_ID
+from sandbox.posthog.events import EventLog
 from sandbox.posthog.query import AccountQuery, Page
 from sandbox.posthog.validation import ROLE_KEYS
 
@@ -35,7 +36,10 @@ CREATE TABLE IF NOT EXISTS accounts (
     created_by INTEGER,
     updated_at INTEGER NOT NULL,
     name_key TEXT NOT NULL,
-    external_id_key TEXT
+    external_id_key TEXT,
+    slack_summary_cadence TEXT,
+    churned_at INTEGER,
+    ignored_at INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS accounts_project_external_id
     ON accounts (project_id, external_id) WHERE external_id IS NOT NULL;
@@ -59,7 +63,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS usage_metrics_unique_name
 CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), last_us INTEGER NOT NULL);
 """
 
-_ACCOUNT_COLUMNS = "id, name, external_id, properties, tags, created_at, created_by, updated_at"
+_ACCOUNT_COLUMNS = (
+    "id, name, external_id, properties, tags, created_at, created_by, updated_at,"
+    " slack_summary_cadence, churned_at, ignored_at"
+)
+_ADDED_ACCOUNT_COLUMNS = (("slack_summary_cadence", "TEXT"), ("churned_at", "INTEGER"), ("ignored_at", "INTEGER"))
 _METRIC_COLUMNS = "id, name, format, interval, display, filters, math, math_property"
 _ORDER_SQL = {
     "created_at": "created_at ASC, id ASC",
@@ -97,6 +105,9 @@ def account_out(row: tuple[Any, ...]) -> dict[str, Any]:
         "created_by": row[6],
         "updated_at": iso(row[7]),
         "notebooks": [],
+        "slack_summary_cadence": row[8],
+        "churned_at": None if row[9] is None else iso(row[9]),
+        "ignored_at": None if row[10] is None else iso(row[10]),
     }
 
 
@@ -140,12 +151,33 @@ class PostHogStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(accounts)")}
+        for column, kind in _ADDED_ACCOUNT_COLUMNS:
+            if column not in present:  # a database file written before these columns existed
+                self._conn.execute(f"ALTER TABLE accounts ADD COLUMN {column} {kind}")
+        self.events = EventLog()
+        self.on_reset: list[Callable[[sqlite3.Connection], None]] = []
+        self.on_delete_account: list[Callable[[sqlite3.Connection, str], None]] = []
         row = self._conn.execute("SELECT last_us FROM clock WHERE id = 1").fetchone()
         self.clock = MonotonicClock(row[0] if row else 0)
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def add_schema(self, script: str) -> None:
+        """Tables of a sibling store (relationships, custom properties) in the same database."""
+        with self._lock:
+            self._conn.executescript(script)
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction under the lock, for sibling stores."""
+        with self._write() as conn:
+            yield conn
+
+    def read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._read(sql, params)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -173,6 +205,9 @@ class PostHogStore:
         with self._write() as conn:
             conn.execute("DELETE FROM accounts")
             conn.execute("DELETE FROM usage_metrics")
+            for hook in self.on_reset:
+                hook(conn)
+        self.events.clear()
 
     # Accounts
 
@@ -185,7 +220,8 @@ class PostHogStore:
             try:
                 conn.execute(
                     "INSERT INTO accounts (id, project_id, name, external_id, properties, tags, created_at,"
-                    " created_by, updated_at, name_key, external_id_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " created_by, updated_at, name_key, external_id_key, slack_summary_cadence, churned_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         account_id,
                         project_id,
@@ -198,6 +234,8 @@ class PostHogStore:
                         now,
                         _search_key(fields["name"]),
                         _search_key(external_id),
+                        fields.get("slack_summary_cadence"),
+                        fields.get("churned_at"),
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -230,6 +268,10 @@ class PostHogStore:
         if "tags" in fields:
             sets.append("tags = ?")
             values.append(_dumps(fields["tags"]))
+        for column in ("slack_summary_cadence", "churned_at"):
+            if column in fields:
+                sets.append(f"{column} = ?")
+                values.append(fields[column])
         with self._write() as conn:
             values.insert(0, self.clock.now())
             try:
@@ -247,6 +289,9 @@ class PostHogStore:
     def delete_account(self, project_id: int, account_id: str) -> bool:
         with self._write() as conn:
             cursor = conn.execute("DELETE FROM accounts WHERE id = ? AND project_id = ?", (account_id, project_id))
+            if cursor.rowcount > 0:
+                for hook in self.on_delete_account:  # ON DELETE CASCADE of relationships and custom values
+                    hook(conn, account_id)
             return cursor.rowcount > 0
 
     def list_accounts(self, project_id: int, query: AccountQuery, page: Page) -> tuple[int, list[dict[str, Any]]]:
@@ -263,8 +308,15 @@ class PostHogStore:
                 " ON mine.value = wanted.value)"
             )
             params.append(_dumps(list(query.tags)))
-        if query.all_roles_unassigned:
+        if query.all_roles_unassigned and query.roles_in_relationships:
+            where.append(
+                "NOT EXISTS (SELECT 1 FROM account_relationships AS r WHERE r.account_id = accounts.id"
+                " AND r.ended_at IS NULL AND r.user_id IS NOT NULL)"
+            )
+        elif query.all_roles_unassigned:
             where += [f"json_type(properties, '$.{role}.id') IS NULL" for role in ROLE_KEYS]
+        if query.hide_churned:
+            where.append("churned_at IS NULL")
         for role, wanted in query.roles.items():
             path = f"'$.{role}.id'"
             if wanted == "unassigned":

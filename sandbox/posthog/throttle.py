@@ -15,7 +15,7 @@ What the stand-in reproduces (read from PostHog's and DRF's source; cited in ``d
   others that admitted it.
 - ``wait()`` is ``remaining / (num_requests - len(history) + 1)`` with ``remaining = duration - (now - oldest)``;
   the 429 carries the longest wait of the refusing throttles, rounded up (``math.ceil`` in ``Throttled``), in its
-  detail and as ``Retry-After`` (see ``errors.throttled``).
+  detail only: drf-exceptions-hog drops DRF's ``Retry-After`` (see ``errors.throttled``).
 """
 
 from __future__ import annotations

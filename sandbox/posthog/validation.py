@@ -24,7 +24,7 @@ EXTERNAL_ID_MAX = 400
 TAG_MAX = 255
 METRIC_NAME_MAX = 255
 MATH_PROPERTY_MAX = 255
-INTERVAL_MIN = 1
+INTERVAL_MIN = -2_147_483_648  # PostHog's IntegerField has no minimum; Postgres' integer range bounds it
 INTERVAL_MAX = 2_147_483_647
 ROLE_KEYS = ("csm", "account_executive", "account_owner")
 

@@ -2,10 +2,12 @@
 
 Two objects, as a connector sees them in a real org with the PostHog fields added:
 
-- ``Account`` (key prefix ``001``): ``Name``, ``Website``, ``OwnerId`` → User (relationship ``Owner``),
+- ``Account`` (key prefix ``001``): ``Name``, ``Website``, ``Industry`` (a standard picklist: one of
+  ``INDUSTRIES``), ``OwnerId`` → User (relationship ``Owner``),
   ``CSM__c`` → User (relationship ``CSM__r``), ``PostHog_External_Id__c`` (an External ID text field),
   ``PostHog_Account_Id__c``, ``PostHog_CSM_Email__c`` (an Email field crmsync writes the PostHog CSM into),
   ``Legacy_Account_Ref__c`` (a second text field, so a mapping can point ``account_id_field`` elsewhere),
+  ``PostHog_Health_Score__c`` (a text field crmsync writes a PostHog-owned custom property into),
   and the system fields ``IsDeleted``, ``CreatedDate``, ``CreatedById``
   (``CreatedBy``), ``LastModifiedDate``, ``LastModifiedById`` (``LastModifiedBy``), ``SystemModstamp``.
 - ``User`` (key prefix ``005``): ``Username``, ``Email``, ``FirstName``, ``LastName``, ``Name`` (computed),
@@ -34,13 +36,14 @@ class FieldType(Enum):
     STRING = "string"
     URL = "url"
     EMAIL = "email"
+    PICKLIST = "picklist"
     BOOLEAN = "boolean"
     DATETIME = "datetime"
     REFERENCE = "reference"
 
     @property
     def is_text(self) -> bool:
-        return self in (FieldType.STRING, FieldType.URL, FieldType.EMAIL)
+        return self in (FieldType.STRING, FieldType.URL, FieldType.EMAIL, FieldType.PICKLIST)
 
     @property
     def is_id(self) -> bool:
@@ -125,6 +128,42 @@ def _system_fields() -> tuple[FieldSpec, ...]:
     )
 
 
+INDUSTRIES: tuple[str, ...] = (
+    "Agriculture",
+    "Apparel",
+    "Banking",
+    "Biotechnology",
+    "Chemicals",
+    "Communications",
+    "Construction",
+    "Consulting",
+    "Education",
+    "Electronics",
+    "Energy",
+    "Engineering",
+    "Entertainment",
+    "Environmental",
+    "Finance",
+    "Food & Beverage",
+    "Government",
+    "Healthcare",
+    "Hospitality",
+    "Insurance",
+    "Machinery",
+    "Manufacturing",
+    "Media",
+    "Not For Profit",
+    "Recreation",
+    "Retail",
+    "Shipping",
+    "Technology",
+    "Telecommunications",
+    "Transportation",
+    "Utilities",
+    "Other",
+)
+"""The values of Salesforce's standard ``Account.Industry`` picklist in a new org."""
+
 ACCOUNT = ObjectSpec(
     name="Account",
     key_prefix=ids.ACCOUNT_PREFIX,
@@ -134,6 +173,7 @@ ACCOUNT = ObjectSpec(
         FieldSpec("IsDeleted", FieldType.BOOLEAN, "Deleted", createable=False, updateable=False, nillable=False),
         FieldSpec("Name", FieldType.STRING, "Account Name", length=255, nillable=False),
         FieldSpec("Website", FieldType.URL, "Website", length=255),
+        FieldSpec("Industry", FieldType.PICKLIST, "Industry", length=255),
         FieldSpec(
             "OwnerId",
             FieldType.REFERENCE,
@@ -148,6 +188,7 @@ ACCOUNT = ObjectSpec(
         FieldSpec("PostHog_Account_Id__c", FieldType.STRING, "PostHog Account Id", length=255),
         FieldSpec("PostHog_CSM_Email__c", FieldType.EMAIL, "PostHog CSM Email", length=80),
         FieldSpec("Legacy_Account_Ref__c", FieldType.STRING, "Legacy Account Ref", length=255),
+        FieldSpec("PostHog_Health_Score__c", FieldType.STRING, "PostHog Health Score", length=40),
         *_system_fields(),
     ),
 )

@@ -25,7 +25,7 @@ from typing import Any
 from sandbox.identities import company, sales_rep_email
 from sandbox.salesforce import ids
 from sandbox.salesforce.errors import ErrorItem, RecordError
-from sandbox.salesforce.schema import ACCOUNT, USER, FieldSpec, FieldType, ObjectSpec, now_utc, object_spec
+from sandbox.salesforce.schema import ACCOUNT, INDUSTRIES, USER, FieldSpec, FieldType, ObjectSpec, now_utc, object_spec
 
 Record = dict[str, Any]
 
@@ -368,12 +368,14 @@ class Store:
                     "IsDeleted": False,
                     "Name": who.name,
                     "Website": who.website,
+                    "Industry": INDUSTRIES[i % len(INDUSTRIES)] if i % 7 != 6 else None,
                     "OwnerId": owner,
                     "CSM__c": csm,
                     "PostHog_External_Id__c": who.external_id,
                     "PostHog_Account_Id__c": None,
                     "PostHog_CSM_Email__c": None,
                     "Legacy_Account_Ref__c": None,
+                    "PostHog_Health_Score__c": None,
                     **self._stamps(created, created + timedelta(hours=1), ADMIN_USER_ID),
                 }
                 self._replace(ACCOUNT, record)

@@ -38,7 +38,7 @@ from sync.posthog.models import (
     UsageMetric,
     UsageMetricSpec,
 )
-from sync.retry import RetryPolicy, parse_retry_after
+from sync.retry import RetryPolicy, parse_retry_after, parse_throttle_detail
 from sync.settings import PostHogSettings
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,6 +95,7 @@ class PostHogClient:
         )
         self.budget = budget
         self.stats = ClientStats()
+        self._organization_id: str | None = None
 
     def __repr__(self) -> str:
         return f"PostHogClient(base_url={str(self._http.base_url)!r}, project_id={self.project_id})"
@@ -145,9 +146,13 @@ class PostHogClient:
         external_id: str | None = None,
         properties: AccountProperties | dict[str, Any] | None = None,
         tags: list[str] | None = None,
+        churned_at: str | None = None,
     ) -> Account:
-        """Create an account. Retried after a lost answer only when ``external_id`` makes a repeat a 409."""
+        """Create an account. Retried after a lost answer only when ``external_id`` makes a repeat a 409.
+        ``churned_at`` (ISO 8601) exists on current servers only."""
         body: dict[str, Any] = {"name": name}
+        if churned_at is not None:
+            body["churned_at"] = churned_at
         if external_id is not None:
             body["external_id"] = external_id
         if properties is not None:
@@ -165,6 +170,7 @@ class PostHogClient:
         external_id: str | None = UNSET,
         properties: AccountProperties | dict[str, Any] | None = UNSET,
         tags: list[str] = UNSET,
+        churned_at: str | None = UNSET,
     ) -> Account:
         """PATCH only the given fields. ``properties`` and ``tags`` REPLACE what PostHog holds: pass the whole
         merged object (see ``sync.apply``), never a partial one."""
@@ -177,6 +183,8 @@ class PostHogClient:
             body["properties"] = None if properties is None else _properties_payload(properties)
         if tags is not UNSET:
             body["tags"] = tags
+        if churned_at is not UNSET:
+            body["churned_at"] = churned_at
         data = self._request("PATCH", f"{self._accounts_path}{account_id}/", json=body, idempotent=True)
         return Account.model_validate(data)
 
@@ -226,13 +234,53 @@ class PostHogClient:
 
     # -- organisation members --------------------------------------------------------------------------
 
+    def organization_id(self) -> str:
+        """The id of the organisation this project belongs to (``GET /api/projects/:id/`` → ``organization``;
+        PostHog's ``posthog/api/project.py``), read once per client. Not ``@current``: that is the key owner's
+        UI preference and can change under a running sync."""
+        if self._organization_id is None:
+            body = self._request("GET", f"/api/projects/{self.project_id}/")
+            org = body.get("organization") if isinstance(body, dict) else None
+            if isinstance(org, dict):  # some serializers nest it
+                org = org.get("id")
+            if not org:
+                raise PostHogError(f"PostHog project {self.project_id} answered without its organization")
+            self._organization_id = str(org)
+        return self._organization_id
+
     def iter_members(self, page_size: int = 200) -> Iterator[Member]:
-        """Members of the key's current organisation (to turn an owner's email into a user id)."""
-        first = Page[Member].model_validate(
-            self._request("GET", "/api/organizations/@current/members/", params={"limit": str(page_size)})
-        )
+        """Members of the project's own organisation (to turn an owner's email into a user id)."""
+        path = f"/api/organizations/{self.organization_id()}/members/"
+        first = Page[Member].model_validate(self._request("GET", path, params={"limit": str(page_size)}))
         for page in self._pages(Member, first):
             yield from page
+
+    # -- query API, and routes the capability adapters speak (sync/posthog/custom_properties.py, ...) -----
+
+    @property
+    def projects_path(self) -> str:
+        """``/api/projects/<id>``: where newer servers serve relationships, custom properties and the query API."""
+        return f"/api/projects/{self.project_id}"
+
+    def query_hogql(self, query: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Run one HogQL query (``POST /api/projects/:id/query/``); the answer's ``results``/``columns``/``hasMore``.
+        A read: safe to repeat."""
+        body = {"query": {"kind": "HogQLQuery", "query": query, "values": values}}
+        answer = self._request("POST", f"{self.projects_path}/query/", json=body, idempotent=True)
+        return answer if isinstance(answer, dict) else {}
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """One request through the shared path (budget, retries, error translation) to a route this client has no
+        typed method for: the capability adapters of newer servers use it."""
+        return self._request(method, url, params=params, json=json, idempotent=idempotent)
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -245,8 +293,20 @@ class PostHogClient:
                 return
             if page.next in seen:
                 raise PostHogError(f"PostHog pagination loop detected at {page.next}")
+            if not self._same_host(page.next):
+                raise PostHogError(
+                    f"PostHog answered a next page on another host ({httpx.URL(page.next).host or '?'}, configured "
+                    f"{self._http.base_url.host}): refused, the API key is only ever sent to the configured host"
+                )
             seen.add(page.next)
             page = Page[model].model_validate(self._request("GET", page.next))  # type: ignore[valid-type]
+
+    def _same_host(self, url: str) -> bool:
+        """Whether ``url`` (absolute, or relative to the configured base) points at the configured PostHog host."""
+        target, base = httpx.URL(url), self._http.base_url
+        if not target.is_absolute_url:
+            return True
+        return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
 
     def _request(
         self,
@@ -281,8 +341,11 @@ class PostHogClient:
                 self.stats.statuses[response.status_code] += 1
                 if response.status_code < 400:
                     return response.json() if response.content else None
+                body = _json_or_none(response)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                error = error_for_response(response.status_code, _json_or_none(response), method, path, retry_after)
+                if retry_after is None and response.status_code == 429 and isinstance(body, dict):
+                    retry_after = parse_throttle_detail(body.get("detail"))  # PostHog sends no Retry-After
+                error = error_for_response(response.status_code, body, method, path, retry_after)
                 retryable = response.status_code == 429 or (response.status_code >= 500 and safe_to_repeat)
             if not retryable:
                 raise error

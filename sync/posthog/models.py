@@ -40,6 +40,12 @@ class AccountProperties(BaseModel):
     sfdc_id: str | None = None
     zendesk_id: str | None = None
 
+    @field_validator("csm", "account_executive", "account_owner", mode="before")
+    @classmethod
+    def _empty_role_is_unassigned(cls, value: Any) -> Any:
+        """A role stored as ``{}`` (PostHog stores what a client sent) means unassigned, not a broken account."""
+        return None if value == {} else value
+
     def payload(self) -> dict[str, Any]:
         """The JSON object to send back: every key that was read or set, including unknown ones."""
         return self.model_dump(mode="json", exclude_unset=True)
@@ -58,6 +64,7 @@ class Account(BaseModel):
     created_at: datetime | None = None
     created_by: int | None = None
     updated_at: datetime | None = None
+    churned_at: datetime | None = None  # current servers (migration 0032): when the customer churned, writable
 
 
 def account_ts(account: Account) -> str:
@@ -79,7 +86,11 @@ T = TypeVar("T")
 
 
 class AccountFilter(BaseModel):
-    """The list filters of ``GET .../accounts/``; all combine with AND. ``None`` leaves a filter out."""
+    """The list filters of ``GET .../accounts/``; all combine with AND. ``None`` leaves a filter out.
+
+    The role filters (``csm``, ``account_executive``, ``account_owner``) exist on seed and transitional servers
+    only: current ones dropped them and ignore unknown query parameters, so such a filter would silently list
+    every account. Nothing in crmsync's sync path uses them (``sync.posthog.generation`` says where roles live)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -90,6 +101,9 @@ class AccountFilter(BaseModel):
     account_owner: RoleFilter | None = None
     all_roles_unassigned: bool = False
     ordering: AccountOrdering | None = None
+    # Current servers hide churned accounts from lists unless ``include_churned=true``; older ones ignore the
+    # parameter. On by default: an index or reconciliation that missed churned accounts would think them gone.
+    include_churned: bool = True
 
     def query_params(self) -> dict[str, str]:
         """Query parameters exactly as PostHog parses them (``tags`` is a JSON-encoded list)."""
@@ -108,6 +122,8 @@ class AccountFilter(BaseModel):
             params["all_roles_unassigned"] = "true"
         if self.ordering is not None:
             params["ordering"] = self.ordering.value
+        if self.include_churned:
+            params["include_churned"] = "true"
         return params
 
 

@@ -9,12 +9,13 @@ cheapest request that needs it and changes nothing:
 | ``account:write`` | ``PATCH accounts/<nil uuid>/`` with ``{}`` | 404 (no such account) |
 | ``usage_metric:read`` | ``GET groups_types/0/metrics/?limit=1`` | 200 |
 | ``usage_metric:write`` | ``PATCH groups_types/0/metrics/<nil uuid>/`` with ``{}`` | 404 (no such metric) |
-| ``organization_member:read`` | ``GET organizations/@current/members/?limit=1`` | 200 |
+| ``project:read`` | ``GET projects/<id>/`` (its ``organization``, kept by the client) | 200 |
+| ``organization_member:read`` | ``GET organizations/<that id>/members/?limit=1`` | 200 |
 
 PostHog (``APIScopePermission``, and the stand-in after it) checks scopes before it looks the object up, so a write
 probe answers 403 ``API key missing required scope 'account:write'`` without the scope and 404 with it: the nil
 UUID never names a real object, and an empty PATCH would change nothing even if it did. A key with ``*`` or a
-legacy key without scopes passes every probe. Five requests, once per process start.
+legacy key without scopes passes every probe. Six requests, once per process start.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ REQUIRED_SCOPES = (
     "account:write",
     "usage_metric:read",
     "usage_metric:write",
+    "project:read",
     "organization_member:read",
 )
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
@@ -41,6 +43,7 @@ def _probes(client: PostHogClient) -> dict[str, Callable[[], object]]:
         "account:write": lambda: client.update_account(NIL_UUID),  # PATCH {}: changes nothing
         "usage_metric:read": lambda: client.list_usage_metrics(0, limit=1),
         "usage_metric:write": lambda: client.update_usage_metric(0, NIL_UUID, {}),
+        "project:read": client.organization_id,
         "organization_member:read": lambda: next(client.iter_members(page_size=1), None),
     }
 
@@ -59,7 +62,9 @@ def missing_scopes(client: PostHogClient) -> list[str]:
         except PostHogForbidden as exc:
             if exc.scope is None:
                 raise
-            missing.append(scope)
+            named = exc.scope if exc.scope in REQUIRED_SCOPES else scope  # e.g. members need the project first
+            if named not in missing:
+                missing.append(named)
     return missing
 
 

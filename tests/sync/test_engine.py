@@ -14,6 +14,7 @@ from sync.engine import SyncEngine
 from sync.ledger import Ledger
 from sync.mapping import MappingConfig, load_mapping_config
 from sync.posthog import AccountFilter, PostHogClient
+from sync.posthog.relationships import RelationshipApi
 from tests.conftest import PostHogSandbox
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
 from tests.support.redis_counting import CountingConnection
@@ -88,7 +89,8 @@ def seed(crm: MemoryCrm, n: int, start: int = 0) -> None:
 
 
 def writes(posthog: PostHogSandbox) -> int:
-    return sum(posthog.count(m) for m in ("POST", "PATCH", "PUT", "DELETE"))
+    """Requests that change something: a query API call (``POST .../query/``) only reads."""
+    return sum(posthog.count(m) for m in ("POST", "PATCH", "PUT", "DELETE")) - posthog.count("POST", "/query/")
 
 
 def detail_gets(posthog: PostHogSandbox) -> int:
@@ -165,8 +167,10 @@ def test_people_edits_and_unknown_keys_survive_every_sync(
     engine.run(conn, "accounts")
     (account,) = list(ph.iter_accounts())
     props = account.properties.payload()
-    props.update({"slack_channel_id": "C42", "zendesk_id": "z-1", "csm": {"id": 7, "email": "ana@example.com"}})
+    props.update({"slack_channel_id": "C42", "zendesk_id": "z-1", "email_domains": ["acme.example"]})
     ph.update_account(account.id, properties=props, tags=[*account.tags, "vip"])  # a person's edits
+    api = RelationshipApi(ph)
+    api.assign(account.id, str(api.create_definition("CSM")["id"]), 7)  # and the CSM, on today's PostHog
 
     crm.put("001A", name="Acme Inc", plan="pro")
     engine.run(conn, "accounts")
@@ -177,8 +181,9 @@ def test_people_edits_and_unknown_keys_survive_every_sync(
         "sfdc_id": "001A",
         "slack_channel_id": "C42",
         "zendesk_id": "z-1",
-        "csm": {"id": 7, "email": "ana@example.com"},
+        "email_domains": ["acme.example"],  # sent back unchanged: only an org admin may change it
     }
+    assert [r["user"]["email"] for r in api.active(account.id)] == ["ana@example.com"]
 
 
 def test_roles_resolve_through_members_and_unknown_emails_are_reported(
@@ -188,15 +193,15 @@ def test_roles_resolve_through_members_and_unknown_emails_are_reported(
     crm.put("001B", name="Bolt", owner="nobody@example.com")
     report = engine.run(conn, "accounts")
     by_name = {a.name: a for a in ph.iter_accounts()}
-    assert by_name["Acme"].properties.account_owner is not None
-    assert by_name["Acme"].properties.account_owner.id == 8
-    assert by_name["Bolt"].properties.account_owner is None  # never invented
-    assert {
-        "source": "memcrm",
-        "id": "001B",
-        "field": "roles.account_owner",
-        "reason": "no PostHog member with email nobody@example.com",
-    } in report.errors
+    api = RelationshipApi(ph)  # today's PostHog keeps roles on relationships (seed: tests/sync/test_roles.py)
+    assert [(r["definition"]["name"], r["user"]["id"]) for r in api.active(by_name["Acme"].id)] == [
+        ("Account owner", 8)
+    ]
+    assert api.active(by_name["Bolt"].id) == []  # never invented
+    (item,) = report.review  # not a member: a person decides, nothing failed
+    assert item["id"] == "001B" and item["field"] == "roles.account_owner"
+    assert "no PostHog member with email nobody@example.com" in item["reason"]
+    assert not report.errors
     assert report.counts["created"] == 2
 
 
@@ -209,9 +214,8 @@ def test_outbound_push_and_its_echo_cause_no_further_writes(
     crm.put("001A", name="Acme", ext="acct-acme")
     engine.run(conn, "accounts")
     (account,) = list(ph.iter_accounts())
-    ph.update_account(
-        account.id, properties={**account.properties.payload(), "csm": {"id": 7, "email": "ana@example.com"}}
-    )
+    api = RelationshipApi(ph)
+    api.assign(account.id, str(api.create_definition("CSM")["id"]), 7)  # a person sets the CSM in PostHog
 
     out = engine.sync_outbound(conn, "accounts")
     assert out.counts["pushed"] == 1

@@ -116,7 +116,7 @@ def test_a_connector_setting_the_mapping_now_says_stops_start_up_naming_it(monke
     assert info.value.key == "sources.hubspot.config.push_properties"
     assert "mappings.hubspot.deals" in str(info.value)
 
-    agreeing = {**hubspot, "push_properties": ["posthog_csm_email", "posthog_account_id"]}
+    agreeing = {**hubspot, "push_properties": ["posthog_csm_email", "posthog_account_id", "posthog_health_score"]}
     config = parse_config({**deployment, "sources": {"hubspot": {"config": agreeing}}})
     runtime = Runtime(config)
     runtime.check_sources()  # the same properties as the mapping: accepted, for older configs

@@ -25,7 +25,10 @@ def test_demo_runs_end_to_end() -> None:
     assert re.search(r"status page at http://127\.0\.0\.1:\d+/ui/ \(user crmsync, password sandbox-ui\)", output)
     assert "PostHog showed the new name" in output
     assert "inbound: 3 accounts updated" in output  # exactly the three CRM edits, both ways
-    assert "outbound: 1 CRM records updated from PostHog" in output
+    # today's PostHog: the CSM set on its relationship and the Health score, each pushed to its one linked record
+    assert "outbound: 2 CRM records updated from PostHog" in output
+    assert re.search(r"roles: PostHog is current: [1-9]\d* holders assigned as relationships", output)
+    assert "CSM relationship (owned by PostHog" in output
     for step in ("full sync", "incremental", "outbound"):
         row = re.search(rf"│ {step} │((?: *\d+ *│){{6}})", output)
         assert row is not None, step

@@ -30,6 +30,7 @@ from sync.engine import SyncEngine
 from sync.ledger import Ledger, delete_keys
 from sync.mapping import MappingConfig, load_mapping_file
 from sync.posthog import PostHogClient
+from sync.posthog.custom_properties import setup_definitions
 from tests.conftest import POSTHOG_KEY, PostHogSandbox, emptied, running_posthog
 
 TOKEN = "pat-sandbox"
@@ -197,6 +198,7 @@ def mapping() -> MappingConfig:
 
 @pytest.fixture
 def engine(ph_reps: PostHogClient, ledger: Ledger, mapping: MappingConfig) -> SyncEngine:
+    setup_definitions(ph_reps, mapping.custom_definitions())  # PostHog set up as `crmsync setup posthog` does
     return SyncEngine(ph_reps, ledger, mapping)
 
 

@@ -29,8 +29,8 @@ def test_setup_creates_the_missing_properties_once(hubspot: HubSpotSandbox) -> N
 
     code, output = run(hubspot)
     assert code == 0, output
-    assert {"posthog_account_id", "posthog_csm_email"} <= deal_properties(hubspot)
-    assert hubspot.count("/properties/{objectType}", "POST", 201) == 2  # the company external id exists already
+    assert {"posthog_account_id", "posthog_csm_email", "posthog_health_score"} <= deal_properties(hubspot)
+    assert hubspot.count("/properties/{objectType}", "POST", 201) == 3  # the company external id exists already
 
     hubspot.reset_counters()
     code, output = run(hubspot)

@@ -15,6 +15,7 @@ from sync.posthog import PostHogClient
 from sync.posthog.models import Account
 from tests.conftest import PostHogSandbox
 from tests.connectors.hubspot.conftest import HubSpotSandbox, WebhookReceiver, drain_webhooks, make_config
+from tests.support.roles import assign_in_posthog, role_holders
 
 
 def accounts_by_external_id(ph: PostHogClient) -> dict[str | None, Account]:
@@ -44,8 +45,7 @@ def test_full_sync_makes_one_account_per_company_and_pushes_the_ids_back(
         account = accounts[company(i).external_id]
         assert account.name == company(i).name
         assert link_of(account) == str(deal_id(i))  # the open, newer deal holds the link
-        executive = account.properties.account_executive
-        assert executive is not None and executive.email == sales_rep_email(i % 10)
+        assert role_holders(ph_reps, account.id)["account_executive"] == sales_rep_email(i % 10)
     for rid in deals:  # every deal of a company carries its account id, superseded ones too
         i = (int(rid) - deal_id(0)) // 2
         assert hubspot.property_value(rid, "posthog_account_id") == accounts[company(i).external_id].id
@@ -72,8 +72,7 @@ def test_incremental_applies_deal_and_company_changes(
 
     assert report.status == "succeeded" and report.counts["failed"] == 0 and report.counts["updated"] == 2
     accounts = accounts_by_external_id(ph_reps)
-    executive = accounts[company(3).external_id].properties.account_executive
-    assert executive is not None and executive.email == sales_rep_email(5)
+    assert role_holders(ph_reps, accounts[company(3).external_id].id)["account_executive"] == sales_rep_email(5)
     assert accounts[company(4).external_id].name == "Globex Renamed"  # read through the company pass
 
 
@@ -209,3 +208,22 @@ def test_after_a_merge_the_account_carries_the_surviving_deal(
     engine.run(connector, "deals", "incremental")
 
     assert link_of(accounts_by_external_id(ph_reps)[company(7).external_id]) == survivor
+
+
+def test_a_csm_reassigned_in_posthog_reaches_the_deal(
+    hubspot: HubSpotSandbox, connector: HubSpotConnector, engine: SyncEngine, ph_reps: PostHogClient
+) -> None:
+    """``roles.csm: posthog_wins``, pushed out through ``posthog_csm_email`` (examples/crmsync.yaml): a person
+    assigns the CSM on PostHog's relationship endpoint and the next outbound pass writes it to the deal."""
+    hubspot.seed(4)
+    engine.run(connector, "deals", "full")
+    engine.sync_outbound(connector, "deals")
+    account = accounts_by_external_id(ph_reps)[company(2).external_id]
+    assign_in_posthog(ph_reps, account.id, "csm", 103)
+
+    with engine.queries.sharing():  # as the crmsync.sync_outbound task runs its passes
+        report = engine.sync_outbound(connector, "deals")
+
+    assert report.status == "succeeded" and report.counts["pushed"] == 1, report.as_dict()
+    assert hubspot.property_value(str(deal_id(2)), "posthog_csm_email") == sales_rep_email(3)
+    assert engine.sync_outbound(connector, "deals").counts["pushed"] == 0  # pushed once

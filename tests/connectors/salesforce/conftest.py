@@ -40,6 +40,7 @@ from sync.engine import SyncEngine
 from sync.ledger import Ledger
 from sync.mapping import MappingConfig, load_mapping_file
 from sync.posthog import PostHogClient
+from sync.posthog.custom_properties import setup_definitions
 from sync.retry import RetryPolicy
 from tests.conftest import POSTHOG_KEY, PostHogSandbox, emptied, running_posthog
 
@@ -253,6 +254,7 @@ def mapping() -> MappingConfig:
 
 @pytest.fixture
 def engine(sf_ph: PostHogClient, ledger: Ledger, mapping: MappingConfig) -> SyncEngine:
+    setup_definitions(sf_ph, mapping.custom_definitions())  # PostHog set up as `crmsync setup posthog` does
     return SyncEngine(sf_ph, ledger, mapping)
 
 

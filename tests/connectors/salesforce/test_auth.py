@@ -107,10 +107,12 @@ def test_wrong_password_is_fatal_and_secret_free(standin: StandIn) -> None:
 
 def test_unknown_configured_field_fails_naming_it(standin: StandIn) -> None:
     standin.seed(1)
-    connector = standin.connector(fields=("Name", "Industry"))
+    connector = standin.connector(fields=("Name", "AnnualRevenue"))
     with pytest.raises(SalesforceRequestFailed) as info:
         names(connector)
-    assert isinstance(info.value, FatalError) and info.value.code == "INVALID_FIELD" and "Industry" in str(info.value)
+    assert (
+        isinstance(info.value, FatalError) and info.value.code == "INVALID_FIELD" and "AnnualRevenue" in str(info.value)
+    )
 
 
 def test_untrusted_certificate_is_a_fatal_tls_error(standin: StandIn) -> None:

@@ -18,7 +18,9 @@ from sandbox.salesforce.store import account_id
 from sync.engine import SyncEngine
 from sync.errors import RetryableError
 from sync.posthog import PostHogClient
-from tests.connectors.salesforce.conftest import StandIn
+from tests.conftest import PostHogSandbox
+from tests.connectors.salesforce.conftest import REPS, StandIn
+from tests.support.roles import assign_in_posthog
 
 
 def pull(connector: SalesforceConnector, cursor: SalesforceCursor | None = None) -> tuple[list[Page], Any]:
@@ -211,3 +213,27 @@ def test_call_stats_count_every_request_and_refusal(standin: StandIn) -> None:
     with pytest.raises(RetryableError):
         connector.fetch("Account", [account_id(0)])
     assert connector.call_stats.throttled == 1 and connector.call_stats.take() == (standin.count(), 1)
+
+
+def test_a_csm_reassigned_in_posthog_reaches_the_salesforce_account(
+    standin: StandIn, engine: SyncEngine, sf_ph: PostHogClient, sf_posthog: PostHogSandbox
+) -> None:
+    """``roles.csm: posthog_wins``, pushed out through ``PostHog_CSM_Email__c`` (examples/crmsync.yaml): a person
+    assigns the CSM on PostHog's relationship endpoint, and the next outbound pass writes it to the Account,
+    having read PostHog's change feed once rather than each account's relationships."""
+    ids = standin.seed(3)
+    connector = standin.connector(mapping=engine.mapping)
+    assert engine.run(connector, "Account", "full").counts["created"] == 3
+    engine.sync_outbound(connector, "Account")
+    account = next(a for a in sf_ph.iter_accounts() if a.properties.sfdc_id == ids[1])
+    rep = REPS[2]
+    assign_in_posthog(sf_ph, account.id, "csm", rep.id)
+    sf_posthog.reset_counters()
+
+    with engine.queries.sharing():  # as the crmsync.sync_outbound task runs its passes
+        report = engine.sync_outbound(connector, "Account")
+
+    assert report.status == "succeeded" and report.counts["pushed"] == 1, report.as_dict()
+    row = standin.sdk().query(f"SELECT PostHog_CSM_Email__c FROM Account WHERE Id = '{ids[1]}'")["records"][0]
+    assert row["PostHog_CSM_Email__c"] == rep.email
+    assert sf_posthog.count("POST", "/query/") == 1 and sf_posthog.count("GET", "/relationships/") == 0
