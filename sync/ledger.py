@@ -14,7 +14,8 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``):
 | ``<ns>:cursor:<source>:<stream>`` | committed incremental cursor |
 | ``<ns>:evt:<source>:<event id>`` | a webhook event already seen (``SET NX`` with a TTL) |
 | ``<ns>:system:<source or posthog>`` | JSON: the identity of the system that source's state was recorded for |
-| ``<ns>:lock:<name>`` | a lock token with an expiry (per account, per (source, stream) run) |
+| ``<ns>:lock:<name>`` | a lock token with an expiry (per account; a run lock is a lease: ``sync/lease.py``) |
+| ``<ns>:lease:...`` | task leases (``workers/leases.py``) |
 | ``<ns>:runs``, ``<ns>:dlq`` | streams: run reports; parked records with their reasons |
 
 Every batch operation is one round trip (``MGET`` or one pipelined ``MULTI``/``EXEC``), whatever the batch size.
@@ -99,9 +100,9 @@ def _seen_value(account: Account) -> str:
     return f"{account_ts(account)}\n{account.model_dump_json(exclude_unset=True)}"
 
 
-KEPT_FAMILIES = frozenset({"runs", "metrics", "lock", "plan"})
-"""Key families no state drop touches: run history, counters, live locks and plans being written (work in
-progress: a running task holds them, and a plan is bound to its systems before it stages anything)."""
+KEPT_FAMILIES = frozenset({"runs", "metrics", "lock", "plan", "lease"})
+"""Key families no state drop touches: run history, counters, live locks, task leases and plans being written
+(work in progress: a running task holds them, and a plan is bound to its systems before it stages anything)."""
 SOURCE_FAMILIES = ("rec", "out", "cursor", "cursor_at", "pending", "claim", "evt", "system")
 """Key families whose second segment names the source the key describes (``rec:<source>:...``)."""
 
