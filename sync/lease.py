@@ -59,8 +59,13 @@ class Heartbeat:
         self._thread.start()
         return self
 
+    def stop(self) -> None:
+        """Stop renewing (before handing the lease on, e.g. to a retry); also what leaving the block does."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.every_s + 5)
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.every_s + 5)
+        self.stop()

@@ -97,8 +97,13 @@ def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str)
     if state == "busy":  # another delivery holds it and renews its lease: look again once it could have lapsed
         raise task.retry(countdown=leases.ttl_ms / 1000, max_retries=THROTTLE_RETRIES) from None
     try:
-        with Heartbeat(lambda: leases.renew(task_id, token), leases.ttl_ms, f"task {task_id}"):
-            result = _run(task, runtime, work, label, lambda delay: leases.waiting(task_id, token, delay))
+        with Heartbeat(lambda: leases.renew(task_id, token), leases.ttl_ms, f"task {task_id}") as beat:
+
+            def waiting(delay: float) -> None:
+                beat.stop()  # the lease passes to the retry: no renewal after this
+                leases.waiting(task_id, token, delay)
+
+            result = _run(task, runtime, work, label, waiting)
     except Retry:
         raise
     except Exception:
