@@ -90,7 +90,12 @@ def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str)
         "kwargs": dict(task.request.kwargs or {}),
         "queue": (task.request.delivery_info or {}).get("routing_key") or "bulk",
     }
-    state = leases.start(task_id, token, spec)
+    try:
+        state = leases.start(task_id, token, spec)
+    except REDIS_TRANSIENT as exc:  # Redis unreachable before any work: retried like the work's own Redis errors
+        if task.request.retries >= MAX_RETRIES:
+            raise
+        raise task.retry(exc=exc, countdown=countdown(task.request.retries, None), max_retries=MAX_RETRIES) from None
     if state == "done":  # a late redelivery of a task that ended (taken up by another worker meanwhile)
         log.info("already done, delivery ignored", task=label, task_id=task_id)
         raise Ignore()
