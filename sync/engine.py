@@ -26,6 +26,7 @@ from sync.apply import AccountState, MergeResult, merge
 from sync.custom_pushback import push_custom_values
 from sync.errors import BadRecordError, FatalError, RetryableError
 from sync.identity import AccountIndex, ChangedAccounts, index_pairs
+from sync.lease import LEASE_MS, Heartbeat
 from sync.ledger import AccountEntry, Ledger, RecordEntry, RecordKey, lock_owner
 from sync.mapping import AccountPatch, MappingConfig, ObjectMapping, map_record
 from sync.members import MemberDirectory
@@ -54,9 +55,6 @@ log = logging.getLogger(__name__)
 
 THROTTLES = (PostHogRateLimited, BudgetExhausted)
 """Errors that mean "PostHog's budget is spent for now": they stop a run (re-queued later), never park a record."""
-
-PLAN_LOCK_TTL_MS = 2 * 3600 * 1000
-"""How long a plan holds its streams' run locks without progress (each chunk extends them)."""
 
 TAGS_DROPPED = (
     "PostHog dropped the tags crmsync wrote (this organisation lacks PostHog's tagging feature): tags are no "
@@ -109,6 +107,7 @@ class SyncEngine:
         mapping: MappingConfig,
         members: MemberDirectory | None = None,
         lock_ttl_ms: int = 120_000,
+        lease_ms: int = LEASE_MS,
     ) -> None:
         self.posthog = posthog
         self.ledger = ledger
@@ -116,6 +115,7 @@ class SyncEngine:
         self.members = members or MemberDirectory(posthog)
         self.index = AccountIndex(posthog, ledger)
         self.lock_ttl_ms = lock_ttl_ms
+        self.lease_ms = lease_ms  # run and plan locks: leases renewed by a heartbeat (sync/lease.py)
         self._mapping_fp = mapping.fingerprint()
         self._no_tagging: bool | None = None  # PostHog drops our tags (read from the ledger once per process)
         self.systems = SystemBinding(ledger, posthog_system(posthog.base_url, posthog.project_id))
@@ -143,24 +143,25 @@ class SyncEngine:
         """
         report = RunReport(connector.source, stream, mode, dry_run=dry_run)
         lock_name = f"run:{connector.source}:{stream}"
-        held = self.ledger.try_lock([lock_name], self.lock_ttl_ms * 10)
+        held = self.ledger.try_lock([lock_name], self.lease_ms)
         if not held:
             report.notes.append("another run of this source and stream is in progress")
             return self._store(report.finish("skipped", "run lock held by another worker"), dry_run)
+        token = held[lock_name]
         try:
-            self.systems.bind(connector, report)  # state recorded for another system is dropped first
-            repair = mode == "full"
-            cursor = None if repair else self._cursor(connector, stream)
-            self.index.refresh(full=repair)  # a full run reads every account once: drift in PostHog shows
-            for page in connector.pull(stream, cursor):
-                report.notes.extend(n for n in page.notes if n not in report.notes)
-                self.apply_records(connector, stream, page.records, report, dry_run, repair=repair)
-                if page.cursor is not None and not dry_run:
-                    self._advance(connector, stream, page.cursor)
-                self.ledger.extend(lock_name, held[lock_name], self.lock_ttl_ms * 10)
-                if progress is not None:
-                    progress(report)
-            report.finish("succeeded")
+            with Heartbeat(lambda: self.ledger.extend(lock_name, token, self.lease_ms), self.lease_ms, lock_name):
+                self.systems.bind(connector, report)  # state recorded for another system is dropped first
+                repair = mode == "full"
+                cursor = None if repair else self._cursor(connector, stream)
+                self.index.refresh(full=repair)  # a full run reads every account once: drift in PostHog shows
+                for page in connector.pull(stream, cursor):
+                    report.notes.extend(n for n in page.notes if n not in report.notes)
+                    self.apply_records(connector, stream, page.records, report, dry_run, repair=repair)
+                    if page.cursor is not None and not dry_run:
+                        self._advance(connector, stream, page.cursor)
+                    if progress is not None:
+                        progress(report)
+                report.finish("succeeded")
         except FatalError as exc:
             report.finish("failed", str(exc))
         except THROTTLES as exc:
@@ -657,17 +658,15 @@ class SyncEngine:
         streams: Mapping[str, Sequence[str]],
         mode: str = "full",
         chunk_size: int = 200,
+        plan_id: str | None = None,
     ) -> tuple[PlanStore | None, list[RunReport]]:
         """Phase 1: read every stream (everything when ``mode == "full"``, else since its cursor), stage what
-        changed, and hold the streams' run locks for the plan's life. Returns the sealed plan (None when the
-        run locks are held elsewhere or reading failed) and one report per stream."""
-        store = PlanStore.create(self.ledger, mode, chunk_size)
+        changed, and hold the streams' run locks (leases of the plan, renewed while it stages and while each
+        chunk is written). Returns the sealed plan (None when the run locks are held elsewhere or reading failed)
+        and one report per stream. ``plan_id`` (a task's): staging it again drops what an earlier attempt left."""
+        store = PlanStore.create(self.ledger, mode, chunk_size, plan_id)
         names = [f"run:{source}:{stream}" for source in connectors for stream in streams[source]]
-        owner = lock_owner.set(store.id)  # the plan, not the task, holds the run locks until its finish
-        try:
-            held = self.ledger.try_lock(names, PLAN_LOCK_TTL_MS)
-        finally:
-            lock_owner.reset(owner)
+        held = self._plan_leases(store, names)
         if len(held) < len(names):
             self.ledger.release(held)
             store.drop()
@@ -680,16 +679,17 @@ class SyncEngine:
         store.remember_locks(names)
         reports: list[RunReport] = []
         try:
-            bound = RunReport("all", "state", f"{mode}-plan")  # before the index: dropped state is never read
-            if self.systems.bind_all(connectors.values(), bound):
-                reports.append(bound.finish("succeeded"))
-            self.index.refresh(full=mode == "full")  # a full plan reads every account once: drift shows
-            for source, connector in connectors.items():
-                for stream in streams[source]:
-                    reports.append(report := RunReport(source, stream, f"{mode}-plan"))
-                    self._stage_stream(store, connector, stream, report)
-                    report.notes.append(f"staged in plan {store.id}; written once per account by its chunks")
-                    report.finish("succeeded")
+            with self._plan_heartbeat(store, names):
+                bound = RunReport("all", "state", f"{mode}-plan")  # before the index: dropped state is never read
+                if self.systems.bind_all(connectors.values(), bound):
+                    reports.append(bound.finish("succeeded"))
+                self.index.refresh(full=mode == "full")  # a full plan reads every account once: drift shows
+                for source, connector in connectors.items():
+                    for stream in streams[source]:
+                        reports.append(report := RunReport(source, stream, f"{mode}-plan"))
+                        self._stage_stream(store, connector, stream, report)
+                        report.notes.append(f"staged in plan {store.id}; written once per account by its chunks")
+                        report.finish("succeeded")
         except (FatalError, RetryableError) as exc:
             self.ledger.release(held)
             store.drop()
@@ -703,6 +703,18 @@ class SyncEngine:
             return None, reports
         store.seal()
         return store, [self._store(r, False) for r in reports]
+
+    def _plan_leases(self, store: PlanStore, names: Sequence[str]) -> dict[str, str]:
+        """Take (or take back) the plan's run locks, token the plan id: free ones, and ones it still holds."""
+        owner = lock_owner.set(store.id)  # the plan, not the task, holds the run locks until its finish
+        try:
+            return self.ledger.try_lock(names, self.lease_ms)
+        finally:
+            lock_owner.reset(owner)
+
+    def _plan_heartbeat(self, store: PlanStore, names: Sequence[str]) -> Heartbeat:
+        renew = lambda: self.ledger.extend_many(names, store.id, self.lease_ms)  # noqa: E731
+        return Heartbeat(renew, self.lease_ms, f"plan {store.id}")
 
     def _stage_stream(self, store: PlanStore, connector: Connector, stream: str, report: RunReport) -> None:
         mapping = self.mapping.object(connector.source, stream)
@@ -726,7 +738,12 @@ class SyncEngine:
         counts added to the plan's report."""
         if not store.exists():
             return False  # finished (a redelivered chunk) or expired
-        self.ledger.extend_many(store.locks(), store.id, PLAN_LOCK_TTL_MS)
+        names = store.locks()
+        self._plan_leases(store, names)  # lapsed while the chunk waited in the queue: taken back if still free
+        with self._plan_heartbeat(store, names):
+            return self._write_chunk(store, number, connectors)
+
+    def _write_chunk(self, store: PlanStore, number: int, connectors: Mapping[str, Connector]) -> bool:
         items: list[_Item] = []
         for staged in store.chunk(number):
             patch = map_record(staged.record, self.mapping.object(staged.record.source, staged.record.object))

@@ -13,7 +13,8 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``; layou
 | ``<ns>:cursor:<source>:<stream>`` | committed incremental cursor |
 | ``<ns>:evt:<source>:<event id>`` | a webhook event already seen (``SET NX`` with a TTL) |
 | ``<ns>:system:<source or posthog>`` | JSON: the identity of the system that source's state was recorded for |
-| ``<ns>:lock:<name>`` | a lock token with an expiry (per account, per (source, stream) run) |
+| ``<ns>:lock:<name>`` | a lock token with an expiry (per account; a run lock is a lease: ``sync/lease.py``) |
+| ``<ns>:lease:...`` | task leases (``workers/leases.py``) |
 | ``<ns>:runs``, ``<ns>:dlq`` | streams: run reports; parked records with their reasons |
 
 An ``AccountEntry`` also holds the role holders where PostHog keeps them on relationships (``sync/roles.py``), and
@@ -127,10 +128,10 @@ def delete_keys(client: redis.Redis, pattern: str, batch: int = 500) -> int:
     return len(keys)
 
 
-KEPT_FAMILIES = frozenset({"runs", "metrics", "lock", "plan", "layout"})
-"""Key families no state drop touches: run history, counters, live locks and plans being written (work in
-progress: a running task holds them, and a plan is bound to its systems before it stages anything), and the
-layout version (it describes the format, not a system)."""
+KEPT_FAMILIES = frozenset({"runs", "metrics", "lock", "plan", "layout", "lease"})
+"""Key families no state drop touches: run history, counters, live locks, task leases and plans being written
+(work in progress: a running task holds them, and a plan is bound to its systems before it stages anything), and
+the layout version (it describes the format, not a system)."""
 SOURCE_FAMILIES = ("rec", "out", "r", "cursor", "cursor_at", "pending", "claim", "evt", "system")
 """Key families whose second segment names the source the key describes (``rec:<source>:...``)."""
 

@@ -99,10 +99,14 @@ class PlanStore:
         self._staged = 0
 
     @classmethod
-    def create(cls, ledger: Ledger, mode: str, chunk_size: int) -> PlanStore:
+    def create(cls, ledger: Ledger, mode: str, chunk_size: int, plan_id: str | None = None) -> PlanStore:
+        """A new plan; with ``plan_id`` (a task's, taken up again after its worker died), whatever an earlier
+        attempt staged under that id is dropped first: staging starts over from the committed cursors."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
-        store = cls(ledger, uuid.uuid4().hex[:16])
+        store = cls(ledger, plan_id or uuid.uuid4().hex[:16])
+        if plan_id is not None:
+            store.drop()  # a SCAN: only when an id is given, i.e. when a task stages again
         store.redis.hset(store._key("meta"), mapping={"mode": mode, "chunk_size": chunk_size})
         store.redis.expire(store._key("meta"), PLAN_TTL_S)
         return store
@@ -127,6 +131,16 @@ class PlanStore:
     @property
     def chunks(self) -> int:
         return int(self._meta("chunks") or 0)
+
+    @property
+    def sealed(self) -> bool:
+        """Staged to the end (``seal``): its chunks may be written."""
+        return self._meta("chunks") is not None
+
+    def chunks_left(self) -> list[int]:
+        """Numbers of the chunks not written yet."""
+        done = {int(n) for n in cast(set[str], self.redis.smembers(self._key("done")))}
+        return [n for n in range(self.chunks) if n not in done]
 
     # -- phase 1 --------------------------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
+from workers.redis_conn import transport_options
+
 VISIBILITY_TIMEOUT_S = 2 * 3600
 MAX_COUNTDOWN_S = 900
 
@@ -42,8 +44,11 @@ app.conf.update(
 )
 
 
-def configure(redis_url: str, beat_schedule: dict[str, dict[str, object]] | None = None) -> Celery:
-    """Point the app at a Redis and (for beat) install a schedule.
+def configure(
+    redis_url: str, beat_schedule: dict[str, dict[str, object]] | None = None, sentinel_master: str | None = None
+) -> Celery:
+    """Point the app at a Redis and (for beat) install a schedule. A ``sentinel://`` URL (``workers/redis_conn.py``)
+    needs the master's name: ``sentinel_master``, else ``REDIS_SENTINEL_MASTER``.
 
     Pointing it elsewhere later in the same process (tests, benchmarks with several Redis servers) also drops the
     connection pools and result backend Celery cached for the previous one, as it does itself after a fork.
@@ -54,6 +59,9 @@ def configure(redis_url: str, beat_schedule: dict[str, dict[str, object]] | None
         app._local.__dict__.pop("backend", None)
     app.conf.broker_url = redis_url
     app.conf.result_backend = redis_url
+    sentinel = transport_options(redis_url, sentinel_master or os.environ.get("REDIS_SENTINEL_MASTER"))
+    app.conf.broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S, **sentinel}
+    app.conf.result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S, **sentinel}
     if beat_schedule is not None:
         app.conf.beat_schedule = beat_schedule
     return app
@@ -67,7 +75,7 @@ def _configure_from_environment() -> None:
         from workers.schedule import beat_schedule
 
         config = load_config(config_path)
-        configure(config.redis_url, beat_schedule(config))
+        configure(config.redis_url, beat_schedule(config), config.redis_sentinel_master)
     else:
         configure(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 

@@ -104,7 +104,7 @@ def beat_command(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
     from workers.celery_app import configure
     from workers.schedule import beat_schedule
 
-    app = configure(runtime.config.redis_url, beat_schedule(runtime.config))
+    app = configure(runtime.config.redis_url, beat_schedule(runtime.config), runtime.config.redis_sentinel_master)
     state = Path(tempfile.gettempdir()) / "crmsync-beat-schedule"
     app.Beat(schedule=str(state), loglevel=loglevel).run()
 
@@ -172,7 +172,7 @@ def run_enqueued(runtime: Runtime, sources: list[str], full: bool, dry_run: bool
     from workers.celery_app import configure
     from workers.tasks import sync_all, sync_source
 
-    configure(runtime.config.redis_url)
+    configure(runtime.config.redis_url, sentinel_master=runtime.config.redis_sentinel_master)
     mode = "full" if full else "incremental"
     if len(sources) > 1 and not dry_run:
         return _follow_plan(sync_all.apply_async((), {"mode": mode}, queue="bulk"), quiet)

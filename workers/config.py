@@ -1,15 +1,17 @@
 """``crmsync.yaml``: the whole configuration of a worker, validated at start-up with the bad key named.
 
 Read from ``--config PATH`` or ``CRMSYNC_CONFIG`` (default ``crmsync.yaml``); environment variables override the
-file for secrets and deployment settings: ``REDIS_URL``, ``POSTHOG_HOST``, ``POSTHOG_PERSONAL_API_KEY``,
-``POSTHOG_PROJECT_ID``. Sections:
+file for secrets and deployment settings: ``REDIS_URL``, ``REDIS_SENTINEL_MASTER``, ``POSTHOG_HOST``,
+``POSTHOG_PERSONAL_API_KEY``, ``POSTHOG_PROJECT_ID``. Sections:
 
 ```yaml
 posthog: {host: https://us.posthog.com, project_id: 1}     # the key comes from POSTHOG_PERSONAL_API_KEY
 #   budget: ["480/60", "4800/3600"]  (PostHog's throttles, the default; [] = unthrottled self-hosted)
 #   budget_max_wait_s: 60            (longer waits stop the run, which is re-queued)
 #   stand_in: true                   (http and private hosts allowed: a local stand-in only)
-redis_url: redis://127.0.0.1:6379/0
+redis_url: redis://127.0.0.1:6379/0                         # or sentinel://h:26379;sentinel://h2:26379 (+ master)
+redis_sentinel_master: mymaster                              # only for a sentinel:// URL (REDIS_SENTINEL_MASTER)
+leases: {ttl_s: 30, sweep_every_s: 10}                       # a dead worker's work is taken up in ttl + sweep
 ledger_prefix: crmsync                                       # keys are <prefix>:<project id>:...
 sources:                                                     # one block per CRM; see docs/connectors/
   hubspot: {enabled: true, schedule: {every_s: 300}, config: {access_token: ..., host: ...}}
@@ -38,6 +40,7 @@ from sync.budget import parse_window
 from sync.errors import ConfigError
 from sync.mapping import MappingConfig, load_mapping_config
 from sync.settings import PostHogSettings
+from workers.redis_conn import is_sentinel, sentinel_nodes
 
 DEFAULT_CONFIG = "crmsync.yaml"
 
@@ -119,6 +122,20 @@ class DlqReplayBlock(JobBlock):
         return self
 
 
+class LeaseBlock(BaseModel):
+    """Leases (``docs/reliability.md``): what a dead worker held lapses within ``ttl_s``; every worker's sweep
+    (every ``sweep_every_s``) sends its tasks again, so they are taken up within ``ttl_s + sweep_every_s``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_s: float = Field(30.0, ge=1, le=60)
+    sweep_every_s: float = Field(10.0, gt=0, le=60)
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(self.ttl_s * 1000)
+
+
 class WebhookBlock(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -163,11 +180,13 @@ class AppConfig(BaseModel):
 
     posthog: PostHogBlock = PostHogBlock()
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_sentinel_master: str | None = Field(None, min_length=1, description="master name for a sentinel:// URL")
     ledger_prefix: str = Field("crmsync", pattern=r"^[A-Za-z0-9_.-]+$", description="Redis key prefix of the ledger")
     sources: dict[str, SourceBlock] = Field(default_factory=dict)
     outbound: JobBlock = JobBlock()
     reconcile: JobBlock = JobBlock(schedule=Schedule(cron="17 3 * * *"))
     dlq_replay: DlqReplayBlock = DlqReplayBlock()
+    leases: LeaseBlock = LeaseBlock()
     webhooks: WebhookBlock = WebhookBlock()
     ui: UiBlock = UiBlock()
     mapping: MappingConfig
@@ -205,6 +224,8 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> AppConfig:
     rest = {k: v for k, v in raw.items() if k not in _MAPPING_KEYS}
     if os.environ.get("REDIS_URL"):
         rest["redis_url"] = os.environ["REDIS_URL"]
+    if os.environ.get("REDIS_SENTINEL_MASTER"):
+        rest["redis_sentinel_master"] = os.environ["REDIS_SENTINEL_MASTER"]
     try:
         config = AppConfig(mapping=mapping, **rest)
     except ValidationError as exc:
@@ -214,6 +235,10 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> AppConfig:
         if name not in mapping.mappings:
             raise ConfigError(f"sources.{name}", f"no mappings.{name} section for this source")
     check_hosts(config)
+    if is_sentinel(config.redis_url):
+        sentinel_nodes(config.redis_url)  # a malformed one fails here, naming REDIS_URL
+        if not config.redis_sentinel_master:
+            raise ConfigError("REDIS_SENTINEL_MASTER", "a sentinel:// REDIS_URL needs the master's name")
     return config
 
 

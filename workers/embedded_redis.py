@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
 
 from sandbox.common import free_port
+from sync.errors import ConfigError
+from workers.redis_conn import connect
 
 
 def answers(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except (redis.RedisError, OSError):
+        client = connect(url, os.environ.get("REDIS_SENTINEL_MASTER"), socket_connect_timeout=1)
+        return bool(client.ping())
+    except (redis.RedisError, OSError, ConfigError):
         return False
 
 

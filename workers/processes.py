@@ -24,9 +24,11 @@ def start_worker(
     queues: str = "bulk,realtime",
     loglevel: str = "WARNING",
     hostname: str | None = None,
+    new_group: bool = False,
 ) -> subprocess.Popen[bytes]:
     """``crmsync --config PATH worker`` as a child process (``env`` should carry ``REDIS_URL`` and secrets);
-    ``hostname`` is its Celery node name (default: the worker's own, unique per process)."""
+    ``hostname`` is its Celery node name (default: the worker's own, unique per process); ``new_group`` starts it
+    in a process group of its own (its pid), so that the worker and its pool can be killed at once (``killpg``)."""
     command = [
         sys.executable,
         "-m",
@@ -43,7 +45,11 @@ def start_worker(
         *(["--hostname", hostname] if hostname else []),
     ]
     return subprocess.Popen(
-        command, env={**env, "CRMSYNC_CONFIG": str(config_path)}, stdout=log, stderr=subprocess.STDOUT
+        command,
+        env={**env, "CRMSYNC_CONFIG": str(config_path)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=new_group,
     )
 
 

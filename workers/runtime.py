@@ -20,6 +20,8 @@ from sync.posthog.custom_properties import require_definitions
 from sync.posthog.scopes import require_scopes
 from sync.ratelimit import BudgetExhausted
 from workers.config import AppConfig, load_config
+from workers.leases import TaskLeases
+from workers.redis_conn import connect
 
 log = structlog.get_logger("crmsync.runtime")
 
@@ -35,7 +37,7 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.config.redis_url, decode_responses=True, health_check_interval=30)
+        return connect(self.config.redis_url, self.config.redis_sentinel_master)
 
     @cached_property
     def posthog_budget(self) -> RequestBudget | None:
@@ -65,7 +67,11 @@ class Runtime:
 
     @cached_property
     def engine(self) -> SyncEngine:
-        return SyncEngine(self.posthog, self.ledger, self.config.mapping)
+        return SyncEngine(self.posthog, self.ledger, self.config.mapping, lease_ms=self.config.leases.ttl_ms)
+
+    @cached_property
+    def task_leases(self) -> TaskLeases:
+        return TaskLeases(self.redis, self.ledger.ns, self.config.leases.ttl_ms)
 
     def connector(self, source: str) -> Connector:
         with self._lock:

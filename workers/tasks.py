@@ -17,15 +17,18 @@ from typing import Any
 import redis
 import structlog
 from celery import Task, group
+from celery.exceptions import Ignore, Retry
 
 from sync.engine import THROTTLES
 from sync.errors import ConfigError, RetryableError
+from sync.lease import Heartbeat
 from sync.ledger import lock_owner
 from sync.plan import PlanStore
 from sync.report import RunReport
 from workers import dry_runs
 from workers.celery_app import MAX_COUNTDOWN_S, app
 from workers.claims import RefreshClaims
+from workers.leases import delivery_token
 from workers.metrics import record_api_calls, record_run
 from workers.replay import replay_due
 from workers.runtime import Runtime, get_runtime
@@ -75,7 +78,61 @@ def _finish(runtime: Runtime, reports: list[RunReport]) -> dict[str, Any]:
 
 
 def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str) -> dict[str, Any]:
+    """Run ``work`` under the task's lease (``workers/leases.py``), turning its errors into retries or reports."""
     runtime = get_runtime()
+    task_id = task.request.id
+    if not task_id:
+        return _run(task, runtime, work, label, None)
+    leases, token = runtime.task_leases, delivery_token()
+    spec = {
+        "task": task.name,
+        "args": list(task.request.args or []),
+        "kwargs": dict(task.request.kwargs or {}),
+        "queue": (task.request.delivery_info or {}).get("routing_key") or "bulk",
+    }
+    try:
+        state = leases.start(task_id, token, spec)
+    except REDIS_TRANSIENT as exc:  # Redis unreachable before any work: retried like the work's own Redis errors
+        if task.request.retries >= MAX_RETRIES:
+            raise
+        raise task.retry(exc=exc, countdown=countdown(task.request.retries, None), max_retries=MAX_RETRIES) from None
+    if state == "done":  # a late redelivery of a task that ended (taken up by another worker meanwhile)
+        log.info("already done, delivery ignored", task=label, task_id=task_id)
+        raise Ignore()
+    if state == "busy":  # another delivery holds it and renews its lease: look again once it could have lapsed
+        raise task.retry(countdown=leases.ttl_ms / 1000, max_retries=THROTTLE_RETRIES) from None
+    try:
+        with Heartbeat(lambda: leases.renew(task_id, token), leases.ttl_ms, f"task {task_id}") as beat:
+
+            def waiting(delay: float) -> None:
+                beat.stop()  # the lease passes to the retry: no renewal after this
+                leases.waiting(task_id, token, delay)
+
+            result = _run(task, runtime, work, label, waiting)
+    except Retry:
+        raise
+    except Exception:
+        with contextlib.suppress(*REDIS_TRANSIENT):
+            leases.done(task_id, token)  # it failed for good: no sweep sends it again
+        raise
+    with contextlib.suppress(*REDIS_TRANSIENT):  # unreachable: the lease lapses, a sweep sends it again (idempotent)
+        leases.done(task_id, token)
+    return result
+
+
+def _run(
+    task: Task,
+    runtime: Runtime,
+    work: Callable[[Runtime], list[RunReport]],
+    label: str,
+    waiting: Callable[[float], object] | None,
+) -> dict[str, Any]:
+    def retry(exc: BaseException, delay: float, max_retries: int) -> Retry:
+        if waiting is not None:
+            with contextlib.suppress(*REDIS_TRANSIENT):
+                waiting(delay)  # the lease outlives the countdown: a worker that dies holding the retry is seen
+        return task.retry(exc=exc, countdown=delay, max_retries=max_retries)
+
     owner = lock_owner.set(task.request.id)  # a redelivered task takes over the locks its killed run left
     try:
         reports = work(runtime)
@@ -84,14 +141,14 @@ def _guarded(task: Task, work: Callable[[Runtime], list[RunReport]], label: str)
         # however many times that takes (a first sync of 16,000 accounts spans hours at 4,800 requests an hour).
         delay = countdown(0, exc.retry_after or THROTTLE_PAUSE_S)
         log.info("budget spent, re-queued", task=label, countdown=round(delay, 1))
-        raise task.retry(exc=exc, countdown=delay, max_retries=THROTTLE_RETRIES) from None
+        raise retry(exc, delay, THROTTLE_RETRIES) from None
     except (RetryableError, *REDIS_TRANSIENT) as exc:
         if task.request.retries >= MAX_RETRIES:
             log.error("giving up after retries", task=label, reason=str(exc))
             raise
         delay = countdown(task.request.retries, exc.retry_after if isinstance(exc, RetryableError) else None)
         log.warning("retrying", task=label, reason=str(exc), countdown=round(delay, 1))
-        raise task.retry(exc=exc, countdown=delay, max_retries=MAX_RETRIES) from None
+        raise retry(exc, delay, MAX_RETRIES) from None
     except ConfigError as exc:
         failed = RunReport(label, "-", "config").finish("failed", str(exc))
         runtime.ledger.append_run(failed.as_dict())
@@ -129,17 +186,28 @@ def sync_all(self: Task, mode: str = "incremental") -> dict[str, Any]:
         raise ValueError(f"mode must be incremental or full, not {mode!r}")
     chunk_ids: list[str] = []
 
+    # The plan and its chunk tasks are named after this task: taken up again after its worker died, it finds the
+    # plan it sealed (and sends the chunks not written, under the same ids) or stages again what it had begun.
+    plan_id = self.request.id.replace("-", "")[:16] if self.request.id else None
+
     def work(rt: Runtime) -> list[RunReport]:
         connectors = {s: rt.connector(s) for s in rt.config.enabled_sources()}
-        streams = {s: rt.streams(s) for s in connectors}
-        store, reports = rt.engine.stage_plan(connectors, streams, mode, PLAN_CHUNK_SIZE)
+        previous = PlanStore(rt.ledger, plan_id) if plan_id else None
+        store: PlanStore | None
+        reports: list[RunReport] = []
+        if previous is not None and previous.exists() and previous.sealed:
+            store, chunks = previous, previous.chunks_left()
+        else:
+            streams = {s: rt.streams(s) for s in connectors}
+            store, reports = rt.engine.stage_plan(connectors, streams, mode, PLAN_CHUNK_SIZE, plan_id)
+            chunks = list(range(store.chunks)) if store is not None else []
         if store is None:
             return reports
-        if store.chunks == 0:
+        if not chunks:
             finished = rt.engine.finish_plan(store, connectors)
             return reports + ([finished] if finished else [])
-        writes = group(write_plan.si(store.id, n) for n in range(store.chunks)).apply_async(queue="bulk")
-        chunk_ids.extend(r.id for r in writes.results)
+        writes = [write_plan.si(store.id, n).set(task_id=f"{store.id}-chunk-{n}") for n in chunks]
+        chunk_ids.extend(r.id for r in group(writes).apply_async(queue="bulk").results)
         return reports
 
     result = _guarded(self, work, "all")

@@ -51,7 +51,7 @@ def celery_enqueue(runtime: Runtime) -> Enqueue:
     """Send a task by name to the ``bulk`` queue of the config's broker; returns the task id."""
     from workers.celery_app import configure
 
-    app = configure(runtime.config.redis_url)
+    app = configure(runtime.config.redis_url, sentinel_master=runtime.config.redis_sentinel_master)
 
     def send(task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return str(app.send_task(task, args=args, kwargs=kwargs, queue="bulk").id)
