@@ -85,8 +85,14 @@ def test_a_legacy_setting_that_disagrees_with_the_mapping_fails_naming_both(
 @pytest.mark.parametrize(
     ("name", "setting"),
     [
-        ("salesforce", {"account_id_field": "posthog_account_id__c", "outbound_fields": ["PostHog_CSM_Email__c"]}),
-        ("hubspot", {"push_properties": ["posthog_csm_email", "posthog_account_id"]}),
+        (
+            "salesforce",
+            {
+                "account_id_field": "posthog_account_id__c",
+                "outbound_fields": ["PostHog_CSM_Email__c", "PostHog_Health_Score__c"],
+            },
+        ),
+        ("hubspot", {"push_properties": ["posthog_csm_email", "posthog_account_id", "posthog_health_score"]}),
     ],
 )
 def test_a_legacy_setting_that_agrees_with_the_mapping_is_accepted(

@@ -45,7 +45,7 @@ def _writes(http: httpx.Client) -> int:
 
 
 def _creates(http: httpx.Client) -> int:
-    posts = [r for r in _stats(http) if r["method"] == "POST" and "accounts" in r["route"]]
+    posts = [r for r in _stats(http) if r["method"] == "POST" and r["route"].endswith("/accounts/")]
     return sum(r["count"] for r in posts if r["status"] < 300)
 
 

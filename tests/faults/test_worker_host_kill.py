@@ -40,7 +40,7 @@ LEASES = {"ttl_s": 2, "sweep_every_s": 0.5}
 def _creates(http: httpx.Client) -> int:
     """Accounts PostHog created (successful POSTs to the accounts list route)."""
     stats = http.get("/_sandbox/stats").json()
-    posts = [r for r in stats["requests"] if r["method"] == "POST" and "accounts" in r["route"]]
+    posts = [r for r in stats["requests"] if r["method"] == "POST" and r["route"].endswith("/accounts/")]
     return sum(r["count"] for r in posts if r["status"] < 300)
 
 

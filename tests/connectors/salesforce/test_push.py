@@ -131,7 +131,7 @@ def test_the_fields_push_back_writes_and_reads_back_come_from_the_mapping(
     moved = load_mapping_config(raw)
     ids = standin.seed(3)
     connector = standin.connector(mapping=moved)
-    assert connector.written == ("Legacy_Account_Ref__c", "PostHog_CSM_Email__c")
+    assert connector.written == ("Legacy_Account_Ref__c", "PostHog_CSM_Email__c", "PostHog_Health_Score__c")
 
     report = SyncEngine(sf_ph, ledger, moved).run(connector, "Account", "full")
     assert report.counts["pushed"] == 3, report.as_dict()
