@@ -28,6 +28,7 @@ from sync.report import RunReport
 from sync.state import POSTHOG, describe_state
 from workers.config import load_config
 from workers.dry_runs import remember as remember_dry_runs
+from workers.eviction import check_no_eviction, read_policy
 from workers.logs import configure_logging, remember_secrets, secrets_of
 from workers.runtime import Runtime, set_runtime
 
@@ -56,8 +57,16 @@ def start_checks(runtime: Runtime, *checks: Callable[[], object]) -> None:
         for check in checks:
             check()
     except CrmsyncError as exc:
-        console.print(f"[red]config error:[/] {exc}")
+        console.print(f"[red]config error:[/] {exc}", soft_wrap=True)  # one line, however narrow the terminal
         raise typer.Exit(2) from None
+
+
+def check_redis(runtime: Runtime) -> None:
+    """Start-up check of the long-running commands and ``sync``: a Redis that may evict keys stops the command
+    (``ConfigError`` naming ``maxmemory-policy``; ``workers/eviction.py``); one whose policy cannot be read warns."""
+    warning = check_no_eviction(runtime.redis)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
 
 
 def _sources(runtime: Runtime, source: str) -> list[str]:
@@ -88,7 +97,7 @@ def worker_command(
     runtime = runtime_from_env()
     configure_logging(loglevel)
     # every enabled connector's config, then the PostHog key's scopes: either stops the worker here, named
-    start_checks(runtime, runtime.check_sources, runtime.check_posthog_key)
+    start_checks(runtime, lambda: check_redis(runtime), runtime.check_sources, runtime.check_posthog_key)
     from workers.celery_app import app
 
     node = hostname or default_node_name()
@@ -99,7 +108,7 @@ def beat_command(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
     """Run Celery beat: exactly one per deployment; it only enqueues, workers do the work."""
     runtime = runtime_from_env()
     configure_logging(loglevel)
-    start_checks(runtime, runtime.check_sources)
+    start_checks(runtime, lambda: check_redis(runtime), runtime.check_sources)
     from workers.celery_app import configure
     from workers.schedule import beat_schedule
 
@@ -123,6 +132,7 @@ def webhooks_serve(
     apps: list[Any] = []
     start_checks(
         runtime,
+        lambda: check_redis(runtime),
         lambda: console.print(check_public_url(runtime.config.webhooks, host)),
         lambda: apps.append(create_webhook_app(runtime)),  # builds every enabled connector: bad config stops here
     )
@@ -257,6 +267,7 @@ def sync_command(
     """Sync one source (or all) now: enqueued on the workers and followed, or ``--inline``."""
     runtime = runtime_from_env()
     configure_logging("WARNING")
+    start_checks(runtime, lambda: check_redis(runtime))
     sources = _sources(runtime, source)
     try:
         if inline:
@@ -396,6 +407,7 @@ def status_data(runtime: Runtime) -> dict[str, Any]:
         "dead_letters": dead_letters,
         "posthog_budget": usage,
         "backlog": backlog(runtime, usage, now),
+        "redis_eviction": read_policy(runtime.redis).problem(),  # None, or a line naming maxmemory-policy
         "posthog_tags": {
             "dropped": bool(dropped and dropped.get("mapping") == runtime.config.mapping.fingerprint()),
             "since": dropped.get("at") if dropped else None,
@@ -475,6 +487,8 @@ def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     out.print(budget_line(data["posthog_budget"]))
     out.print(backlog_line(data["backlog"]))
     out.print(dead_letters_line(data["dead_letters"]))
+    if data["redis_eviction"]:
+        out.print(f"[yellow]Redis:[/] {data['redis_eviction']}", soft_wrap=True)
     if data["posthog_tags"]["dropped"]:
         out.print(f"[yellow]PostHog tags:[/] {TAGS_DROPPED}")
 
