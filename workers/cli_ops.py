@@ -86,22 +86,44 @@ def default_node_name() -> str:
 
 def worker_command(
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "bulk,realtime",
-    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes (for bulk, with a realtime node).")] = 2,
+    realtime_processes: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Processes of a node of their own for the realtime queue (webhook refreshes), which bulk work "
+            "cannot occupy; 0: one pool for every queue.",
+        ),
+    ] = 1,
     loglevel: Annotated[str, typer.Option()] = "INFO",
     hostname: Annotated[
         str | None,
         typer.Option("--hostname", "-n", help="Celery node name (default crmsync-<pid>@<host>, unique per process)."),
     ] = None,
+    checked: Annotated[bool, typer.Option("--checked", hidden=True)] = False,  # a realtime node: its parent checked
 ) -> None:
-    """Run a Celery worker (scale out by running more of them, on any host, against the same Redis)."""
+    """Run a Celery worker (scale out by running more of them, on any host, against the same Redis).
+
+    Consuming ``bulk`` and ``realtime`` (the default), it is two Celery nodes: this one for ``bulk`` with
+    ``--concurrency`` processes, and a child for ``realtime`` with ``--realtime-processes`` (``workers/lanes.py``)."""
+    from workers.lanes import split_queues, start_realtime_node, stop_node
+
     runtime = runtime_from_env()
     configure_logging(loglevel)
-    # every enabled connector's config, then the PostHog key's scopes: either stops the worker here, named
-    start_checks(runtime, lambda: check_redis(runtime), runtime.check_sources, runtime.check_posthog_key)
+    # Redis's eviction policy, every enabled connector's config, then the PostHog key's scopes: each stops the
+    # worker here, named (a realtime node started by a worker skips the scopes: its parent probed them)
+    checks = [lambda: check_redis(runtime), runtime.check_sources]
+    start_checks(runtime, *checks, *([] if checked else [runtime.check_posthog_key]))
     from workers.celery_app import app
 
+    own_queues, with_realtime_node = split_queues(queues, realtime_processes)
     node = hostname or default_node_name()
-    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", node])
+    child = start_realtime_node(realtime_processes, loglevel, hostname) if with_realtime_node else None
+    try:
+        app.worker_main(["worker", "-Q", own_queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", node])
+    finally:
+        if child is not None:
+            stop_node(child)
 
 
 def beat_command(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
