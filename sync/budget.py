@@ -20,9 +20,10 @@ realtime; everything else is bulk):
   refresh's. Bulk work takes the budget one request at a time, so a refresh waits for at most the slot(s) already
   taken when it asked, never behind a chunk.
 - **A reserved share** (``realtime_share`` of each window, rounded up): while realtime is active (a refresh
-  waiting, or one granted within the shortest window), bulk may use only ``limit - ceil(limit * share)`` of a
-  window, so the refreshes that follow the first find slots free at once. While realtime is idle, bulk borrows
-  the whole window: no slot is left unused for lack of webhooks.
+  waiting, or one granted within the longest window), bulk may use only ``limit - ceil(limit * share)`` of a
+  window, so refreshes find slots free at once, also while a backfill has spent the rest of PostHog's hour.
+  While realtime is idle (no refresh for the longest window), bulk borrows the whole window: no slot is left
+  unused for lack of webhooks. The first refresh after such a lull is still first at the next free slot.
 
 Keys (``<base>`` = ``<prefix>:budget:posthog:<host>:<key hash>``, see ``posthog_budget_key``):
 ``<base>:w:<seconds>`` a window's log, ``<base>:blocked`` the server time (epoch seconds) a 429 blocks until,
@@ -91,11 +92,11 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - grace)
 local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 local active = realtime or first[1] ~= nil or redis.call('EXISTS', KEYS[4]) == 1
 local wait = 0
-local shortest = nil
+local longest = 0
 for i = 5, #KEYS do
   local limit = tonumber(ARGV[2 * i - 4])
   local span = tonumber(ARGV[2 * i - 3]) + margin
-  if shortest == nil or span < shortest then shortest = span end
+  if span > longest then longest = span end
   local cap = limit
   if active and not realtime then cap = limit - math.ceil(limit * share) end
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - span)
@@ -131,7 +132,7 @@ for i = 5, #KEYS do
 end
 if realtime then
   redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('SET', KEYS[4], '1', 'PX', math.ceil(shortest * 1000))
+  redis.call('SET', KEYS[4], '1', 'PX', math.ceil(longest * 1000))
   redis.call('HINCRBY', KEYS[2], 'realtime', 1)
 end
 return '0'

@@ -1,6 +1,6 @@
 """End to end on a real ``crmsync worker`` at its default layout: a webhook refresh is not stuck behind a backfill.
 
-PostHog's stand-in throttled at 8 requests a second, a full sync of every CRM writing its plan (both bulk pool
+PostHog's stand-in throttled at 8 requests a second, a full sync of 300 records per CRM writing its plan (both bulk pool
 processes busy with ``write_plan`` chunks, the budget saturated), then a Stripe customer renamed and its refresh
 enqueued. Counted in the stand-in's own request log (arrival order): the PostHog requests between the enqueue and
 the refresh's write. Without the realtime node and the budget's realtime lane, the refresh waits for a chunk of up
@@ -39,7 +39,7 @@ def test_a_refresh_reaches_posthog_within_a_few_requests_while_a_backfill_satura
     from workers.tasks import refresh, sync_all
 
     prefix = f"crmsync-lane-{uuid.uuid4().hex[:8]}"
-    stack = SandboxStack(seed=120, redis_url=OWN_REDIS, webhooks=False, ledger_prefix=prefix)
+    stack = SandboxStack(seed=300, redis_url=OWN_REDIS, webhooks=False, ledger_prefix=prefix)
     stack.posthog_throttle = (ThrottleRate(8, 1),)
     with stack:
         posthog_log = install_recorders(stack)["posthog"]
