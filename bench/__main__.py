@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MAIN_WORKERS = 2
 THROTTLED_RECORDS = 300
 SCALED_POSTHOG_THROTTLE = (ThrottleRate(48, 6), ThrottleRate(480, 360))  # PostHog's 480/60 and 4800/3600, 10x faster
-LANE_THROTTLES = {"8a": (ThrottleRate(8, 1),), "8b": SCALED_POSTHOG_THROTTLE}
-"""Scenario 8: the issue's 8 requests a second (``--posthog-throttle 8/1``), then PostHog's own windows scaled."""
+LANE_THROTTLES = {"8a": ((ThrottleRate(8, 1),), 20, 2.0), "8b": (SCALED_POSTHOG_THROTTLE, 30, 10.0)}
+"""Scenario 8: the issue's 8 requests a second (``--posthog-throttle 8/1``): 20 edits, one every 2 s; then PostHog's
+own windows scaled: 30 edits, one every 10 s, across the time the backfill has spent the (scaled) hour."""
 
 
 def _log(message: str) -> None:
@@ -175,10 +176,11 @@ class Bench:
         if "8" not in self.scenarios:
             return
         records = min(self.records, THROTTLED_RECORDS)
-        for label, throttle in LANE_THROTTLES.items():
+        for label, (throttle, edits, pace) in LANE_THROTTLES.items():
             with Env(records, workers=1, concurrency=2, redis=self.redis, posthog_throttle=throttle) as env:
-                _log(f"scenario {label}: webhooks during a backfill of {records} records per CRM at {throttle}")
-                self.add("crmsync", webhooks_under_backfill(env, label=label))
+                rates = ", ".join(map(str, throttle))
+                _log(f"scenario {label}: webhooks during a backfill of {records} records per CRM at {rates}")
+                self.add("crmsync", webhooks_under_backfill(env, edits, pace, label))
 
     def run(self) -> Path:
         redis_dir = Path(tempfile.mkdtemp(prefix="crmsync-bench-redis-"))
