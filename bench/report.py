@@ -265,7 +265,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"parked {t['parked']}, lost {t['lost']}, refused by PostHog {t['posthog_429_throttled']}; "
             f"{t['budget_waits']:,} waits for budget, {t['chunks_requeued']} chunk runs re-queued; "
             f"budget used {_fmt(t['budget_utilisation_while_waiting'])} of what it allows over the "
-            f"{_fmt(t['seconds_with_work_waiting'])} s that work was waiting.",
+            f"{_fmt(t['seconds_with_work_waiting'])} s that work was waiting (a client that never leaves a slot "
+            f"idle scores {_fmt(t.get('budget_utilisation_ceiling'))} for the same requests).",
         ]
     for row in (r for r in results.get("crmsync", []) if "lane" in r):
         lane, lat, between = row["lane"], row["lane"]["latency_s"], row["lane"]["posthog_requests_between"]
