@@ -1,6 +1,6 @@
 """``make bench`` (``python -m bench``): every scenario through crmsync, the naive script and the ceiling.
 
-``--records N`` per CRM (default 10,000), ``--scenarios 1,2,3,4,5,6,7``, ``--quick`` (500 records), ``--out DIR``
+``--records N`` per CRM (default 10,000), ``--scenarios 1,2,3,4,5,6,7,8``, ``--quick`` (500 records), ``--out DIR``
 (default ``bench/results``), ``--docs FILE`` (default ``docs/performance.md``; ``--no-docs`` leaves it alone).
 Results are written after every step, so an interrupted run keeps what it measured.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.ceiling import measure_ceiling
 from bench.harness import Env
+from bench.lane import webhooks_under_backfill
 from bench.memory import ledger_memory
 from bench.naive import run_naive
 from bench.report import machine, markdown, ratios_and_targets, write_docs
@@ -30,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MAIN_WORKERS = 2
 THROTTLED_RECORDS = 300
 SCALED_POSTHOG_THROTTLE = (ThrottleRate(48, 6), ThrottleRate(480, 360))  # PostHog's 480/60 and 4800/3600, 10x faster
+LANE_THROTTLES = {"8a": ((ThrottleRate(8, 1),), 20, 2.0), "8b": (SCALED_POSTHOG_THROTTLE, 30, 10.0)}
+"""Scenario 8: the issue's 8 requests a second (``--posthog-throttle 8/1``): 20 edits, one every 2 s; then PostHog's
+own windows scaled: 30 edits, one every 10 s, across the time the backfill has spent the (scaled) hour."""
 
 
 def _log(message: str) -> None:
@@ -174,12 +178,25 @@ class Bench:
             _log(f"scenario 7: {records} records per CRM, PostHog throttled at {rates}")
             self.add("crmsync", throttled_sync(env))
 
+    def lane(self) -> None:
+        """Scenario 8 (8a at 8/1, 8b at PostHog's windows ten times faster): webhook edits while a full sync of
+        ``THROTTLED_RECORDS`` per CRM saturates the budget, on one ``crmsync worker`` at its default concurrency."""
+        if "8" not in self.scenarios:
+            return
+        records = min(self.records, THROTTLED_RECORDS)
+        for label, (throttle, edits, pace) in LANE_THROTTLES.items():
+            with Env(records, workers=1, concurrency=2, redis=self.redis, posthog_throttle=throttle) as env:
+                rates = ", ".join(map(str, throttle))
+                _log(f"scenario {label}: webhooks during a backfill of {records} records per CRM at {rates}")
+                self.add("crmsync", webhooks_under_backfill(env, edits, pace, label))
+
     def run(self) -> Path:
         redis_dir = Path(tempfile.mkdtemp(prefix="crmsync-bench-redis-"))
         self.redis = RedisServer(redis_dir).start()
         try:
             self.crmsync()
             self.throttled()
+            self.lane()
             self.scaling()
             self.naive()
         finally:
@@ -191,7 +208,7 @@ class Bench:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--records", type=int, default=10_000, help="records per CRM (default 10000)")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7", help="comma-separated subset of 1,2,3,4,5,6,7")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8", help="comma-separated subset of 1,2,3,4,5,6,7,8")
     parser.add_argument("--quick", action="store_true", help="500 records per CRM: a smoke run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "performance.md")
@@ -200,7 +217,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.records = 500
     scenarios = {s.strip() for s in args.scenarios.split(",") if s.strip()}
-    unknown = scenarios - {"1", "2", "3", "4", "5", "6", "7"}
+    unknown = scenarios - {"1", "2", "3", "4", "5", "6", "7", "8"}
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.scenario_set = scenarios

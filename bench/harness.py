@@ -145,6 +145,7 @@ class Env:
 
     records: int
     workers: int = 2
+    concurrency: int = 1  # pool processes of each worker (``crmsync worker --concurrency``)
     coalesce_s: float = 0.25
     start_workers: bool = True
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="crmsync-bench-")))
@@ -199,12 +200,13 @@ class Env:
         return self
 
     def start_worker(self) -> None:
-        """``workers`` separate ``crmsync worker --concurrency 1`` processes, each its own Celery node, so a worker
-        process is a process whatever the pool does (and peak memory is per process)."""
+        """``workers`` separate ``crmsync worker --concurrency <concurrency>`` processes (1 by default), each its own
+        Celery node, so a worker process is a process whatever the pool does (and peak memory is per process); each
+        runs its realtime node beside it, as ``crmsync worker`` does."""
         assert self.config_path is not None and self.redis is not None
         env = {**os.environ, "CRMSYNC_CONFIG": str(self.config_path), "REDIS_URL": self.redis.url}
         cmd = [sys.executable, "-m", "workers.cli", "--config", str(self.config_path), "worker"]
-        cmd += ["--concurrency", "1", "--loglevel", "WARNING"]
+        cmd += ["--concurrency", str(self.concurrency), "--loglevel", "WARNING"]
         for n in range(self.workers):
             log = (self.workdir / f"worker{n}.log").open("wb")
             self.worker_procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -290,6 +292,7 @@ class RecordedRequest:
     query: str
     headers: list[tuple[str, str]]
     body: bytes
+    at: float = 0.0  # time.monotonic() when the stand-in had answered it
 
 
 class Recorder:
@@ -321,7 +324,10 @@ class Recorder:
             await self.inner(scope, recording_receive, send)
         finally:
             query = scope.get("query_string", b"").decode("latin-1")
-            self.requests.append(RecordedRequest(scope["method"], scope["path"], query, headers, b"".join(chunks)))
+            body = b"".join(chunks)
+            self.requests.append(
+                RecordedRequest(scope["method"], scope["path"], query, headers, body, time.monotonic())
+            )
 
 
 def install_recorders(stack: SandboxStack) -> dict[str, Recorder]:

@@ -125,6 +125,11 @@ def ratios_and_targets(results: dict[str, Any]) -> tuple[dict[str, Any], list[di
             f"parked {t['parked']}, lost {t['lost']}, 429s {t['posthog_429_throttled']}",
         )
         target("scenario 7: budget used ≥ 90% while work waits", None if use is None else use >= 0.9, use)
+    if "8a" in crm:
+        lane = crm["8a"]["lane"]
+        p99 = lane["latency_s"]["p99"]
+        reached = lane["reached_posthog"] == lane["edits"]
+        target("scenario 8a: webhook edit → PostHog p99 ≤ 5 s during a backfill at 8/s", reached and p99 <= 5.0, p99)
     if "6" in crm:
         hook = crm["6"]["webhook"]
         p99, bound = hook["latency_s"]["p99"], hook["coalesce_s"] + 1.0
@@ -274,7 +279,20 @@ def markdown(results: dict[str, Any]) -> str:
             f"parked {t['parked']}, lost {t['lost']}, refused by PostHog {t['posthog_429_throttled']}; "
             f"{t['budget_waits']:,} waits for budget, {t['chunks_requeued']} chunk runs re-queued; "
             f"budget used {_fmt(t['budget_utilisation_while_waiting'])} of what it allows over the "
-            f"{_fmt(t['seconds_with_work_waiting'])} s that work was waiting.",
+            f"{_fmt(t['seconds_with_work_waiting'])} s that work was waiting (a client that never leaves a slot "
+            f"idle scores {_fmt(t.get('budget_utilisation_ceiling'))} for the same requests).",
+        ]
+    for row in (r for r in results.get("crmsync", []) if "lane" in r):
+        lane, lat, between = row["lane"], row["lane"]["latency_s"], row["lane"]["posthog_requests_between"]
+        lines += [
+            "",
+            f"Webhooks during a backfill (scenario {row['scenario']}): PostHog stand-in at "
+            f"{', '.join(lane['posthog_throttle'])}, a full sync enqueued on one worker at its default layout; "
+            f"{lane['edits']} Stripe edits, one every {lane['pace_s']:g} s, {lane['reached_posthog']} reached "
+            f"PostHog. Delivery → PostHog write: p50 {lat['p50']} s, p99 {lat['p99']} s, max {lat['max']} s "
+            f"(coalescing window {lane['coalesce_s']} s); PostHog requests between a delivery and its write: "
+            f"median {_fmt(between['p50'])}, max {_fmt(between['max'])}; "
+            f"the backfill took {lane['backfill_wall_s']} s.",
         ]
     ratios = results.get("ratios", {})
     if ratios:

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from bench.harness import CRMS, STANDINS, Counters, Env
-from bench.report import most_requests
+from bench.report import most_requests, seconds_for
 from sandbox.common import ServerThread
 from sandbox.identities import sales_rep_email
 from sandbox.stack import STRIPE_KEY, STRIPE_WEBHOOK_SECRET
@@ -172,10 +172,14 @@ def throttled_sync(env: Env, sample_s: float = 0.25) -> Measurement:
     waiting = [s for s in samples if s[1] > 0]
     if waiting:  # work is done once its last request is sent: a window still open after it holds no waiting work
         waiting = [s for s in waiting if s[2] < waiting[-1][2]] + [next(s for s in waiting if s[2] == waiting[-1][2])]
-    utilisation = None
+    utilisation = ceiling = None
     if len(waiting) >= 2:
         allowed = most_requests(budget.windows, waiting[-1][0] - waiting[0][0])
-        utilisation = round((waiting[-1][2] - waiting[0][2]) / allowed, 3)
+        sent = waiting[-1][2] - waiting[0][2]
+        utilisation = round(sent / allowed, 3)
+        # what a client that never left a slot idle would score for the same requests: its last request goes at
+        # seconds_for(sent), where the windows admit most_requests(...) (a whole burst, when the work needs part)
+        ceiling = round(sent / most_requests(budget.windows, seconds_for(budget.windows, sent)), 3)
     stats = http.get(f"{env.url('posthog')}/_sandbox/stats").json()
     records = runtime.ledger.record_count()
     parked = runtime.ledger.dlq_size()
@@ -189,6 +193,7 @@ def throttled_sync(env: Env, sample_s: float = 0.25) -> Measurement:
         "budget_waits": budget.usage().waits,
         "seconds_with_work_waiting": round(waiting[-1][0] - waiting[0][0], 1) if len(waiting) >= 2 else 0.0,
         "budget_utilisation_while_waiting": utilisation,
+        "budget_utilisation_ceiling": ceiling,
         "chunks_requeued": measurement.run_counts.get("throttled", 0),
     }
     return measurement

@@ -12,9 +12,25 @@ continuously, which a sliding log refuses; so this budget keeps the same kind of
 - ``margin_s`` widens each window a little: a request is stamped here before it travels, and the server
   stamps it on arrival, so jitter in that delay could otherwise squeeze N+1 requests into the server's window.
 
+Two lanes, so that a backfill cannot starve webhook refreshes (``realtime_lane()`` marks a thread's requests as
+realtime; everything else is bulk):
+
+- **Priority at the next free slot.** A realtime acquire that must wait registers as a waiter (until its retry
+  plus ``WAITER_GRACE_S``); while one waits, every bulk acquire is refused, so the next slot that frees is the
+  refresh's. Bulk work takes the budget one request at a time, so a refresh waits for at most the slot(s) already
+  taken when it asked, never behind a chunk.
+- **A reserved share** (``realtime_share`` of each window, rounded up): while realtime is active (a refresh
+  waiting, or one granted within the longest window), bulk may use only ``limit - ceil(limit * share)`` of a
+  window, so refreshes find slots free at once, also while a backfill has spent the rest of PostHog's hour.
+  While realtime is idle (no refresh for the longest window), bulk borrows the whole window: no slot is left
+  unused for lack of webhooks. The first refresh after such a lull is still first at the next free slot.
+
 Keys (``<base>`` = ``<prefix>:budget:posthog:<host>:<key hash>``, see ``posthog_budget_key``):
 ``<base>:w:<seconds>`` a window's log, ``<base>:blocked`` the server time (epoch seconds) a 429 blocks until,
-``<base>:stats`` how many attempts were told to wait and how many 429s blocked the budget (all workers, ever).
+``<base>:stats`` how many attempts were told to wait, how many 429s blocked the budget and how many realtime
+requests were granted (all workers, ever), ``<base>:rt:waiting`` the realtime acquires waiting (score: when each
+retries), ``<base>:rt:active`` present while realtime holds its reserved share. A window log's members are
+``<stamp>:<lane>:<acquire id>``.
 """
 
 from __future__ import annotations
@@ -23,7 +39,9 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,9 +50,32 @@ import redis
 
 from sync.ratelimit import BudgetExhausted
 
+LANES = ("bulk", "realtime")
+_LANE: ContextVar[str] = ContextVar("crmsync_budget_lane", default="bulk")
+WAITER_GRACE_S = 2.0
+"""How long past its announced retry a waiting refresh keeps its claim on the next slot (a refresh process that
+died stops holding bulk work back after this)."""
+
+
+@contextmanager
+def realtime_lane() -> Iterator[None]:
+    """Within the block, this thread's ``acquire`` calls are realtime (webhook refreshes): see the module docstring."""
+    token = _LANE.set("realtime")
+    try:
+        yield
+    finally:
+        _LANE.reset(token)
+
+
+def current_lane() -> str:
+    """``bulk`` (the default) or ``realtime`` (inside ``realtime_lane()``)."""
+    return _LANE.get()
+
+
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
 
-# KEYS: blocked, stats, window logs...   ARGV: member suffix, margin, then (limit, seconds) per window
+# KEYS: blocked, stats, realtime waiters, realtime active, window logs...
+# ARGV: acquire id, margin, lane, realtime share, waiter grace, then (limit, seconds) per window
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -44,27 +85,55 @@ if blocked ~= nil and blocked > now then
   return tostring(blocked - now)
 end
 local margin = tonumber(ARGV[2])
+local realtime = ARGV[3] == 'realtime'
+local share = tonumber(ARGV[4])
+local grace = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - grace)
+local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local active = realtime or first[1] ~= nil or redis.call('EXISTS', KEYS[4]) == 1
 local wait = 0
-for i = 3, #KEYS do
-  local limit = tonumber(ARGV[2 * i - 3])
-  local span = tonumber(ARGV[2 * i - 2]) + margin
+local longest = 0
+for i = 5, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 4])
+  local span = tonumber(ARGV[2 * i - 3]) + margin
+  if span > longest then longest = span end
+  local cap = limit
+  if active and not realtime then cap = limit - math.ceil(limit * share) end
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - span)
   local used = redis.call('ZCARD', KEYS[i])
-  if used >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[i], used - limit, used - limit, 'WITHSCORES')
-    local frees = tonumber(oldest[2]) + span - now
+  if used >= cap then
+    local frees = span
+    if cap > 0 then
+      local oldest = redis.call('ZRANGE', KEYS[i], used - cap, used - cap, 'WITHSCORES')
+      frees = tonumber(oldest[2]) + span - now
+    end
     if frees > wait then wait = frees end
   end
 end
+if not realtime and first[1] ~= nil then
+  -- a refresh is waiting: the next free slot is its own; come back once it has had the chance to take it
+  local after = tonumber(first[2]) - now + 0.01
+  if after < 0.01 then after = 0.01 end
+  if after > wait then wait = after end
+end
 if wait > 0 then
   redis.call('HINCRBY', KEYS[2], 'waits', 1)
+  if realtime then
+    redis.call('ZADD', KEYS[3], now + wait, ARGV[1])
+    redis.call('PEXPIRE', KEYS[3], math.ceil((wait + grace) * 1000) + 1000)
+  end
   return tostring(wait)
 end
-local member = string.format('%.6f', now) .. ':' .. ARGV[1]
-for i = 3, #KEYS do
-  local span = tonumber(ARGV[2 * i - 2]) + margin
+local member = string.format('%.6f', now) .. ':' .. ARGV[3] .. ':' .. ARGV[1]
+for i = 5, #KEYS do
+  local span = tonumber(ARGV[2 * i - 3]) + margin
   redis.call('ZADD', KEYS[i], now, member)
   redis.call('PEXPIRE', KEYS[i], math.ceil(span * 1000) + 1000)
+end
+if realtime then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('SET', KEYS[4], '1', 'PX', math.ceil(longest * 1000))
+  redis.call('HINCRBY', KEYS[2], 'realtime', 1)
 end
 return '0'
 """
@@ -185,6 +254,7 @@ class RequestBudget:
     key: str
     windows: Sequence[Window]
     margin_s: float = 0.5
+    realtime_share: float = 0.0
     max_wait_s: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     taken: int = field(default=0, init=False)
@@ -194,6 +264,8 @@ class RequestBudget:
     def __post_init__(self) -> None:
         if not self.windows:
             raise ValueError("a budget needs at least one window (no windows: use no budget)")
+        if not 0 <= self.realtime_share < 1:
+            raise ValueError("realtime_share is a fraction of each window, from 0 up to (not including) 1")
         self.windows = tuple(self.windows)
         self._acquire = self.client.register_script(_ACQUIRE)
         self._block = self.client.register_script(_BLOCK)
@@ -203,23 +275,31 @@ class RequestBudget:
             f"{self.key}:stats",
             *(f"{self.key}:w:{w.seconds:g}" for w in self.windows),
         ]
+        self._acquire_keys = [*self._keys[:2], f"{self.key}:rt:waiting", f"{self.key}:rt:active", *self._keys[2:]]
 
     def __repr__(self) -> str:
         return f"RequestBudget(key={self.key!r}, windows={[str(w) for w in self.windows]})"
 
-    def try_acquire(self) -> float:
-        """Take one slot in every window (returns 0.0), or none: the seconds until one could be taken."""
-        args: list[Any] = [uuid.uuid4().hex, self.margin_s]
+    def try_acquire(self, lane: str | None = None, attempt: str | None = None) -> float:
+        """Take one slot in every window (returns 0.0), or none: the seconds until one could be taken.
+
+        ``lane``: ``bulk`` or ``realtime`` (default: the thread's, see ``realtime_lane``). ``attempt`` names one
+        acquisition across its tries: a realtime one that must wait holds the next free slot under that name."""
+        lane = lane or current_lane()
+        if lane not in LANES:
+            raise ValueError(f"lane must be one of {LANES}, not {lane!r}")
+        args: list[Any] = [attempt or uuid.uuid4().hex, self.margin_s, lane, self.realtime_share, WAITER_GRACE_S]
         for window in self.windows:
             args += [window.limit, window.seconds]
-        return float(_text(self._acquire(keys=self._keys, args=args)))
+        return float(_text(self._acquire(keys=self._acquire_keys, args=args)))
 
     def acquire(self) -> None:
         """Take a slot, sleeping while the budget is spent; ``BudgetExhausted`` (``retry_after`` = when it frees)
         rather than wait more than ``max_wait_s`` in all."""
         waited = 0.0
+        lane, attempt = current_lane(), uuid.uuid4().hex
         while True:
-            wait = self.try_acquire()
+            wait = self.try_acquire(lane, attempt)
             if wait <= 0:
                 self.taken += 1
                 return

@@ -49,6 +49,7 @@ from sync.ratelimit import BudgetExhausted
 from sync.report import PlannedChange, RunReport
 from sync.role_pushback import read_relationship_changes
 from sync.roles import RoleWriter
+from sync.slices import account_slices
 from sync.state import SystemBinding, posthog_system
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class _Batch:
     states: dict[str, AccountState] = field(default_factory=dict)  # account id → state after the write
     seen: list[Account] = field(default_factory=list)  # accounts as our writes returned them
     parked: list[dict[str, Any]] = field(default_factory=list)
+    index_fresh: bool = False  # a later slice of one plan chunk: the account index was refreshed for the chunk
 
 
 class SyncEngine:
@@ -289,7 +291,7 @@ class SyncEngine:
         lock_names = [f"acct:{a}" for a in by_account] + [f"new:{k}" for k in new]
         with self.ledger.locks(lock_names, ttl_ms=self.lock_ttl_ms):
             try:
-                if by_account:
+                if by_account and not out.index_fresh:
                     self.index.refresh()  # people's edits since the last batch: one list request, no GET each
                 entries = dict(zip(by_account, self.ledger.get_accounts(list(by_account)), strict=True))
                 seen = dict(zip(by_account, self.ledger.get_seen(list(by_account)), strict=True))
@@ -762,7 +764,13 @@ class SyncEngine:
         report = RunReport("all", "plan", store.mode)
         out = _Batch(report, repair=repair)
         try:
-            self._apply_items(items, out)
+            for n, part in enumerate(account_slices(items, _group_key)):  # locks held per slice (sync/slices.py)
+                sliced = _Batch(report, repair=repair, index_fresh=n > 0)
+                try:
+                    self._apply_items(part, sliced)
+                finally:
+                    out.states.update(sliced.states)
+                    out.records.update(sliced.records)
         except THROTTLES:
             self._push_back_all(connectors, items, out)
             report.add("throttled")  # this attempt stopped on PostHog's budget; the chunk continues when re-queued

@@ -14,7 +14,8 @@ class PostHogSettings(BaseSettings):
     ``POSTHOG_PROJECT_ID``, plus timeouts and retry bounds (``POSTHOG_TIMEOUT_S``, ...), and the request
     budget (``sync.budget``): ``budget`` windows as ``N/SECONDS`` (PostHog's real 480/60 and 4800/3600 by
     default; ``[]`` for a self-hosted instance with throttling off), how long a call may wait for a slot
-    (``budget_max_wait_s``) and the safety margin added to each window (``budget_margin_s``)."""
+    (``budget_max_wait_s``), the safety margin added to each window (``budget_margin_s``) and the share of each
+    window reserved for webhook refreshes while they are active (``realtime_share``, 0.1)."""
 
     model_config = SettingsConfigDict(env_prefix="POSTHOG_", extra="ignore")
 
@@ -30,6 +31,7 @@ class PostHogSettings(BaseSettings):
     budget: tuple[str, ...] = tuple(str(w) for w in POSTHOG_WINDOWS)
     budget_max_wait_s: float = Field(60.0, ge=0)
     budget_margin_s: float = Field(0.5, ge=0, le=60)
+    realtime_share: float = Field(0.1, ge=0, le=0.5)
 
     @field_validator("budget")
     @classmethod

@@ -4,8 +4,12 @@
   every task is idempotent (the ledger absorbs repeats).
 - prefetch 1: a long sync never holds a second task hostage.
 - JSON only; tasks take ids and small payloads.
-- Two queues: ``bulk`` (scheduled and manual syncs) and ``realtime`` (webhook refreshes), so a webhook never
-  waits behind a full sync; a worker consumes both unless told otherwise.
+- Two queues: ``bulk`` (scheduled and manual syncs, plan chunks) and ``realtime`` (webhook refreshes). A queue
+  alone does not keep a webhook from waiting behind a full sync (a pool takes from every queue it consumes, and two
+  processes busy with plan chunks left a refresh waiting 52 s): ``crmsync worker`` runs a realtime node of its own
+  beside its bulk pool (``workers/lanes.py``), a refresh's PostHog requests go first at the budget's next free slot
+  and keep a reserved share (``sync/budget.py``), and chunks hold their account locks a slice at a time
+  (``sync/slices.py``). So a webhook waits for a few budget slots, never behind a full sync.
 - The Redis visibility timeout (2 h) is above every retry countdown (at most ``MAX_COUNTDOWN_S``), so a task
   waiting to retry is never redelivered as well (lesson from Codecov's experience).
 """

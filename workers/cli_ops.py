@@ -28,6 +28,7 @@ from sync.report import RunReport
 from sync.state import POSTHOG, describe_state
 from workers.config import load_config
 from workers.dry_runs import remember as remember_dry_runs
+from workers.eviction import check_no_eviction, read_policy
 from workers.logs import configure_logging, remember_secrets, secrets_of
 from workers.runtime import Runtime, set_runtime
 
@@ -56,8 +57,16 @@ def start_checks(runtime: Runtime, *checks: Callable[[], object]) -> None:
         for check in checks:
             check()
     except CrmsyncError as exc:
-        console.print(f"[red]config error:[/] {exc}")
+        console.print(f"[red]config error:[/] {exc}", soft_wrap=True)  # one line, however narrow the terminal
         raise typer.Exit(2) from None
+
+
+def check_redis(runtime: Runtime) -> None:
+    """Start-up check of the long-running commands and ``sync``: a Redis that may evict keys stops the command
+    (``ConfigError`` naming ``maxmemory-policy``; ``workers/eviction.py``); one whose policy cannot be read warns."""
+    warning = check_no_eviction(runtime.redis)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
 
 
 def _sources(runtime: Runtime, source: str) -> list[str]:
@@ -77,30 +86,53 @@ def default_node_name() -> str:
 
 def worker_command(
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "bulk,realtime",
-    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes (for bulk, with a realtime node).")] = 2,
+    realtime_processes: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Processes of a node of their own for the realtime queue (webhook refreshes), which bulk work "
+            "cannot occupy; 0: one pool for every queue.",
+        ),
+    ] = 1,
     loglevel: Annotated[str, typer.Option()] = "INFO",
     hostname: Annotated[
         str | None,
         typer.Option("--hostname", "-n", help="Celery node name (default crmsync-<pid>@<host>, unique per process)."),
     ] = None,
+    checked: Annotated[bool, typer.Option("--checked", hidden=True)] = False,  # a realtime node: its parent checked
 ) -> None:
-    """Run a Celery worker (scale out by running more of them, on any host, against the same Redis)."""
+    """Run a Celery worker (scale out by running more of them, on any host, against the same Redis).
+
+    Consuming ``bulk`` and ``realtime`` (the default), it is two Celery nodes: this one for ``bulk`` with
+    ``--concurrency`` processes, and a child for ``realtime`` with ``--realtime-processes`` (``workers/lanes.py``)."""
+    from workers.lanes import split_queues, start_realtime_node, stop_node
+
     runtime = runtime_from_env()
     configure_logging(loglevel)
-    # every enabled connector's config, the PostHog key's scopes, the mapping's custom property definitions:
-    # any stops the worker here, named
-    start_checks(runtime, runtime.check_sources, runtime.check_posthog_key, runtime.check_custom_properties)
+    # Redis's eviction policy, every enabled connector's config, then the PostHog key's scopes and the mapping's
+    # custom property definitions: each stops the worker here, named (a realtime node started by a worker skips
+    # the PostHog probes: its parent made them)
+    checks = [lambda: check_redis(runtime), runtime.check_sources]
+    posthog_checks = [] if checked else [runtime.check_posthog_key, runtime.check_custom_properties]
+    start_checks(runtime, *checks, *posthog_checks)
     from workers.celery_app import app
 
+    own_queues, with_realtime_node = split_queues(queues, realtime_processes)
     node = hostname or default_node_name()
-    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", node])
+    child = start_realtime_node(realtime_processes, loglevel, hostname) if with_realtime_node else None
+    try:
+        app.worker_main(["worker", "-Q", own_queues, "-c", str(concurrency), "--loglevel", loglevel, "-n", node])
+    finally:
+        if child is not None:
+            stop_node(child)
 
 
 def beat_command(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
     """Run Celery beat: exactly one per deployment; it only enqueues, workers do the work."""
     runtime = runtime_from_env()
     configure_logging(loglevel)
-    start_checks(runtime, runtime.check_sources)
+    start_checks(runtime, lambda: check_redis(runtime), runtime.check_sources)
     from workers.celery_app import configure
     from workers.schedule import beat_schedule
 
@@ -124,6 +156,7 @@ def webhooks_serve(
     apps: list[Any] = []
     start_checks(
         runtime,
+        lambda: check_redis(runtime),
         lambda: console.print(check_public_url(runtime.config.webhooks, host)),
         lambda: apps.append(create_webhook_app(runtime)),  # builds every enabled connector: bad config stops here
     )
@@ -258,6 +291,7 @@ def sync_command(
     """Sync one source (or all) now: enqueued on the workers and followed, or ``--inline``."""
     runtime = runtime_from_env()
     configure_logging("WARNING")
+    start_checks(runtime, lambda: check_redis(runtime))
     sources = _sources(runtime, source)
     try:
         if inline:
@@ -397,6 +431,7 @@ def status_data(runtime: Runtime) -> dict[str, Any]:
         "dead_letters": dead_letters,
         "posthog_budget": usage,
         "backlog": backlog(runtime, usage, now),
+        "redis_eviction": read_policy(runtime.redis).problem(),  # None, or a line naming maxmemory-policy
         "posthog_tags": {
             "dropped": bool(dropped and dropped.get("mapping") == runtime.config.mapping.fingerprint()),
             "since": dropped.get("at") if dropped else None,
@@ -476,6 +511,8 @@ def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     out.print(budget_line(data["posthog_budget"]))
     out.print(backlog_line(data["backlog"]))
     out.print(dead_letters_line(data["dead_letters"]))
+    if data["redis_eviction"]:
+        out.print(f"[yellow]Redis:[/] {data['redis_eviction']}", soft_wrap=True)
     if data["posthog_tags"]["dropped"]:
         out.print(f"[yellow]PostHog tags:[/] {TAGS_DROPPED}")
 

@@ -8,6 +8,7 @@ file for secrets and deployment settings: ``REDIS_URL``, ``REDIS_SENTINEL_MASTER
 posthog: {host: https://us.posthog.com, project_id: 1}     # the key comes from POSTHOG_PERSONAL_API_KEY
 #   budget: ["480/60", "4800/3600"]  (PostHog's throttles, the default; [] = unthrottled self-hosted)
 #   budget_max_wait_s: 60            (longer waits stop the run, which is re-queued)
+#   realtime_share: 0.1              (of each window, held for webhook refreshes while they are active)
 #   stand_in: true                   (http and private hosts allowed: a local stand-in only)
 redis_url: redis://127.0.0.1:6379/0                         # or sentinel://h:26379;sentinel://h2:26379 (+ master)
 redis_sentinel_master: mymaster                              # only for a sentinel:// URL (REDIS_SENTINEL_MASTER)
@@ -82,7 +83,9 @@ class PostHogBlock(BaseModel):
 
     ``budget``: windows as ``N/SECONDS``, PostHog Cloud's ``["480/60", "4800/3600"]`` by default; ``[]`` for a
     self-hosted PostHog with throttling off. ``budget_max_wait_s``: how long one call may wait for a slot before
-    the run stops to be re-queued. ``budget_margin_s``: added to each window against network jitter."""
+    the run stops to be re-queued. ``budget_margin_s``: added to each window against network jitter.
+    ``realtime_share``: the share of each window held for webhook refreshes while they are active (bulk work
+    borrows it while they are idle)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -93,6 +96,7 @@ class PostHogBlock(BaseModel):
     budget: list[str] | None = None
     budget_max_wait_s: float | None = Field(None, ge=0)
     budget_margin_s: float | None = Field(None, ge=0, le=60)
+    realtime_share: float | None = Field(None, ge=0, le=0.5)
 
     @field_validator("budget")
     @classmethod
@@ -198,7 +202,7 @@ class AppConfig(BaseModel):
             values["project_id"] = self.posthog.project_id
         if self.posthog.personal_api_key is not None:
             values["personal_api_key"] = self.posthog.personal_api_key
-        for key in ("budget", "budget_max_wait_s", "budget_margin_s"):
+        for key in ("budget", "budget_max_wait_s", "budget_margin_s", "realtime_share"):
             if getattr(self.posthog, key) is not None:
                 values[key] = getattr(self.posthog, key)
         for key in ("host", "project_id", "personal_api_key"):

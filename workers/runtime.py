@@ -55,6 +55,7 @@ class Runtime:
             windows,
             margin_s=self.settings.budget_margin_s,
             max_wait_s=self.settings.budget_max_wait_s,
+            realtime_share=self.settings.realtime_share,
         )
 
     @cached_property

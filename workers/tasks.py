@@ -19,6 +19,7 @@ import structlog
 from celery import Task, group
 from celery.exceptions import Ignore, Retry
 
+from sync.budget import realtime_lane
 from sync.engine import THROTTLES
 from sync.errors import ConfigError, RetryableError
 from sync.lease import Heartbeat
@@ -235,6 +236,7 @@ def refresh(self: Task, source: str, object: str, ids: list[str] | None = None) 
 
     Ids taken from the coalescing set stay claimed by this task until the engine has committed them
     (``workers.claims``): a retry or a redelivery of this task applies them, a task that gives up puts them back.
+    Its PostHog requests are realtime (``sync.budget.realtime_lane``): first at the next free slot of the budget.
     """
 
     def work(rt: Runtime) -> list[RunReport]:
@@ -266,7 +268,8 @@ def refresh(self: Task, source: str, object: str, ids: list[str] | None = None) 
         claims.give_back()  # ends the claim; ids a fatal error left unapplied wait for the next refresh
         return reports
 
-    return _guarded(self, work, source)
+    with realtime_lane():
+        return _guarded(self, work, source)
 
 
 def _chunks(ids: list[str]) -> list[list[str]]:

@@ -40,6 +40,7 @@ def raw(**extra: Any) -> dict[str, Any]:
         ({"redis": "x"}, "redis"),
         ({"posthog": {"budget": ["480 a minute"]}}, "posthog.budget"),
         ({"posthog": {"budget_max_wait_s": -1}}, "posthog.budget_max_wait_s"),
+        ({"posthog": {"realtime_share": 0.7}}, "posthog.realtime_share"),
     ],
 )
 def test_bad_keys_are_named(change: dict[str, Any], key: str) -> None:
@@ -94,9 +95,12 @@ def test_posthog_budget_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default.posthog_budget is not None and default.posthog_budget.windows == POSTHOG_WINDOWS
     assert "phx_budget_test" not in default.posthog_budget.key
     assert default.posthog.budget is default.posthog_budget
-    scaled = Runtime(parse_config(raw(posthog={**host, "budget": ["48/6"], "budget_max_wait_s": 5})))
+    assert default.posthog_budget.realtime_share == 0.1  # held for webhook refreshes while they are active
+    scaled = Runtime(
+        parse_config(raw(posthog={**host, "budget": ["48/6"], "budget_max_wait_s": 5, "realtime_share": 0}))
+    )
     assert scaled.posthog_budget is not None and scaled.posthog_budget.windows == (Window(48, 6.0),)
-    assert scaled.posthog_budget.max_wait_s == 5
+    assert scaled.posthog_budget.max_wait_s == 5 and scaled.posthog_budget.realtime_share == 0
     unthrottled = Runtime(parse_config(raw(posthog={**host, "budget": []})))
     assert unthrottled.posthog_budget is None and unthrottled.posthog.budget is None
     for runtime in (default, scaled, unthrottled):
