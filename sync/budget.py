@@ -14,7 +14,11 @@ continuously, which a sliding log refuses; so this budget keeps the same kind of
 
 Keys (``<base>`` = ``<prefix>:budget:posthog:<host>:<key hash>``, see ``posthog_budget_key``):
 ``<base>:w:<seconds>`` a window's log, ``<base>:blocked`` the server time (epoch seconds) a 429 blocks until,
-``<base>:stats`` how many attempts were told to wait and how many 429s blocked the budget (all workers, ever).
+``<base>:stats`` how many attempts were told to wait and how many 429s blocked the budget (all workers, ever),
+``<base>:history:<hour>`` per minute of that hour (epoch minute by the Redis server's clock; the hour by the
+writer's, so a reader looks one hour either side) the requests taken, the attempts told to wait (``<minute>:w``)
+and the 429 blocks (``<minute>:b``): written inside the same scripts (no extra round trip), at most 180 fields,
+expiring after 26 hours; what the status page charts (``history``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
@@ -34,20 +38,25 @@ from sync.ratelimit import BudgetExhausted
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
 
-# KEYS: blocked, stats, window logs...   ARGV: member suffix, margin, then (limit, seconds) per window
+# KEYS: blocked, stats, this hour's history, window logs...
+# ARGV: member suffix, margin, history expiry (seconds), then (limit, seconds) per window
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local blocked = tonumber(redis.call('GET', KEYS[1]))
+local history = KEYS[3]
+local minute = tostring(math.floor(now / 60))
 if blocked ~= nil and blocked > now then
   redis.call('HINCRBY', KEYS[2], 'waits', 1)
+  redis.call('HINCRBY', history, minute .. ':w', 1)
+  redis.call('EXPIRE', history, ARGV[3])
   return tostring(blocked - now)
 end
 local margin = tonumber(ARGV[2])
 local wait = 0
-for i = 3, #KEYS do
-  local limit = tonumber(ARGV[2 * i - 3])
-  local span = tonumber(ARGV[2 * i - 2]) + margin
+for i = 4, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 4])
+  local span = tonumber(ARGV[2 * i - 3]) + margin
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - span)
   local used = redis.call('ZCARD', KEYS[i])
   if used >= limit then
@@ -58,18 +67,22 @@ for i = 3, #KEYS do
 end
 if wait > 0 then
   redis.call('HINCRBY', KEYS[2], 'waits', 1)
+  redis.call('HINCRBY', history, minute .. ':w', 1)
+  redis.call('EXPIRE', history, ARGV[3])
   return tostring(wait)
 end
 local member = string.format('%.6f', now) .. ':' .. ARGV[1]
-for i = 3, #KEYS do
-  local span = tonumber(ARGV[2 * i - 2]) + margin
+for i = 4, #KEYS do
+  local span = tonumber(ARGV[2 * i - 3]) + margin
   redis.call('ZADD', KEYS[i], now, member)
   redis.call('PEXPIRE', KEYS[i], math.ceil(span * 1000) + 1000)
 end
+redis.call('HINCRBY', history, minute, 1)
+redis.call('EXPIRE', history, ARGV[3])
 return '0'
 """
 
-# KEYS: blocked, stats   ARGV: seconds
+# KEYS: blocked, stats, this hour's history   ARGV: seconds, history expiry (seconds)
 _BLOCK = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -77,6 +90,8 @@ local seconds = tonumber(ARGV[1])
 local blocked_until = now + seconds
 local current = tonumber(redis.call('GET', KEYS[1]))
 redis.call('HINCRBY', KEYS[2], 'blocks', 1)
+redis.call('HINCRBY', KEYS[3], tostring(math.floor(now / 60)) .. ':b', 1)
+redis.call('EXPIRE', KEYS[3], ARGV[2])
 if current == nil or blocked_until > current then
   redis.call('SET', KEYS[1], string.format('%.6f', blocked_until), 'PX', math.ceil(seconds * 1000) + 1000)
   return string.format('%.6f', blocked_until)
@@ -97,6 +112,21 @@ for i = 3, #KEYS do
 end
 return out
 """
+
+
+HISTORY_TTL_S = 26 * 3600
+"""How long an hour of the per-minute history is kept after its last write: a day's chart, plus slack."""
+
+_HISTORY_KINDS = {"": "requests", "w": "waits", "b": "blocks"}
+
+
+@dataclass
+class MinuteUse:
+    """One minute of the budget's history, all workers: requests sent, attempts told to wait, 429 blocks."""
+
+    requests: int = 0
+    waits: int = 0
+    blocks: int = 0
 
 
 @dataclass(frozen=True)
@@ -207,12 +237,36 @@ class RequestBudget:
     def __repr__(self) -> str:
         return f"RequestBudget(key={self.key!r}, windows={[str(w) for w in self.windows]})"
 
+    def _history_key(self, hour: int) -> str:
+        return f"{self.key}:history:{hour}"
+
     def try_acquire(self) -> float:
         """Take one slot in every window (returns 0.0), or none: the seconds until one could be taken."""
-        args: list[Any] = [uuid.uuid4().hex, self.margin_s]
+        args: list[Any] = [uuid.uuid4().hex, self.margin_s, HISTORY_TTL_S]
         for window in self.windows:
             args += [window.limit, window.seconds]
-        return float(_text(self._acquire(keys=self._keys, args=args)))
+        keys = [*self._keys[:2], self._history_key(int(time.time() // 3600)), *self._keys[2:]]
+        return float(_text(self._acquire(keys=keys, args=args)))
+
+    def history(self, span_s: float = 86_400, now: float | None = None) -> dict[int, MinuteUse]:
+        """Per epoch minute of the last ``span_s`` seconds (at most a day): requests taken, attempts told to wait,
+        429 blocks, of every worker. Minutes without any are absent. One round trip (one ``HGETALL`` per hour)."""
+        now = time.time() if now is None else now
+        hours = range(int((now - span_s) // 3600) - 1, int(now // 3600) + 2)
+        pipe = self.client.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(self._history_key(hour))
+        first = int((now - span_s) // 60)
+        found: dict[int, MinuteUse] = {}
+        for raw in pipe.execute():
+            for name, count in cast(dict[Any, Any], raw).items():
+                minute_text, _, kind = _text(name).partition(":")
+                minute = int(minute_text)
+                if minute < first:
+                    continue
+                use = found.setdefault(minute, MinuteUse())
+                setattr(use, _HISTORY_KINDS[kind], getattr(use, _HISTORY_KINDS[kind]) + int(_text(count)))
+        return dict(sorted(found.items()))
 
     def acquire(self) -> None:
         """Take a slot, sleeping while the budget is spent; ``BudgetExhausted`` (``retry_after`` = when it frees)
@@ -236,7 +290,8 @@ class RequestBudget:
     def block(self, seconds: float) -> float:
         """Spend the budget for everyone for ``seconds`` (the server said 429 with this ``Retry-After``);
         never shortens a longer block already set. Returns the server time it blocks until."""
-        return float(_text(self._block(keys=self._keys[:2], args=[max(0.0, seconds)])))
+        keys = [*self._keys[:2], self._history_key(int(time.time() // 3600))]
+        return float(_text(self._block(keys=keys, args=[max(0.0, seconds), HISTORY_TTL_S])))
 
     def usage(self) -> BudgetUsage:
         """Used and left in each window now, and any 429 block (one round trip)."""

@@ -5,7 +5,8 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``):
 | key | value |
 |---|---|
 | ``<ns>:rec:<source>:<object>:<id>`` | JSON ``RecordEntry``: last applied mapping's fingerprint, account id |
-| ``<ns>:acct:<account id>`` | JSON ``AccountEntry``: provenance per field, tags per source, last written fingerprint |
+| ``<ns>:acct:<account id>`` | JSON ``AccountEntry``: provenance per field, tags per source, last written fingerprint, |
+| | when each field last changed, each source's value where it differs from the account's |
 | ``<ns>:idx:<kind>:<value>`` | account id, for kind ``external_id`` or a CRM id property (``sfdc_id``, ...) |
 | ``<ns>:idxmeta`` | JSON: the account index watermark (``updated_at`` of the newest account indexed) |
 | ``<ns>:seen:<account id>`` | the account as PostHog last showed it (``updated_at``, newline, JSON) |
@@ -142,6 +143,9 @@ class AccountEntry:
     written_fp: str = ""
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)  # target → Provenance.dump()
     tags: dict[str, list[str]] = field(default_factory=dict)  # source → tags that source added
+    changed: dict[str, int] = field(default_factory=dict)  # target → when crmsync last changed it (epoch seconds)
+    sent: dict[str, dict[str, Any]] = field(default_factory=dict)  # source → {target: its value}, kept only while
+    # that value differs from the account's (a source whose value is the account's has no entry): for the status page
 
 
 @dataclass(frozen=True)
