@@ -190,8 +190,8 @@ def test_budget_charts_draw_the_per_minute_history(client: TestClient, runtime: 
     assert hour_bars[-1] == {"total": "8", "ok": "7", "wait": "0", "bad": "1"}  # this minute: 7 requests, a 429
     assert all(b["total"] == "0" for b in hour_bars[:-2])
     assert day_bars[-1]["ok"] == "7"
-    limits = [line.get("data-value") for line in hour.iter(f"{SVG}line") if line.get("class") == "limit"]
-    assert limits == ["480"] and "limit per hour 4,800" in ET.tostring(day, encoding="unicode")
+    limits = [e.get("data-value") for e in hour.iter() if e.get("class") in ("limit", "limit-label")]
+    assert limits == ["480"] and "limit per hour 4,800 (above the scale)" in ET.tostring(day, encoding="unicode")
     assert "7 PostHog requests in the last 24 h" in html
 
 
@@ -207,7 +207,7 @@ def test_run_charts_draw_records_failures_and_durations(client: TestClient, runt
     records, durations = bars(svg(html, "runs-hubspot-records")), bars(svg(html, "runs-hubspot-duration"))
     assert [(b["ok"], b["bad"]) for b in records] == [("7", "3"), ("5", "0")]  # oldest first
     assert [b["wait"] for b in durations] == ["90", "90"]
-    assert "hubspot: 2 newest runs, 3 records failed" in html
+    assert "hubspot: newest 2 runs, 3 records failed" in html
 
 
 def test_a_run_that_parked_records_says_partial_with_its_count(client: TestClient, runtime: Runtime) -> None:
@@ -248,6 +248,7 @@ def test_bar_chart_escapes_and_is_well_formed() -> None:
     chart = bar_chart("c1", "<b>title</b>", "u&m", [Bar("<x>", [Segment(3, "ok")], href="/ui/runs/1-1?a=1&b=2")], 2)
     root = ET.fromstring(str(chart))
     assert root.get("data-max") == "5" and root.find(f"{SVG}title").text == "<b>title</b>"  # type: ignore[union-attr]
+    assert [e.get("data-value") for e in root.iter(f"{SVG}line") if e.get("class") == "limit"] == ["2"]
     (g,) = root.iter(f"{SVG}g")
     assert g.get("data-label") == "<x>" and "<b>" not in str(chart)
     empty = ET.fromstring(str(bar_chart("c2", "t", "u", [])))

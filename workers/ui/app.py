@@ -69,6 +69,7 @@ def make_templates() -> Jinja2Templates:
         duration=words.duration,
         when=words.when,
         iso=words.iso,
+        count=words.count,
         label=words.label,
         human=words.human,
         run_status=words.run_status,

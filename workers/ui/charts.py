@@ -28,6 +28,8 @@ WIDTH, HEIGHT = 640, 180
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 12, 12, 28
 RUNS_CHARTED = 40
 """Newest runs drawn per source."""
+MIN_SLOTS, MAX_BAR_W = 12, 24.0
+"""A few bars stay narrow (left-aligned, in time order), not one bar across the whole chart."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,15 @@ def bar_chart(
     limit_label: str = "limit",
     legend: Mapping[str, str] | None = None,
 ) -> Markup:
-    """An SVG bar chart (``<svg class="chart" id=chart_id>``); ``limit`` draws a dashed line at that value."""
+    """An SVG bar chart (``<svg class="chart" id=chart_id>``); ``limit`` draws a dashed line at that value, or
+    when it is more than twice the highest bar, says it in a corner instead (``data-value`` on either)."""
     plot_w, plot_h = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_TOP - PAD_BOTTOM
-    top = _nice_max(max([b.total for b in bars] + [limit or 0, 0]))
+    highest = max([b.total for b in bars] + [0])
+    top = _nice_max(max(highest, limit or 0) if limit and limit <= 2 * highest else highest)
     scale = plot_h / top
     base = PAD_TOP + plot_h
-    slot = plot_w / max(1, len(bars))
-    width = max(1.0, slot * 0.8)
+    slot = plot_w / max(1, len(bars), MIN_SLOTS)
+    width = max(1.0, min(slot * 0.8, MAX_BAR_W))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{escape(chart_id)}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
@@ -109,13 +113,18 @@ def bar_chart(
         if bar.href:
             group = f'<a href="{escape(bar.href)}">{group}</a>'
         parts.append(group)
-    if limit:
+    if limit and limit <= top:
         y_limit = base - limit * scale
         parts.append(
             f'<line class="limit" x1="{PAD_LEFT}" y1="{y_limit:.1f}" x2="{WIDTH - PAD_RIGHT}" y2="{y_limit:.1f}" '
             f'data-value="{_num(limit)}"/>'
             f'<text class="limit-label" x="{WIDTH - PAD_RIGHT}" y="{y_limit - 3:.1f}" text-anchor="end">'
             f"{escape(limit_label)} {escape(_num(limit))}</text>"
+        )
+    elif limit:  # far above every bar: said, not drawn (a line at the top would flatten the bars to nothing)
+        parts.append(
+            f'<text class="limit-label" x="{WIDTH - PAD_RIGHT}" y="{PAD_TOP + 10}" text-anchor="end" '
+            f'data-value="{_num(limit)}">{escape(limit_label)} {escape(_num(limit))} (above the scale)</text>'
         )
     if bars:
         parts.append(

@@ -29,8 +29,8 @@ LABELS: dict[str, str] = {
     "attempts": "Replays that left records parked",
     "blocked_for_s": "Paused for",
     "blocked_until": "Paused until",
-    "waits": "Requests told to wait (all workers, since the budget began)",
-    "blocks": "429 answers that paused every worker (since the budget began)",
+    "waits": "Requests told to wait (all workers, ever)",
+    "blocks": "429 answers that paused every worker (ever)",
     "age_s": "Age",
     "next_run_in_s": "Next run in",
     "dlq": "Dead letters",
@@ -161,7 +161,8 @@ def run_status(run: dict[str, Any]) -> str:
         counts = run.get("counts") or {}
         failed, seen = int(counts.get("failed") or 0), int(counts.get("seen") or 0)
         of = f" of {seen:,}" if seen >= failed else ""
-        return f"partial: {failed:,}{of} records failed"
+        noun = "record" if failed == 1 and not of else "records"
+        return f"partial: {failed:,}{of} {noun} failed"
     return STATUS_WORDS.get(status, status or NONE)
 
 
