@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sync.apply import AccountState, merge
+from sync.engine import AMBIGUOUS
 from sync.identity import index_pairs
 from sync.ledger import AccountEntry, RecordEntry, RecordKey, delete_keys
 from sync.mapping import AccountPatch
@@ -86,6 +87,8 @@ def seed_account(runtime: Runtime) -> None:
     index = {pair: ACCOUNT for pair in index_pairs(state.external_id, state.properties)}
     index[("external_id", "other-1")] = OTHER
     index[("sfdc_id", "001B")] = OTHER
+    index[("domain", "rockets.test")] = ACCOUNT
+    index[("domain", "shared.test")] = AMBIGUOUS  # two accounts share it: the index names neither
     records = {
         RecordKey("hubspot", "deals", "9001"): RecordEntry("fp1", ACCOUNT, 5),
         RecordKey("salesforce", "Account", "001A"): RecordEntry("fp2", ACCOUNT, 7),
@@ -113,6 +116,8 @@ def found(client: TestClient, query: str) -> list[str]:
         (ACCOUNT, [ACCOUNT]),  # the PostHog account id
         ("co", [OTHER]),  # "Other Co" (the index's key names, e.g. "stripe_customer_id", are not searched)
         ("deal", []),
+        ("rockets.test", [ACCOUNT]),  # a domain
+        ("shared.test", []),
         ("nothing-like-it", []),
         ("*", []),  # a glob character is text, not a pattern
     ],

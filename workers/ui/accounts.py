@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sync.apply import AccountState
+from sync.engine import AMBIGUOUS
 from sync.identity import index_pairs
 from sync.ledger import AccountEntry, RecordKey
 from sync.mapping import Provenance, RuleKind
@@ -69,6 +70,8 @@ def search(runtime: Runtime, query: str, limit: int = SEARCH_LIMIT) -> list[Matc
     found: dict[str, Match] = {}
 
     def hit(account_id: str, how: str) -> None:
+        if account_id == AMBIGUOUS:  # a domain two accounts share: the index names neither
+            return
         if account_id and (account_id in found or len(found) < limit):
             found.setdefault(account_id, Match(account_id)).matched.append(how)
 
