@@ -3,7 +3,8 @@
 | route | shows / does |
 |---|---|
 | ``GET /ui/`` | per source: status data (last run, cursors and their age, next run, dead letters, and whatever else |
-| | ``crmsync status --json`` holds), buttons; the newest runs of each source and stream |
+| | ``crmsync status --json`` holds, in words), buttons; SVG charts of PostHog's budget (``charts``) and of each |
+| | source's runs; the newest runs of each source and stream |
 | ``GET /ui/runs/<id>`` | one run (its stream id): counts, errors, review items, plan, with links to the records |
 | ``GET /ui/dlq`` | the dead-letter stream, with a replay button per source |
 | ``GET /ui/dry-runs`` | the last dry run of each source and stream: its plan (account, field, before, after, source) |
@@ -31,7 +32,7 @@ from fastapi.templating import Jinja2Templates
 
 from workers.logs import remember_secrets, secrets_of
 from workers.runtime import Runtime
-from workers.ui import accounts, views, words
+from workers.ui import views, words
 from workers.ui.account_routes import add_account_routes
 from workers.ui.links import RecordLinks
 from workers.ui.security import Access
@@ -73,7 +74,6 @@ def make_templates() -> Jinja2Templates:
         label=words.label,
         human=words.human,
         run_status=words.run_status,
-        field_label=accounts.field_label,
     )
     return templates
 
