@@ -9,6 +9,7 @@ exactly what changed. It is idempotent: merging the same patches into its own re
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,16 +93,21 @@ def merge(
     config: MappingConfig,
     roles: Mapping[str, Role],
     link_ranks: Mapping[tuple[str, str], int] | None = None,
+    now: float | None = None,
 ) -> MergeResult:
     """Apply ``patches`` (in order) onto ``current``; never touches a key or tag no patch's source owns.
 
     ``roles`` maps lower-cased emails to PostHog users; an email not in it is reported, never invented.
     ``link_ranks`` ranks records competing for one link property (higher takes the link; default 0, and on a
     tie the record already linked keeps it). The holder's rank is remembered in the provenance.
+
+    For the status page the entry also records, in the same write, when each field last changed (``now``, epoch
+    seconds) and each source's value wherever it differs from the account's (``AccountEntry.sent``).
     """
     state = copy.deepcopy(current)
     new_entry = copy.deepcopy(entry)
     result = MergeResult(state=state, entry=new_entry)
+    stamp = int(time.time() if now is None else now)
     ranks = link_ranks or {}
     latest = {(p.source, p.record_id): p for p in patches}  # a record seen twice counts once, as last seen
     for patch in latest.values():
@@ -126,6 +132,8 @@ def merge(
                 _set(state, new_entry, target, role.model_dump(), value, patch, config, result)
                 continue
             _set(state, new_entry, target, value, value, patch, config, result)
+    for change in result.changes:
+        new_entry.changed[change.field] = stamp
     return result
 
 
@@ -147,10 +155,17 @@ def _set(
     if not claim.allowed:
         if before != compare:
             result.conflicts.append(FieldChange(target, before, compare, patch.source))
+        _note_sent(entry, patch.source, target, compare, before)
         return
     entry.provenance[target] = Provenance(patch.source, patch.version, fingerprint_of(compare)).dump()
     if before == compare:
+        _note_sent(entry, patch.source, target, compare, before)
         return
+    if provenance and provenance.source != patch.source and provenance.value_fp == fingerprint_of(before):
+        _note_sent(entry, provenance.source, target, before, compare)  # the value it sent is overwritten
+    for source in [s for s, values in entry.sent.items() if target in values]:
+        _note_sent(entry, source, target, entry.sent[source][target], compare)
+    _note_sent(entry, patch.source, target, compare, compare)
     if target == "name":
         state.name = value
     elif target == "external_id":
@@ -160,6 +175,20 @@ def _set(
     else:
         state.properties[target.split(".", 1)[1]] = value
     result.changes.append(FieldChange(target, before, compare, patch.source))
+
+
+def _note_sent(entry: AccountEntry, source: str, target: str, value: Any, account_value: Any) -> None:
+    """Keep ``source``'s value of ``target`` in the entry while it differs from the account's, else drop it (an
+    agreeing source costs no bytes)."""
+    values = entry.sent.get(source, {})
+    if value != account_value:
+        entry.sent[source] = {**values, target: value}
+    elif target in values:
+        values = {k: v for k, v in values.items() if k != target}
+        if values:
+            entry.sent[source] = values
+        else:
+            del entry.sent[source]
 
 
 def _link(

@@ -29,8 +29,11 @@ Keys (``<base>`` = ``<prefix>:budget:posthog:<host>:<key hash>``, see ``posthog_
 ``<base>:w:<seconds>`` a window's log, ``<base>:blocked`` the server time (epoch seconds) a 429 blocks until,
 ``<base>:stats`` how many attempts were told to wait, how many 429s blocked the budget and how many realtime
 requests were granted (all workers, ever), ``<base>:rt:waiting`` the realtime acquires waiting (score: when each
-retries), ``<base>:rt:active`` present while realtime holds its reserved share. A window log's members are
-``<stamp>:<lane>:<acquire id>``.
+retries), ``<base>:rt:active`` present while realtime holds its reserved share, ``<base>:history:<hour>`` per
+minute of that hour (epoch minute by the Redis server's clock; the hour by the writer's, so a reader looks one hour
+either side) the requests taken, the attempts told to wait (``<minute>:w``) and the 429 blocks (``<minute>:b``):
+written inside the same scripts (no extra round trip), at most 180 fields, expiring after 26 hours; what the status
+page charts (``history``). A window log's members are ``<stamp>:<lane>:<acquire id>``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
@@ -74,14 +77,19 @@ def current_lane() -> str:
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
 
-# KEYS: blocked, stats, realtime waiters, realtime active, window logs...
-# ARGV: acquire id, margin, lane, realtime share, waiter grace, then (limit, seconds) per window
+# KEYS: blocked, stats, realtime waiters, realtime active, this hour's history, window logs...
+# ARGV: acquire id, margin, lane, realtime share, waiter grace, history expiry (seconds), then (limit, seconds) per
+# window
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local blocked = tonumber(redis.call('GET', KEYS[1]))
+local history = KEYS[5]
+local minute = tostring(math.floor(now / 60))
 if blocked ~= nil and blocked > now then
   redis.call('HINCRBY', KEYS[2], 'waits', 1)
+  redis.call('HINCRBY', history, minute .. ':w', 1)
+  redis.call('EXPIRE', history, ARGV[6])
   return tostring(blocked - now)
 end
 local margin = tonumber(ARGV[2])
@@ -93,9 +101,9 @@ local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 local active = realtime or first[1] ~= nil or redis.call('EXISTS', KEYS[4]) == 1
 local wait = 0
 local longest = 0
-for i = 5, #KEYS do
-  local limit = tonumber(ARGV[2 * i - 4])
-  local span = tonumber(ARGV[2 * i - 3]) + margin
+for i = 6, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 5])
+  local span = tonumber(ARGV[2 * i - 4]) + margin
   if span > longest then longest = span end
   local cap = limit
   if active and not realtime then cap = limit - math.ceil(limit * share) end
@@ -118,6 +126,8 @@ if not realtime and first[1] ~= nil then
 end
 if wait > 0 then
   redis.call('HINCRBY', KEYS[2], 'waits', 1)
+  redis.call('HINCRBY', history, minute .. ':w', 1)
+  redis.call('EXPIRE', history, ARGV[6])
   if realtime then
     redis.call('ZADD', KEYS[3], now + wait, ARGV[1])
     redis.call('PEXPIRE', KEYS[3], math.ceil((wait + grace) * 1000) + 1000)
@@ -125,8 +135,8 @@ if wait > 0 then
   return tostring(wait)
 end
 local member = string.format('%.6f', now) .. ':' .. ARGV[3] .. ':' .. ARGV[1]
-for i = 5, #KEYS do
-  local span = tonumber(ARGV[2 * i - 3]) + margin
+for i = 6, #KEYS do
+  local span = tonumber(ARGV[2 * i - 4]) + margin
   redis.call('ZADD', KEYS[i], now, member)
   redis.call('PEXPIRE', KEYS[i], math.ceil(span * 1000) + 1000)
 end
@@ -135,10 +145,12 @@ if realtime then
   redis.call('SET', KEYS[4], '1', 'PX', math.ceil(longest * 1000))
   redis.call('HINCRBY', KEYS[2], 'realtime', 1)
 end
+redis.call('HINCRBY', history, minute, 1)
+redis.call('EXPIRE', history, ARGV[6])
 return '0'
 """
 
-# KEYS: blocked, stats   ARGV: seconds
+# KEYS: blocked, stats, this hour's history   ARGV: seconds, history expiry (seconds)
 _BLOCK = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -146,6 +158,8 @@ local seconds = tonumber(ARGV[1])
 local blocked_until = now + seconds
 local current = tonumber(redis.call('GET', KEYS[1]))
 redis.call('HINCRBY', KEYS[2], 'blocks', 1)
+redis.call('HINCRBY', KEYS[3], tostring(math.floor(now / 60)) .. ':b', 1)
+redis.call('EXPIRE', KEYS[3], ARGV[2])
 if current == nil or blocked_until > current then
   redis.call('SET', KEYS[1], string.format('%.6f', blocked_until), 'PX', math.ceil(seconds * 1000) + 1000)
   return string.format('%.6f', blocked_until)
@@ -166,6 +180,21 @@ for i = 3, #KEYS do
 end
 return out
 """
+
+
+HISTORY_TTL_S = 26 * 3600
+"""How long an hour of the per-minute history is kept after its last write: a day's chart, plus slack."""
+
+_HISTORY_KINDS = {"": "requests", "w": "waits", "b": "blocks"}
+
+
+@dataclass
+class MinuteUse:
+    """One minute of the budget's history, all workers: requests sent, attempts told to wait, 429 blocks."""
+
+    requests: int = 0
+    waits: int = 0
+    blocks: int = 0
 
 
 @dataclass(frozen=True)
@@ -280,6 +309,9 @@ class RequestBudget:
     def __repr__(self) -> str:
         return f"RequestBudget(key={self.key!r}, windows={[str(w) for w in self.windows]})"
 
+    def _history_key(self, hour: int) -> str:
+        return f"{self.key}:history:{hour}"
+
     def try_acquire(self, lane: str | None = None, attempt: str | None = None) -> float:
         """Take one slot in every window (returns 0.0), or none: the seconds until one could be taken.
 
@@ -288,10 +320,39 @@ class RequestBudget:
         lane = lane or current_lane()
         if lane not in LANES:
             raise ValueError(f"lane must be one of {LANES}, not {lane!r}")
-        args: list[Any] = [attempt or uuid.uuid4().hex, self.margin_s, lane, self.realtime_share, WAITER_GRACE_S]
+        args: list[Any] = [
+            attempt or uuid.uuid4().hex,
+            self.margin_s,
+            lane,
+            self.realtime_share,
+            WAITER_GRACE_S,
+            HISTORY_TTL_S,
+        ]
         for window in self.windows:
             args += [window.limit, window.seconds]
-        return float(_text(self._acquire(keys=self._acquire_keys, args=args)))
+        history = self._history_key(int(time.time() // 3600))
+        keys = [*self._acquire_keys[:4], history, *self._acquire_keys[4:]]
+        return float(_text(self._acquire(keys=keys, args=args)))
+
+    def history(self, span_s: float = 86_400, now: float | None = None) -> dict[int, MinuteUse]:
+        """Per epoch minute of the last ``span_s`` seconds (at most a day): requests taken, attempts told to wait,
+        429 blocks, of every worker. Minutes without any are absent. One round trip (one ``HGETALL`` per hour)."""
+        now = time.time() if now is None else now
+        hours = range(int((now - span_s) // 3600) - 1, int(now // 3600) + 2)
+        pipe = self.client.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(self._history_key(hour))
+        first = int((now - span_s) // 60)
+        found: dict[int, MinuteUse] = {}
+        for raw in pipe.execute():
+            for name, count in cast(dict[Any, Any], raw).items():
+                minute_text, _, kind = _text(name).partition(":")
+                minute = int(minute_text)
+                if minute < first:
+                    continue
+                use = found.setdefault(minute, MinuteUse())
+                setattr(use, _HISTORY_KINDS[kind], getattr(use, _HISTORY_KINDS[kind]) + int(_text(count)))
+        return dict(sorted(found.items()))
 
     def acquire(self) -> None:
         """Take a slot, sleeping while the budget is spent; ``BudgetExhausted`` (``retry_after`` = when it frees)
@@ -316,7 +377,8 @@ class RequestBudget:
     def block(self, seconds: float) -> float:
         """Spend the budget for everyone for ``seconds`` (the server said 429 with this ``Retry-After``);
         never shortens a longer block already set. Returns the server time it blocks until."""
-        return float(_text(self._block(keys=self._keys[:2], args=[max(0.0, seconds)])))
+        keys = [*self._keys[:2], self._history_key(int(time.time() // 3600))]
+        return float(_text(self._block(keys=keys, args=[max(0.0, seconds), HISTORY_TTL_S])))
 
     def usage(self) -> BudgetUsage:
         """Used and left in each window now, and any 429 block (one round trip)."""

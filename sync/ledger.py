@@ -7,6 +7,7 @@ Keys (one namespace per PostHog project, ``<ns>`` = ``crmsync:<project>``; layou
 | ``<ns>:r:<source>:<object>:<bucket>`` | hash: record id → ``RecordEntry`` and the fingerprint last pushed to it |
 | ``<ns>:x:<kind>:<bucket>`` | hash: value → account id, for kind ``external_id``, ``domain`` or a CRM id property |
 | ``<ns>:a:<account id>`` | the account as PostHog last showed it (``updated_at``, JSON) and its ``AccountEntry`` |
+| | (provenance, tags per source, when each field last changed, each source's value where it differs) |
 | ``<ns>:layout`` | ``2:<buckets>``: the layout and its bucket count; written by the one-shot migration from layout 1 |
 | ``<ns>:idxmeta`` | JSON: the account index watermark (``updated_at`` of the newest account indexed) |
 | ``<ns>:notags`` | JSON: PostHog dropped our tags (no tagging feature), for this mapping fingerprint, since when |
@@ -176,6 +177,9 @@ class AccountEntry:
     # crmsync last wrote them or PostHog's change feed reported them (sync/roles.py); empty elsewhere.
     roles: dict[str, dict[str, Any]] = field(default_factory=dict)
     custom: dict[str, str] = field(default_factory=dict)  # custom property name → fingerprint of its value
+    changed: dict[str, int] = field(default_factory=dict)  # target → when crmsync last changed it (epoch seconds)
+    sent: dict[str, dict[str, Any]] = field(default_factory=dict)  # source → {target: its value}, kept only while
+    # that value differs from the account's (a source whose value is the account's has no entry): for the status page
 
 
 @dataclass(frozen=True)
@@ -375,6 +379,34 @@ class Ledger:
         """Every account the ledger holds an entry for (a SCAN: for reconciliation, not per batch)."""
         self.ready()
         return self._suffixes(f"{self.ns}:a:")
+
+    def search_index(self, pattern: str, limit: int) -> list[tuple[str, str, str]]:
+        """``(kind, value, account id)`` of at most ``limit`` index entries whose value matches the glob ``pattern``
+        (a SCAN of the index buckets, ``HSCAN MATCH`` in each: for the status page's search, not per batch)."""
+        self.ready()
+        prefix = f"{self.ns}:x:"
+        found: list[tuple[str, str, str]] = []
+        for key in self.redis.scan_iter(match=f"{prefix}*", count=1000, _type="hash"):
+            kind = str(key)[len(prefix) :].rsplit(":", 1)[0]
+            for value, raw in self.redis.hscan_iter(key, match=pattern, count=1000):
+                found.append((kind, str(value), decode_id(str(raw))))
+                if len(found) >= limit:
+                    return found
+        return found
+
+    def iter_seen(self, batch: int = 500) -> Iterator[list[Account]]:
+        """Every account as PostHog last showed it, in batches (a SCAN, one round trip per batch: for the status
+        page's name search, not per sync batch)."""
+        self.ready()
+        prefix = f"{self.ns}:a:"
+        ids: list[str] = []
+        for key in self.redis.scan_iter(match=f"{prefix}*", count=1000):
+            ids.append(str(key)[len(prefix) :])
+            if len(ids) >= batch:
+                yield [a for a in self.get_seen(ids) if a is not None]
+                ids = []
+        if ids:
+            yield [a for a in self.get_seen(ids) if a is not None]
 
     def record_ids(self, source: str, obj: str) -> list[str]:
         """Ids of every record of ``source``/``obj`` the ledger holds an entry for (a SCAN, one ``HGETALL`` per

@@ -9,6 +9,9 @@ from typing import Any
 
 from sync.errors import BadRecordError
 
+STATUSES = ("running", "succeeded", "partial", "failed", "throttled", "skipped")
+"""A run's status: ``partial`` is a run that finished but left ``counts["failed"]`` records unapplied."""
+
 COUNT_KEYS = ("seen", "created", "updated", "unchanged", "unlinked", "pushed", "conflicts", "failed", "superseded")
 
 
@@ -61,6 +64,12 @@ class RunReport:
             self.errors.append(error.as_report())
 
     def finish(self, status: str = "succeeded", reason: str | None = None) -> RunReport:
+        """End the run. A run that would succeed but left records unapplied (parked for replay, or refused by a
+        CRM on push-back) ends ``partial``, its reason saying how many: never ``succeeded``."""
+        failed = self.counts.get("failed", 0)
+        if status == "succeeded" and failed:
+            status = "partial"
+            reason = reason or partial_reason(failed, self.counts.get("seen", 0))
         self.status = status
         self.reason = reason
         self.finished_at = time.time()
@@ -88,6 +97,13 @@ class RunReport:
         if self.dry_run:
             out["plan"] = [p.as_dict() for p in self.plan]
         return out
+
+
+def partial_reason(failed: int, seen: int) -> str:
+    """``268 of 314 records failed``: the reason a ``partial`` run carries (``seen`` 0 when the run did not read)."""
+    of = f" of {seen}" if seen >= failed else ""
+    noun = "record" if failed == 1 and not of else "records"
+    return f"{failed}{of} {noun} failed (see errors; parked ones can be replayed)"
 
 
 def _iso(ts: float) -> str:

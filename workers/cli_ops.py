@@ -309,6 +309,13 @@ def sync_command(
             out.print(plan_table(runs))
     if any(r.get("status") == "failed" for r in runs):
         raise typer.Exit(1)
+    if any(r.get("status") == "partial" for r in runs):
+        raise typer.Exit(PARTIAL_EXIT)
+
+
+PARTIAL_EXIT = 23
+"""``crmsync sync``'s exit status when every run finished but some left records unapplied (``partial``: parked for
+replay), as rsync's 23 for a partial transfer, so a cron job can alert on it. 1: a run failed; 2: bad config."""
 
 
 _MAIN = (
@@ -322,10 +329,20 @@ _MAIN = (
 _OTHER = ("unlinked", "conflicts", "superseded")
 _STATUS = {
     "succeeded": "[green]ok[/]",
+    "partial": "[yellow]partial[/]",
     "failed": "[red]failed[/]",
     "skipped": "[yellow]skipped[/]",
     "throttled": "[yellow]throttled[/]",
 }
+
+
+def run_status(run: dict[str, Any]) -> str:
+    """A run's status for a terminal: ``partial`` says how many records failed (``partial, 268 failed``)."""
+    status = str(run.get("status", ""))
+    shown = _STATUS.get(status, status)
+    if status == "partial":
+        shown = f"[yellow]partial, {run.get('counts', {}).get('failed', 0)} failed[/]"
+    return shown
 
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:
@@ -344,7 +361,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
         also = ", ".join(f"{k} {counts[k]}" for k in _OTHER if counts.get(k))
         table.add_row(
             f"{run.get('source', '')}/{run.get('stream', '')} {run.get('mode', '')}",
-            _STATUS.get(run.get("status", ""), run.get("status", "")),
+            run_status(run),
             *(str(counts.get(k, 0)) for k, _ in _MAIN),
             also,
         )
@@ -499,7 +516,7 @@ def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
             source,
             info["system"] or "-",
             last.get("finished_at") or "never",
-            last.get("status", "-"),
+            run_status(last) if last else "-",
             str(counts.get("seen", "-")),
             str(counts.get("updated", "-")),
             str(counts.get("failed", "-")),

@@ -256,7 +256,7 @@ def refresh(self: Task, source: str, object: str, ids: list[str] | None = None) 
             for chunk in _chunks(wanted):
                 report = rt.engine.refresh(connector, object, chunk)
                 reports.append(report)
-                if report.status == "succeeded":
+                if report.status in ("succeeded", "partial"):  # partial: what failed is parked, not lost
                     claims.applied(chunk)
         except (RetryableError, *REDIS_TRANSIENT) as exc:
             if not isinstance(exc, THROTTLES) and self.request.retries >= MAX_RETRIES:

@@ -66,7 +66,10 @@ def test_malformed_records_are_reported_and_the_rest_applies(posthog: PostHogSan
 
     with posthog.client() as client:
         report = SyncEngine(client, ledger, mapping).run(NullIdConnector(_crm(True)), "accounts", "full")
-    assert report.status == "succeeded", report.reason
+    # records not applied: the run is partial, never "succeeded", and says how many
+    failed, seen = report.counts["failed"], report.counts["seen"]
+    assert report.status == "partial" and failed > 0, report.reason
+    assert str(report.reason).startswith(f"{failed} of {seen} records failed"), report.reason
     assert _good_accounts(posthog) == clean == [(f"Good {i:03d}", f"g-{i:03d}", ["plan-pro"]) for i in range(50)]
     reported = {str(e["id"]) for e in report.errors}
     assert set(BAD) <= reported, report.errors

@@ -99,3 +99,21 @@ def test_higher_ranked_record_takes_the_link_and_the_other_is_superseded() -> No
     assert second.state.properties["hubspot_deal_id"] == "d-new"
     third = merge(second.state, second.entry, [old], CONFIG, ROLES, {("hubspot", "d-old"): 1})
     assert third.state.properties["hubspot_deal_id"] == "d-new" and third.superseded == [old]
+
+
+def test_merge_records_when_each_field_changed_and_what_each_source_sent() -> None:
+    """The status page's "why does this account say that?": when a field last changed, and each source's value
+    while it differs from the account's (a source that agrees costs no bytes)."""
+    sf = AccountPatch("salesforce", "Account", "001", "sfdc_id", {"name": "Acme Corp"}, version=1)
+    hs = AccountPatch("hubspot", "deals", "9", "hubspot_deal_id", {"name": "Acme HS"}, version=2)
+    first = merge(AccountState.empty(), AccountEntry(), [hs], CONFIG, ROLES, now=1000)
+    assert first.entry.changed == {"name": 1000, "properties.hubspot_deal_id": 1000} and first.entry.sent == {}
+    second = merge(first.state, first.entry, [sf], CONFIG, ROLES, now=2000)  # salesforce ranks first: it wins
+    assert second.state.name == "Acme Corp" and second.entry.changed["name"] == 2000
+    assert second.entry.sent == {"hubspot": {"name": "Acme HS"}}  # the value it sent, overwritten
+    third = merge(second.state, second.entry, [hs], CONFIG, ROLES, now=3000)  # refused: still shown as sent
+    assert third.state.name == "Acme Corp" and third.entry.changed["name"] == 2000
+    assert third.entry.sent == {"hubspot": {"name": "Acme HS"}}
+    agree = AccountPatch("hubspot", "deals", "9", "hubspot_deal_id", {"name": "Acme Corp"}, version=3)
+    fourth = merge(third.state, third.entry, [agree], CONFIG, ROLES, now=4000)
+    assert fourth.entry.sent == {} and fourth.entry.changed["name"] == 2000

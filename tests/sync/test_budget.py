@@ -3,6 +3,7 @@ and the PostHog client spending it against the stand-in throttled like PostHog. 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -182,3 +183,23 @@ def test_without_a_budget_a_long_retry_after_is_raised_not_cut_short(posthog: Po
         ph.list_accounts()
     assert exc.value.retry_after == 100
     assert waits == [] and posthog.stats()["faults_injected"] == {"429": 1}
+
+
+def test_history_counts_each_minute_in_the_same_round_trips(key: str) -> None:
+    """Requests, waits and 429 blocks land in a per-minute history inside the scripts that already run: taking a
+    slot stays one round trip, and reading a day back is one more."""
+    client = counting_client(REDIS_URL)
+    shared = RequestBudget(client, key, [parse_window("3/60")])
+    shared.try_acquire()  # registers the script (EVALSHA, then EVAL on NOSCRIPT): not what is counted
+    before = CountingConnection.round_trips
+    waits = [shared.try_acquire() for _ in range(4)]
+    assert CountingConnection.round_trips - before == 4 and sum(1 for w in waits if w > 0) == 2
+    shared.block(5)
+    before = CountingConnection.round_trips
+    history = shared.history()
+    assert CountingConnection.round_trips - before == 1
+    assert sum(m.requests for m in history.values()) == 3
+    assert sum(m.waits for m in history.values()) == 2 and sum(m.blocks for m in history.values()) == 1
+    assert shared.history(span_s=60, now=time.time() + 7200) == {}  # two hours on: nothing in the last minute
+    (hour_key,) = [k for k in client.scan_iter(match=f"{key}:history:*")]
+    assert 0 < client.ttl(hour_key) <= 26 * 3600  # bounded: each hour expires a day after its last write

@@ -2,15 +2,16 @@
 
 A whole deployment on loopback: the four stand-ins, a real Celery worker process, a Redis server of its own, and
 the page in a thread. A Stripe customer is made bad before the first sync (no name, no email: nothing to name its
-account by), so the full sync parks it. In the browser: log in, see the three sources, open the run that met the
-bad record and read its reason, see it among the dead letters, fix it in Stripe, press replay and watch the count
-fall to 0; rename a customer in Stripe, press "Dry run" and read the rename in the plan; see a newly parked record
-counted without a reload (the page's ``fetch`` refresh); then a request without the login gets 401 and a form
-posted from another site is refused. A second test reads every page and counts no request to any stand-in.
+account by), so the full sync parks it. In the browser: log in, see the three sources and the budget and run
+charts, find an account by part of its name and read why each of its fields holds its value, open the run that
+met the bad record and read its reason, see it among the dead letters, fix it in Stripe, press replay and watch
+the count fall to 0; rename a customer in Stripe, press "Dry run" and read the rename in the plan; see a newly
+parked record counted without a reload (the page's ``fetch`` refresh); then a request without the login gets 401
+and a form posted from another site is refused. A second test reads every page and counts no request to any stand-in.
 
 Nothing downloads a browser: ``.ci/run`` installs Debian's ``chromium`` (``CRMSYNC_REQUIRE_BROWSER=1`` there
 turns a missing browser into a failure instead of a skip). ``CRMSYNC_UI_SCREENSHOT=docs/ui.png`` saves the main
-page, as shown in the README.
+page and ``CRMSYNC_UI_ACCOUNT_SCREENSHOT=docs/ui-account.png`` an account page, as shown in the README.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from sandbox.common import ServerThread
+from sandbox.posthog.throttle import POSTHOG_RATES
 from sandbox.stack import POSTHOG_KEY, SandboxStack
 from tests.faults.harness import stack_config
 from workers.celery_app import configure
@@ -37,6 +39,7 @@ from workers.cli_ops import run_enqueued
 from workers.config import parse_config
 from workers.processes import RedisServer, start_worker, stop_process, wait_for_worker
 from workers.runtime import Runtime, set_runtime
+from workers.ui import words
 from workers.ui.app import create_ui_app
 from workers.ui.security import Access
 
@@ -82,7 +85,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     with pytest.MonkeyPatch.context() as mp, RedisServer() as redis_server:
         mp.setenv("REDIS_URL", redis_server.url)
         mp.setenv("POSTHOG_PERSONAL_API_KEY", POSTHOG_KEY)
-        stack = SandboxStack(seed=SEED, redis_url=redis_server.url, webhooks=False, data_dir=workdir / "sandbox")
+        stack = SandboxStack(  # PostHog's real rates: the budget is paced, and its history charted
+            seed=SEED,
+            redis_url=redis_server.url,
+            webhooks=False,
+            data_dir=workdir / "sandbox",
+            posthog_throttle=POSTHOG_RATES,
+        )
         stack.start()
         worker = None
         runtime = None
@@ -122,6 +131,16 @@ def _until(page: sync_api.Page, check: object, what: str, timeout_s: float = 90)
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _linked_everywhere(runtime: Runtime) -> tuple[str, str]:
+    """An account linked to a record of every CRM (id, name), from the ledger: the richest account page."""
+    ids = runtime.ledger.account_ids()
+    for account in runtime.ledger.get_seen(ids):
+        props = account.properties.payload() if account else {}
+        if account and all(props.get(k) for k in ("sfdc_id", "hubspot_deal_id", "stripe_customer_id")):
+            return account.id, account.name
+    raise AssertionError("no account is linked to all three CRMs")
+
+
 def _evil_site(target: str) -> ServerThread:
     """Another origin whose page posts a replay form to the status page (the token is a guess)."""
     form = (
@@ -151,8 +170,32 @@ def test_an_operator_finds_a_bad_record_and_replays_it(deployment: Deployment) -
                 card = page.locator(f"#source-{source}")
                 expect(card).to_be_visible()
                 expect(card.locator(".badge").first).to_have_text("succeeded")
+            # the charts: PostHog's budget this hour (the sync's requests), the write phase's failed record
+            expect(page.locator("svg#budget-hour")).to_be_visible()
+            spent = page.locator("svg#budget-hour g.bar").last.get_attribute("data-total")
+            assert spent is not None and int(spent.replace(",", "")) > 0
+            expect(page.locator('svg#runs-all-records rect.bad[data-value="1"]')).to_have_count(1)
+            expect(page.locator("#throttling")).to_have_text("PostHog is not throttling")
             if os.environ.get("CRMSYNC_UI_SCREENSHOT"):
                 page.screenshot(path=os.environ["CRMSYNC_UI_SCREENSHOT"], full_page=True)
+
+            # "why does this account say that?": find it by part of its name, open it, read its fields
+            account_id, name = _linked_everywhere(deployment.runtime)
+            page.fill('header input[name="search"]', name[2:-2].upper())
+            page.press('header input[name="search"]', "Enter")
+            page.click(f'tr[data-account="{account_id}"] a')
+            expect(page.locator("#account-name")).to_have_text(name)
+            row = page.locator('tr[data-field="name"]')
+            expect(row.locator("td.current")).to_have_text(name)
+            expect(row.locator("td.from")).not_to_have_text(words.NONE)
+            expect(row.locator("td.rule")).to_contain_text("precedence")
+            expect(row.locator("td.changed time")).to_contain_text("UTC")
+            stripe_id = page.locator('tr[data-source="stripe"][data-record]').get_attribute("data-record")
+            expect(page.locator(f'a[href="https://dashboard.stripe.com/customers/{stripe_id}"]').first).to_be_visible()
+            expect(page.locator("#dead-letters")).to_have_text("Dead letters: 0")
+            if os.environ.get("CRMSYNC_UI_ACCOUNT_SCREENSHOT"):
+                page.screenshot(path=os.environ["CRMSYNC_UI_ACCOUNT_SCREENSHOT"], full_page=True)
+            page.goto(f"{url}/ui/")
 
             page.locator('tr[data-run]:not([data-errors="0"]) a').first.click()  # the run that met the bad record
             bad = page.locator("table.errors tbody tr", has_text=BAD_CUSTOMER)
@@ -222,11 +265,21 @@ def test_the_page_reads_redis_only(deployment: Deployment) -> None:
             client.post("/_sandbox/stats/reset").raise_for_status()
         auth = ("ops", PASSWORD)
         run_ids = [run_id for run_id, _ in deployment.runtime.ledger.run_entries(20)]
-        paths = ["/ui/", "/ui/dlq", "/ui/dry-runs", "/ui/api/status", *(f"/ui/runs/{r}" for r in run_ids)]
+        account_ids = deployment.runtime.ledger.account_ids()[:5]
+        paths = [
+            "/ui/",
+            "/ui/dlq",
+            "/ui/dry-runs",
+            "/ui/api/status",
+            *(f"/ui/runs/{r}" for r in run_ids),
+            "/ui/accounts?search=a",
+            "/ui/accounts?search=cus_",
+            *(f"/ui/accounts/{a}" for a in account_ids),
+        ]
         for path in paths:
             assert httpx.get(f"{deployment.ui.url}{path}", auth=auth).status_code == 200, path
         served = {name: client.get("/_sandbox/stats").json()["total"] for name, client in http.items()}
     finally:
         for client in http.values():
             client.close()
-    assert len(paths) > 5 and served == dict.fromkeys(("posthog", *SOURCES), 0)
+    assert len(account_ids) == 5 and len(paths) > 12 and served == dict.fromkeys(("posthog", *SOURCES), 0)

@@ -3,10 +3,13 @@
 | route | shows / does |
 |---|---|
 | ``GET /ui/`` | per source: status data (last run, cursors and their age, next run, dead letters, and whatever else |
-| | ``crmsync status --json`` holds), buttons; the newest runs of each source and stream |
+| | ``crmsync status --json`` holds, in words), buttons; SVG charts of PostHog's budget (``charts``) and of each |
+| | source's runs; the newest runs of each source and stream |
 | ``GET /ui/runs/<id>`` | one run (its stream id): counts, errors, review items, plan, with links to the records |
 | ``GET /ui/dlq`` | the dead-letter stream, with a replay button per source |
 | ``GET /ui/dry-runs`` | the last dry run of each source and stream: its plan (account, field, before, after, source) |
+| ``GET /ui/accounts?search=`` | accounts by name, external id or any CRM id (``accounts``) |
+| ``GET /ui/accounts/<id>`` | one account: each managed field's value, who set it and by which rule, its records |
 | ``GET /ui/api/status`` | the same JSON as ``crmsync status --json`` |
 | ``POST /ui/actions/{sync,dry-run,replay}/<source>`` | enqueue ``crmsync.sync_source`` (dry run or not) or |
 | | ``crmsync.replay_dlq`` on the configured broker, then back to the page (303) |
@@ -29,7 +32,8 @@ from fastapi.templating import Jinja2Templates
 
 from workers.logs import remember_secrets, secrets_of
 from workers.runtime import Runtime
-from workers.ui import views
+from workers.ui import views, words
+from workers.ui.account_routes import add_account_routes
 from workers.ui.links import RecordLinks
 from workers.ui.security import Access
 
@@ -59,29 +63,18 @@ def celery_enqueue(runtime: Runtime) -> Enqueue:
     return send
 
 
-def _duration(seconds: Any) -> str:
-    if not isinstance(seconds, int | float):
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _when(iso: Any) -> str:
-    """An ISO timestamp from a report, to the second: ``2026-12-03 03:50:55 UTC``."""
-    if not isinstance(iso, str) or "T" not in iso:
-        return "-" if not iso else str(iso)
-    day, clock = iso.split("T", 1)
-    return f"{day} {clock[:8]} UTC" if iso.endswith("Z") else f"{day} {clock[:8]}"
-
-
 def make_templates() -> Jinja2Templates:
     """The page templates (HTML autoescaped: every value from Redis is text, never markup)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.filters["duration"] = _duration
-    templates.env.filters["when"] = _when
+    templates.env.filters.update(
+        duration=words.duration,
+        when=words.when,
+        iso=words.iso,
+        count=words.count,
+        label=words.label,
+        human=words.human,
+        run_status=words.run_status,
+    )
     return templates
 
 
@@ -124,7 +117,8 @@ def create_ui_app(runtime: Runtime, access: Access, enqueue: Enqueue | None = No
     @app.get("/ui/", response_class=HTMLResponse)
     def index(request: Request, queued: str | None = None) -> HTMLResponse:
         data = views.status(runtime)
-        return page(request, "index.html", status=data, runs=views.recent_runs(runtime), queued=queued)
+        charts = views.charts(runtime, data)
+        return page(request, "index.html", status=data, runs=views.recent_runs(runtime), charts=charts, queued=queued)
 
     @app.get("/ui/runs/{run_id}", response_class=HTMLResponse)
     def run(request: Request, run_id: str) -> HTMLResponse:
@@ -140,6 +134,8 @@ def create_ui_app(runtime: Runtime, access: Access, enqueue: Enqueue | None = No
     @app.get("/ui/dry-runs", response_class=HTMLResponse)
     def dry_runs(request: Request, queued: str | None = None) -> HTMLResponse:
         return page(request, "dry_runs.html", dry_runs=views.latest_dry_runs(runtime, links), queued=queued)
+
+    add_account_routes(app, runtime, links, page)
 
     @app.get("/ui/api/status")
     def api_status() -> JSONResponse:

@@ -9,6 +9,7 @@ into a report or a reason is replaced by ``****``, never rendered.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from workers import dry_runs
 from workers.cli_ops import status_data
 from workers.logs import redact
 from workers.runtime import Runtime
+from workers.ui.charts import budget_charts, run_charts
 from workers.ui.links import RecordLinks
 
 RUN_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -142,3 +144,16 @@ def latest_dry_runs(runtime: Runtime, links: RecordLinks) -> list[dict[str, Any]
                 change["posthog_url"] = links.posthog(str(change.get("account")))
             shown.append(run_row("", report))
     return list(masked(shown))
+
+
+def charts(runtime: Runtime, data: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """The main page's charts: PostHog's budget over the last hour and day (from the budget's per-minute history;
+    none without a budget), and each source's newest runs (the runs stream). One read of each."""
+    now = time.time() if now is None else now
+    budget = runtime.posthog_budget
+    history = budget.history(86_400, now) if budget is not None else {}
+    return {
+        "budget": budget_charts(history, data.get("posthog_budget") or {}, now),
+        "budget_requests_day": sum(m.requests for m in history.values()),
+        "runs": run_charts(runtime.ledger.run_entries(RUNS_READ)),
+    }
