@@ -275,7 +275,8 @@ def _field_row(
         }
     prov_raw = entry.provenance.get(target)
     provenance = Provenance.load(prov_raw) if prov_raw else None
-    current = _shown(state.get(target))
+    # custom values live on PostHog's custom-property endpoints; the ledger keeps only their fingerprints
+    current = None if target.startswith("custom.") else _shown(state.get(target))
     is_link = target.startswith("properties.") and target.removeprefix("properties.") in ID_KEYS
     sources = []
     for source in dict.fromkeys(s for s, _ in pairs):
