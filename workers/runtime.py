@@ -34,7 +34,14 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.config.redis_url, decode_responses=True, health_check_interval=30)
+        timeout = self.config.redis_timeout_s
+        return redis.Redis.from_url(
+            self.config.redis_url,
+            decode_responses=True,
+            health_check_interval=30,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
 
     @cached_property
     def posthog_budget(self) -> RequestBudget | None:

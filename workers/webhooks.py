@@ -125,7 +125,8 @@ def create_webhook_app(runtime: Runtime, enqueue: Enqueue = celery_enqueue) -> F
     if enqueue is celery_enqueue:
         from workers.celery_app import configure
 
-        configure(runtime.config.redis_url)  # enqueue on this runtime's broker, whatever the process did before
+        # enqueue on this runtime's broker, whatever the process did before
+        configure(runtime.config.redis_url, timeout_s=runtime.config.redis_timeout_s)
     app = FastAPI(title="crmsync webhooks", docs_url=None, redoc_url=None)
     settings = runtime.config.webhooks
     ns = runtime.ledger.ns

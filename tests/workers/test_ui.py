@@ -259,7 +259,7 @@ def test_no_password_means_loopback_only(runtime: Runtime, tmp_path: Path) -> No
     check_bind("0.0.0.0", "pw")
     with pytest.raises(ConfigError, match="CRMSYNC_UI_PASSWORD"):
         check_bind("0.0.0.0", None)
-    with TestClient(create_ui_app(runtime, Access("ops", None))) as open_page:
+    with TestClient(create_ui_app(runtime, Access("ops", None)), base_url="http://127.0.0.1:8091") as open_page:
         assert open_page.get("/ui/").status_code == 200  # loopback, no login asked
 
     config = tmp_path / "crmsync.yaml"
