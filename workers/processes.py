@@ -3,7 +3,10 @@ private ``redis-server`` on a free loopback port."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -43,7 +46,11 @@ def start_worker(
         *(["--hostname", hostname] if hostname else []),
     ]
     return subprocess.Popen(
-        command, env={**env, "CRMSYNC_CONFIG": str(config_path)}, stdout=log, stderr=subprocess.STDOUT
+        command,
+        env={**env, "CRMSYNC_CONFIG": str(config_path)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a group of its own, with its pool: ``stop_process`` ends them all
     )
 
 
@@ -58,14 +65,37 @@ def wait_for_worker(app: Celery, worker: subprocess.Popen[bytes], timeout_s: flo
     raise RuntimeError("the worker did not come up")
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
-    """Terminate, then kill if it does not exit in time."""
-    process.terminate()
+def stop_process(process: subprocess.Popen[Any], timeout_s: float = 20) -> None:
+    """Terminate, then kill if it does not exit in time. A process started in a session of its own
+    (``start_new_session=True``: a worker and its pool, ``sandbox up``) is ended with its whole group, and whatever
+    of the group outlives its leader (a pool child) is killed too: nothing a test starts is left running."""
+    group = _own_group(process)
+    _signal(process, group, signal.SIGTERM)
     try:
         process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        process.kill()
+        _signal(process, group, signal.SIGKILL)
         process.wait(timeout=timeout_s)
+    if group is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def _own_group(process: subprocess.Popen[Any]) -> int | None:
+    """The process group ``process`` leads, or None (it shares its parent's, or is already gone)."""
+    try:
+        return process.pid if os.getpgid(process.pid) == process.pid else None
+    except ProcessLookupError:
+        return None
+
+
+def _signal(process: subprocess.Popen[Any], group: int | None, signum: int) -> None:
+    if group is None:
+        if process.poll() is None:
+            process.send_signal(signum)
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
 
 
 class RedisServer:
