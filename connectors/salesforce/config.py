@@ -177,7 +177,9 @@ class SalesforceConfig(BaseModel):
       ``Email`` is read as ``<csm_lookup>.Email``.
     - ``push_batch_size``: records per sObject Collections request (at most 200); ``fetch_batch_size``: most ids
       per ``Id IN (...)`` query; ``max_request_bytes``: what one query's URI plus headers may take (Salesforce
-      refuses more than 16,384 bytes with 431/414), so a batch also ends where its URL would grow past it.
+      refuses more than 16,384 bytes with 431/414); ``max_uri_chars``: what the URI alone may take, 2,000 as
+      Salesforce recommends (Help article 000386264: a SOQL query is expanded server-side, so the query that
+      runs is longer than the one sent). A batch ends where its URL would pass either.
     - ``max_share_per_run`` / ``max_share_total``: a pull stops cleanly once this run has used that share of
       the org's daily allowance, or once the org as a whole has (read from ``Sforce-Limit-Info``).
     - ``requests_per_s`` / ``burst``: the request budget all workers of this org share (a Redis token bucket),
@@ -211,6 +213,7 @@ class SalesforceConfig(BaseModel):
     push_batch_size: int = Field(200, ge=1, le=200)
     fetch_batch_size: int = Field(200, ge=1, le=500)
     max_request_bytes: int = Field(15_360, ge=2_048, le=16_384)
+    max_uri_chars: int = Field(2_000, ge=500, le=16_384)
 
     max_share_per_run: float = Field(0.25, gt=0, le=1)
     max_share_total: float = Field(0.8, gt=0, le=1)
