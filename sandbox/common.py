@@ -289,10 +289,19 @@ class ServerThread:
             time.sleep(0.01)
         return self
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Ask the server to stop (it finishes within ``timeout_graceful_shutdown``); returns at once."""
         self._server.should_exit = True
-        self._thread.join(timeout=10)
+
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the server to have stopped, then close its socket."""
+        if self._thread.is_alive():
+            self._thread.join(timeout=max(0.0, timeout))
         self._sock.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
+        self.join(timeout)
 
     def __enter__(self) -> ServerThread:
         return self.start()
@@ -335,6 +344,7 @@ class WebhookSender:
         self.delivered = 0
         self.failed = 0
         self.attempts = 0
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="webhook-sender", daemon=True)
         self._thread.start()
 
@@ -354,10 +364,15 @@ class WebhookSender:
             time.sleep(0.01)
         return True
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop: deliveries still queued are dropped and a delivery being retried is given up (a stand-in that stops
+        owes nobody its backlog, and must not hold ``sandbox up`` past Ctrl-C); waits up to ``timeout`` for the
+        delivery in flight, if any (the thread is a daemon: it cannot keep the process alive)."""
+        self._closing.set()
         self._queue.put(None)
-        self._thread.join(timeout=5)
-        self._client.close()
+        self._thread.join(timeout=timeout)
+        if not self._thread.is_alive():
+            self._client.close()
 
     def _loop(self) -> None:
         while True:
@@ -365,12 +380,15 @@ class WebhookSender:
             try:
                 if item is None:
                     return
-                self._deliver(*item)
+                if not self._closing.is_set():
+                    self._deliver(*item)
             finally:
                 self._queue.task_done()
 
     def _deliver(self, url: str, body: bytes, sign: Callable[[bytes], dict[str, str]]) -> None:
         for attempt in range(self.max_attempts):
+            if self._closing.is_set():
+                return
             self.attempts += 1
             try:
                 response = self._client.post(url, content=body, headers=sign(body))
@@ -379,5 +397,5 @@ class WebhookSender:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(self.base_delay_s * (2**attempt))
+            self._closing.wait(self.base_delay_s * (2**attempt))
         self.failed += 1

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.base import Connector, CrmRecord, Cursor, PushUpdate
+from sync import reconcile
 from sync.apply import AccountState, MergeResult, merge
 from sync.custom_pushback import push_custom_values
 from sync.errors import BadRecordError, FatalError, RetryableError
@@ -406,12 +407,13 @@ class SyncEngine:
     def reconcile_accounts(self, connectors: Mapping[str, Connector]) -> RunReport:
         """Find accounts the ledger knows that PostHog no longer has (deleted by a person) and settle their linked
         records per ``identity.on_account_deleted``: fetch and re-create, or unlink. One listing of every account,
-        then one fetch per source for the records concerned."""
+        a GET of each account not listed (``sync.reconcile``: a deletion during the walk skips a row), then one
+        fetch per source for the records concerned."""
         report = RunReport("posthog", "accounts", "reconcile")
         self.systems.bind_all(connectors.values(), report)
         try:
-            existing = {a.id for page in self.posthog.iter_account_pages(page_size=1000) for a in page}
-            gone = [a for a in self.ledger.account_ids() if a not in existing]
+            listed = reconcile.listed_account_ids(self.posthog)  # not listed: a candidate, confirmed by a GET
+            gone = reconcile.confirmed_deleted(self.posthog, [a for a in self.ledger.account_ids() if a not in listed])
             entries = self.ledger.get_accounts(gone)
             wanted: dict[tuple[str, str], list[str]] = {}
             for account_id, entry in zip(gone, entries, strict=True):

@@ -138,6 +138,19 @@ def ph(posthog: PostHogSandbox) -> Iterator[PostHogClient]:
 REDIS_URL = os.environ.get("CRMSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_outer_redis_url() -> Iterator[None]:
+    """Tests name their Redis themselves (``CRMSYNC_TEST_REDIS_URL``, a database of their own, a private
+    ``redis-server``). A ``REDIS_URL`` exported in the shell that runs them overrides every config they build
+    (``parse_config``), so an in-process runtime read another Redis than its worker wrote: the Celery end-to-end
+    fixture pinged the wrong database, the throttled and Redis-outage tests read or killed the wrong server.
+    It is removed for the session (tests that need it set it with ``monkeypatch``)."""
+    outer = os.environ.pop("REDIS_URL", None)
+    yield
+    if outer is not None:
+        os.environ["REDIS_URL"] = outer
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     client = counting_client(REDIS_URL)

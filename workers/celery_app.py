@@ -17,11 +17,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue  # type: ignore[attr-defined]
 
+from workers.config import REDIS_TIMEOUT_S, AppConfig
 from workers.redis_conn import transport_options
 
 VISIBILITY_TIMEOUT_S = 2 * 3600
@@ -49,10 +51,15 @@ app.conf.update(
 
 
 def configure(
-    redis_url: str, beat_schedule: dict[str, dict[str, object]] | None = None, sentinel_master: str | None = None
+    redis_url: str,
+    beat_schedule: dict[str, dict[str, object]] | None = None,
+    sentinel_master: str | None = None,
+    timeout_s: float = REDIS_TIMEOUT_S,
 ) -> Celery:
     """Point the app at a Redis and (for beat) install a schedule. A ``sentinel://`` URL (``workers/redis_conn.py``)
-    needs the master's name: ``sentinel_master``, else ``REDIS_SENTINEL_MASTER``.
+    needs the master's name: ``sentinel_master``, else ``REDIS_SENTINEL_MASTER``. ``timeout_s``: the connect and
+    read timeout of the broker's connections and the result backend's connect timeout (its read timeout is
+    Celery's 120 s), so a Redis that accepts and never answers is an error, not a hang.
 
     Pointing it elsewhere later in the same process (tests, benchmarks with several Redis servers) also drops the
     connection pools and result backend Celery cached for the previous one, as it does itself after a fork.
@@ -64,24 +71,52 @@ def configure(
     app.conf.broker_url = redis_url
     app.conf.result_backend = redis_url
     sentinel = transport_options(redis_url, sentinel_master or os.environ.get("REDIS_SENTINEL_MASTER"))
-    app.conf.broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S, **sentinel}
+    timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    app.conf.broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S, **sentinel, **timeouts}
     app.conf.result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S, **sentinel}
+    app.conf.redis_socket_connect_timeout = timeout_s
     if beat_schedule is not None:
         app.conf.beat_schedule = beat_schedule
     return app
 
 
+def configure_for(config: AppConfig, beat_schedule: dict[str, dict[str, object]] | None = None) -> Celery:
+    """``configure`` with everything ``config`` says of its Redis: the URL, a Sentinel master, the timeouts."""
+    return configure(config.redis_url, beat_schedule, config.redis_sentinel_master, config.redis_timeout_s)
+
+
 def _configure_from_environment() -> None:
-    """Worker processes started by ``celery -A workers.celery_app`` read ``CRMSYNC_CONFIG`` / ``REDIS_URL``."""
+    """Worker processes started by ``celery -A workers.celery_app`` read ``CRMSYNC_CONFIG`` / ``REDIS_URL``.
+
+    A bad config is not raised here, at import (where it was a traceback, even for ``crmsync --help``): every
+    ``crmsync`` command loads the config itself and stops with the key named (``runtime_from_env``), and a worker
+    or beat started by the ``celery`` program stops at its start-up signal with the same one line."""
+    from sync.errors import CrmsyncError
+
     config_path = os.environ.get("CRMSYNC_CONFIG")
     if config_path and Path(config_path).exists():
         from workers.config import load_config
         from workers.schedule import beat_schedule
 
-        config = load_config(config_path)
-        configure(config.redis_url, beat_schedule(config), config.redis_sentinel_master)
-    else:
-        configure(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        try:
+            config = load_config(config_path)
+        except CrmsyncError as exc:
+            _refuse_to_start(f"config error: {exc}")
+        else:
+            configure_for(config, beat_schedule(config))
+            return
+    configure(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+def _refuse_to_start(message: str) -> None:
+    """Stop a worker or beat of this app at start-up with ``message`` (status 2), not a traceback."""
+
+    def stop(**_: object) -> None:
+        print(message, file=sys.stderr)
+        raise SystemExit(2)
+
+    signals.worker_init.connect(stop, weak=False)
+    signals.beat_init.connect(stop, weak=False)
 
 
 _configure_from_environment()

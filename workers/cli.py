@@ -21,8 +21,6 @@ from workers.cli_ops import (
 from workers.cli_sandbox import sandbox_up
 from workers.cli_setup import setup_posthog
 from workers.demo import demo_command
-from workers.logs import mask_url_password
-from workers.runtime import configured_redis_url
 from workers.ui.server import ui_command
 
 app = typer.Typer(
@@ -50,12 +48,14 @@ app.add_typer(setup_app, name="setup")
 
 
 def main() -> None:
-    """The ``crmsync`` entry point: an unreachable Redis is one line naming ``REDIS_URL``, not a traceback."""
+    """The ``crmsync`` entry point: an unreachable or silent Redis is one line naming ``REDIS_URL``, not a traceback.
+
+    The URL itself is never echoed, not even masked: a password with ``@`` or ``%`` in it, unescaped, defeats any
+    masking, so the line names the setting to check instead."""
     try:
         app()
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        url = mask_url_password(configured_redis_url())
-        typer.echo(f"error: cannot reach Redis at REDIS_URL={url} ({type(exc).__name__})", err=True)
+        typer.echo(f"error: cannot reach Redis (check REDIS_URL or redis_url; {type(exc).__name__})", err=True)
         raise SystemExit(1) from None
 
 

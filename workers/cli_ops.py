@@ -29,7 +29,7 @@ from sync.state import POSTHOG, describe_state
 from workers.config import load_config
 from workers.dry_runs import remember as remember_dry_runs
 from workers.eviction import check_no_eviction, read_policy
-from workers.logs import configure_logging, remember_secrets, secrets_of
+from workers.logs import configure_logging, masked, remember_secrets, secrets_of
 from workers.runtime import Runtime, set_runtime
 
 console = Console(stderr=True)
@@ -133,10 +133,10 @@ def beat_command(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
     runtime = runtime_from_env()
     configure_logging(loglevel)
     start_checks(runtime, lambda: check_redis(runtime), runtime.check_sources)
-    from workers.celery_app import configure
+    from workers.celery_app import configure_for
     from workers.schedule import beat_schedule
 
-    app = configure(runtime.config.redis_url, beat_schedule(runtime.config), runtime.config.redis_sentinel_master)
+    app = configure_for(runtime.config, beat_schedule(runtime.config))
     state = Path(tempfile.gettempdir()) / "crmsync-beat-schedule"
     app.Beat(schedule=str(state), loglevel=loglevel).run()
 
@@ -202,10 +202,10 @@ def run_inline(runtime: Runtime, sources: list[str], full: bool, dry_run: bool, 
 
 def run_enqueued(runtime: Runtime, sources: list[str], full: bool, dry_run: bool, quiet: bool) -> list[dict[str, Any]]:
     """Enqueue one ``crmsync.sync_source`` per source and follow the workers' progress until done."""
-    from workers.celery_app import configure
+    from workers.celery_app import configure_for
     from workers.tasks import sync_all, sync_source
 
-    configure(runtime.config.redis_url, sentinel_master=runtime.config.redis_sentinel_master)
+    configure_for(runtime.config)
     mode = "full" if full else "incremental"
     if len(sources) > 1 and not dry_run:
         return _follow_plan(sync_all.apply_async((), {"mode": mode}, queue="bulk"), quiet)
@@ -301,6 +301,7 @@ def sync_command(
     except CrmsyncError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
+    runs = masked(runs)  # a reason may quote a secret; every output is masked
     if as_json:
         out.print_json(json.dumps({"runs": runs}))
     else:
@@ -499,7 +500,7 @@ def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     """Per source: last run, outcome, counts, cursor age, DLQ size, next scheduled run; dead letters (count, oldest,
     replay backoff); PostHog's request budget (used and left per window, blocked by a 429 until when)."""
     runtime = runtime_from_env()
-    data = status_data(runtime)
+    data = masked(status_data(runtime))  # reasons of runs and dead letters may quote a secret
     if as_json:
         out.print_json(json.dumps(data))
         return
@@ -624,7 +625,7 @@ def dlq_list(
 ) -> None:
     """Show parked records with source, id, field and reason."""
     runtime = runtime_from_env()
-    entries = [{"entry": eid, **e} for eid, e in runtime.ledger.dead_letters(limit)]
+    entries = masked([{"entry": eid, **e} for eid, e in runtime.ledger.dead_letters(limit)])
     if as_json:
         out.print_json(json.dumps({"entries": entries, "total": runtime.ledger.dlq_size()}))
         return
@@ -646,7 +647,7 @@ def dlq_replay(
     runs = []
     for name in _sources(runtime, source):
         for stream in runtime.streams(name):
-            runs.append(runtime.engine.replay_dead_letters(runtime.connector(name), stream).as_dict())
+            runs.append(masked(runtime.engine.replay_dead_letters(runtime.connector(name), stream).as_dict()))
     if as_json:
         out.print_json(json.dumps({"runs": runs}))
     else:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, cast
@@ -16,11 +19,14 @@ from sandbox.hubspot.cli import webhook_format_option
 from sandbox.hubspot.webhooks import WebhookFormat
 from sandbox.posthog.config import GENERATIONS
 from sandbox.posthog.throttle import parse_throttle_spec
-from sandbox.stack import SandboxStack
+from sandbox.stack import STOP_TIMEOUT_S, SandboxStack
 from workers.config import parse_config
 from workers.runtime import Runtime, set_runtime
 
 console = Console()
+
+EXIT_WITHIN_S = 4.0
+"""``sandbox up`` ends this long after Ctrl-C or SIGTERM at the latest (docs/reliability.md)."""
 
 
 def sandbox_up(
@@ -72,12 +78,15 @@ def sandbox_up(
         posthog_generation=posthog_generation,
         hubspot_webhook_format=cast(WebhookFormat, webhook_format),
     )
-    stack.start()
+    runtime: Runtime | None = None
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops it as Ctrl-C does, cleanly
     try:
+        stack.start()
         stack.write(config_out)
         runtime = Runtime(parse_config(yaml.safe_load(config_out.read_text()), str(config_out)))
         set_runtime(runtime)
         receiver = ServerThread(create_webhook_app(runtime), port=stack.webhook_port).start()
+        stack.servers["webhooks"] = receiver  # stopped with the rest
         serve_ui(stack, runtime, ui_port)
         stack.write(config_out, endpoints_out)  # the endpoints now include the status page
         for name in ("posthog", "hubspot", "stripe", "salesforce"):
@@ -92,4 +101,33 @@ def sandbox_up(
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
-        stack.stop()
+        _stop(stack, runtime)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(stack: SandboxStack, runtime: Runtime | None) -> None:
+    """Stop every server together (``STOP_TIMEOUT_S`` in all) and close the runtime; a second Ctrl-C or SIGTERM
+    meanwhile, or a stop still running ``EXIT_WITHIN_S`` after the first signal, ends the process at once: its
+    threads are daemons and its state is in a temporary directory, so nothing is lost."""
+    watchdog = threading.Timer(EXIT_WITHIN_S, _exit_now)
+    watchdog.daemon = True
+    watchdog.start()
+    signal.signal(signal.SIGINT, lambda *_: _exit_now())
+    signal.signal(signal.SIGTERM, lambda *_: _exit_now())
+    try:
+        stack.stop(STOP_TIMEOUT_S)
+        if runtime is not None:
+            runtime.close()
+    finally:
+        watchdog.cancel()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _exit_now() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)

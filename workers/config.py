@@ -12,6 +12,7 @@ posthog: {host: https://us.posthog.com, project_id: 1}     # the key comes from 
 #   stand_in: true                   (http and private hosts allowed: a local stand-in only)
 redis_url: redis://127.0.0.1:6379/0                         # or sentinel://h:26379;sentinel://h2:26379 (+ master)
 redis_sentinel_master: mymaster                              # only for a sentinel:// URL (REDIS_SENTINEL_MASTER)
+redis_timeout_s: 10                                          # connect and read timeout of every Redis client
 leases: {ttl_s: 30, sweep_every_s: 10}                       # a dead worker's work is taken up in ttl + sweep
 ledger_prefix: crmsync                                       # keys are <prefix>:<project id>:...
 sources:                                                     # one block per CRM; see docs/connectors/
@@ -31,7 +32,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -44,6 +45,9 @@ from sync.settings import PostHogSettings
 from workers.redis_conn import is_sentinel, sentinel_nodes
 
 DEFAULT_CONFIG = "crmsync.yaml"
+REDIS_TIMEOUT_S = 10.0
+"""Connect and read timeout of the Redis clients crmsync builds (``redis_timeout_s``): no command crmsync sends
+blocks on the server, so a silent Redis is an error after this long, never a hang."""
 
 
 class Schedule(BaseModel):
@@ -175,6 +179,10 @@ class UiBlock(BaseModel):
 
     username: str = Field("crmsync", min_length=1, pattern=r"^[^:]+$")
     links: UiLinks = UiLinks()
+    allowed_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")]] = Field(
+        default_factory=list,
+        description="host names the page answers to besides loopback and IP addresses (the name a proxy forwards)",
+    )
 
 
 class AppConfig(BaseModel):
@@ -185,6 +193,9 @@ class AppConfig(BaseModel):
     posthog: PostHogBlock = PostHogBlock()
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_sentinel_master: str | None = Field(None, min_length=1, description="master name for a sentinel:// URL")
+    redis_timeout_s: float = Field(
+        REDIS_TIMEOUT_S, gt=0, le=300, description="connect and read timeout of every Redis client (a silent server)"
+    )
     ledger_prefix: str = Field("crmsync", pattern=r"^[A-Za-z0-9_.-]+$", description="Redis key prefix of the ledger")
     sources: dict[str, SourceBlock] = Field(default_factory=dict)
     outbound: JobBlock = JobBlock()
@@ -235,6 +246,7 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> AppConfig:
     except ValidationError as exc:
         error = exc.errors()[0]
         raise ConfigError(".".join(str(p) for p in error["loc"]) or where, error["msg"]) from None
+    check_redis_url(config.redis_url, "REDIS_URL" if os.environ.get("REDIS_URL") else "redis_url")
     for name in config.sources:
         if name not in mapping.mappings:
             raise ConfigError(f"sources.{name}", f"no mappings.{name} section for this source")
@@ -246,9 +258,59 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> AppConfig:
     return config
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_redis_url(url: str, key: str) -> None:
+    """Raise ``ConfigError`` naming ``key`` unless ``url`` is a Redis URL redis-py can use. The reason never
+    quotes the URL, nor any part of it: it may hold a password (one with ``@`` or ``%`` in it, unescaped, would
+    be cut at the wrong place by any masking)."""
+    import redis
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme.startswith("sentinel"):
+        return  # Sentinel URLs (Celery's form) are parsed where the Sentinel clients are built
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            key, "must be a redis://, rediss:// or unix:// URL (the value is not shown: it may hold a password)"
+        )
+    if not url.isascii() or any(c.isspace() for c in url):
+        raise ConfigError(key, "must be ASCII without spaces (percent-encode the password, punycode the host)")
+    try:
+        port = urlsplit(url).port
+        redis.ConnectionPool.from_url(url)
+    except (ValueError, TypeError):
+        raise ConfigError(key, "is not a valid Redis URL: check the host, the port and the database number") from None
+    if scheme != "unix" and port == 0:
+        raise ConfigError(key, "port must be 1-65535")
+
+
 HOST_KEYS: dict[str, str] = {"hubspot": "host", "stripe": "api_base", "salesforce": "login_url"}
 """The key of each connector's config that names the vendor host crmsync sends credentials to."""
-METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data"})
+METADATA_HOSTS = frozenset(
+    {
+        "metadata",  # GCP's short name (and a common search-domain alias)
+        "metadata.google.internal",  # GCP
+        "metadata.goog",  # GCP
+        "instance-data",  # AWS, through the VPC's search domain
+        "instance-data.ec2.internal",  # AWS
+        "metadata.tencentyun.com",  # Tencent Cloud
+    }
+)
+METADATA_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "169.254.0.0/16",  # IPv4 link-local: AWS, GCP, Azure, Oracle, DigitalOcean IMDS at 169.254.169.254
+        "fe80::/10",  # IPv6 link-local
+        "fd00:ec2::254/128",  # AWS IMDS over IPv6 (Nitro)
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "168.63.129.16/32",  # Azure WireServer (host agent, DNS)
+        "192.0.0.192/32",  # Oracle Cloud legacy metadata
+    )
+)
+"""Addresses no credential is ever sent to, even to a stand-in: cloud metadata services and link-local space."""
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_6TO4 = ipaddress.ip_network("2002::/16")
 _NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
 
 
@@ -256,8 +318,10 @@ def check_hosts(config: AppConfig) -> None:
     """Every host crmsync sends a credential to: https and a public address, unless its block says ``stand_in``.
 
     A stand-in (the sandbox, tests) may use http and loopback or private addresses. A link-local or cloud
-    metadata address (``169.254.169.254``, ``metadata.google.internal``) is refused even then: nothing crmsync
-    talks to lives there, and a key sent there is a key handed to whoever controls the instance's metadata.
+    metadata address (``METADATA_HOSTS``, ``METADATA_NETWORKS``: ``169.254.169.254``, ``fd00:ec2::254``,
+    ``100.100.100.200``, ``metadata.google.internal``, ``instance-data.ec2.internal``), also written inside an IPv6
+    address (NAT64, IPv4-mapped or -compatible, 6to4, Teredo), is refused even then: nothing crmsync talks to lives
+    there, and a key sent there is a key handed to whoever controls the instance's metadata.
     Names are not resolved here (DNS may answer differently later); literal addresses in any notation are checked.
     """
     posthog_host = os.environ.get("POSTHOG_HOST") or config.posthog.host
@@ -278,7 +342,7 @@ def check_host(url: str, key: str, stand_in: bool) -> None:
     if parts.scheme not in ("http", "https") or not host:
         raise ConfigError(key, "must be an http(s) URL with a host")
     address = _literal_address(host)
-    if host in METADATA_HOSTS or (address is not None and address.is_link_local):
+    if _is_metadata(host, address):
         raise ConfigError(key, f"{host} is a link-local or cloud metadata address; crmsync never sends keys there")
     if stand_in:
         return
@@ -288,6 +352,39 @@ def check_host(url: str, key: str, stand_in: bool) -> None:
         raise ConfigError(
             key, f"{host} is a loopback, private or reserved address (only for a local stand-in: set stand_in: true)"
         )
+
+
+def _is_metadata(host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+    """A cloud metadata name, or an address that is, or embeds, a metadata or link-local address."""
+    if host in METADATA_HOSTS:
+        return True
+    if address is None:
+        return False
+    candidates = [address, *_embedded_ipv4(address)]
+    return any(a in net for a in candidates for net in METADATA_NETWORKS if a.version == net.version)
+
+
+def _embedded_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and a network may route it to: IPv4-mapped (``::ffff:a.b.c.d``),
+    IPv4-compatible (``::a.b.c.d``, deprecated but still parsed), NAT64 (``64:ff9b::/96``, RFC 6052, and the
+    local-use ``64:ff9b:1::/48``, RFC 8215, last 32 bits), 6to4 (``2002:AABB:CCDD::/48``, RFC 3056) and Teredo
+    (``2001:0::/32``, the client address inverted in the last 32 bits, RFC 4380)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    value = int(address)
+    low = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    found = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if value >> 32 == 0 and value > 1:
+        found.append(low)
+    if any(address in net for net in _NAT64):
+        found.append(low)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.append(address.teredo[1])
+    return found
 
 
 def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

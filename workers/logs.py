@@ -25,11 +25,19 @@ _SECRET_KEY = re.compile(
 )
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s/]+)(?=@)")
 _known_secrets: set[str] = set()
+_known_pattern: re.Pattern[str] | None = None
 
 
 def remember_secrets(values: Iterable[str]) -> None:
     """Register secret strings that must never be printed (ignores short values that would mask noise)."""
-    _known_secrets.update(v for v in values if v and len(v) >= 6)
+    global _known_pattern
+    new = {v for v in values if v and len(v) >= 6} - _known_secrets
+    if new:
+        _known_secrets.update(new)
+        # longest first, so a secret that contains another is masked whole; case-insensitive, so an upper-cased
+        # copy (an error message, a header echoed back) is masked as well
+        alternatives = sorted(_known_secrets, key=len, reverse=True)
+        _known_pattern = re.compile("|".join(re.escape(v) for v in alternatives), re.IGNORECASE)
 
 
 def mask_url_password(text: str) -> str:
@@ -58,15 +66,29 @@ def secrets_of(model: Any, secret: bool = False) -> list[str]:
 
 
 def redact(value: Any) -> Any:
+    """``value`` with known secrets (in any letter case) and URL passwords masked, and every value under a
+    secret-looking key masked whole."""
     if isinstance(value, str):
-        for secret in _known_secrets:
-            if secret in value:
-                value = value.replace(secret, "****")
+        if _known_pattern is not None:
+            value = _known_pattern.sub("****", value)
         return mask_url_password(value)
     if isinstance(value, dict):
         return {k: "****" if _SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
+    return value
+
+
+def masked(value: Any) -> Any:
+    """``value`` with every known secret inside its strings replaced: what every output of crmsync (``status``,
+    ``status --json``, ``dlq list``, ``sync --json``, the status page and its API) prints. Keys are left alone
+    (unlike ``redact``, which masks values under secret-looking keys: a budget's ``tokens`` is a count)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(v) for v in value]
     return value
 
 

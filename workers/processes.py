@@ -3,7 +3,10 @@ private ``redis-server`` on a free loopback port."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,11 +27,10 @@ def start_worker(
     queues: str = "bulk,realtime",
     loglevel: str = "WARNING",
     hostname: str | None = None,
-    new_group: bool = False,
 ) -> subprocess.Popen[bytes]:
     """``crmsync --config PATH worker`` as a child process (``env`` should carry ``REDIS_URL`` and secrets);
-    ``hostname`` is its Celery node name (default: the worker's own, unique per process); ``new_group`` starts it
-    in a process group of its own (its pid), so that the worker and its pool can be killed at once (``killpg``)."""
+    ``hostname`` is its Celery node name (default: the worker's own, unique per process). It starts in a process
+    group of its own (its pid), so that the worker and its pool can be killed at once (``killpg``)."""
     command = [
         sys.executable,
         "-m",
@@ -49,7 +51,7 @@ def start_worker(
         env={**env, "CRMSYNC_CONFIG": str(config_path)},
         stdout=log,
         stderr=subprocess.STDOUT,
-        start_new_session=new_group,
+        start_new_session=True,  # a group of its own, with its pool: ``stop_process`` ends them all
     )
 
 
@@ -64,14 +66,37 @@ def wait_for_worker(app: Celery, worker: subprocess.Popen[bytes], timeout_s: flo
     raise RuntimeError("the worker did not come up")
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
-    """Terminate, then kill if it does not exit in time."""
-    process.terminate()
+def stop_process(process: subprocess.Popen[Any], timeout_s: float = 20) -> None:
+    """Terminate, then kill if it does not exit in time. A process started in a session of its own
+    (``start_new_session=True``: a worker and its pool, ``sandbox up``) is ended with its whole group, and whatever
+    of the group outlives its leader (a pool child) is killed too: nothing a test starts is left running."""
+    group = _own_group(process)
+    _signal(process, group, signal.SIGTERM)
     try:
         process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        process.kill()
+        _signal(process, group, signal.SIGKILL)
         process.wait(timeout=timeout_s)
+    if group is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def _own_group(process: subprocess.Popen[Any]) -> int | None:
+    """The process group ``process`` leads, or None (it shares its parent's, or is already gone)."""
+    try:
+        return process.pid if os.getpgid(process.pid) == process.pid else None
+    except ProcessLookupError:
+        return None
+
+
+def _signal(process: subprocess.Popen[Any], group: int | None, signum: int) -> None:
+    if group is None:
+        if process.poll() is None:
+            process.send_signal(signum)
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
 
 
 class RedisServer:

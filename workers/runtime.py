@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from functools import cached_property
 
@@ -37,7 +36,13 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return connect(self.config.redis_url, self.config.redis_sentinel_master)
+        timeout = self.config.redis_timeout_s
+        return connect(
+            self.config.redis_url,
+            self.config.redis_sentinel_master,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
 
     @cached_property
     def posthog_budget(self) -> RequestBudget | None:
@@ -153,14 +158,6 @@ def get_runtime() -> Runtime:
         if _runtime is None:
             _runtime = Runtime(load_config())
         return _runtime
-
-
-def configured_redis_url() -> str:
-    """The Redis URL this process uses: the installed runtime's, else ``REDIS_URL``, else the default."""
-    with _runtime_lock:
-        if _runtime is not None:
-            return _runtime.config.redis_url
-    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def set_runtime(runtime: Runtime | None) -> None:

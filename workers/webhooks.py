@@ -123,10 +123,10 @@ def create_webhook_app(runtime: Runtime, enqueue: Enqueue = celery_enqueue) -> F
     key here, at start-up, instead of turning that source's deliveries into 404s later."""
     runtime.check_sources()
     if enqueue is celery_enqueue:
-        from workers.celery_app import configure
+        from workers.celery_app import configure_for
 
         # enqueue on this runtime's broker, whatever the process did before
-        configure(runtime.config.redis_url, sentinel_master=runtime.config.redis_sentinel_master)
+        configure_for(runtime.config)
     app = FastAPI(title="crmsync webhooks", docs_url=None, redoc_url=None)
     settings = runtime.config.webhooks
     ns = runtime.ledger.ns

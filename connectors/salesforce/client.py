@@ -1,7 +1,8 @@
 """The one simple-salesforce client a connector uses, and the HTTP session under it.
 
 - **Login** goes through the SDK's own ``SalesforceLogin`` against the configured ``login_url``: the OAuth 2.0
-  client-credentials flow, the JWT bearer flow (its ``aud`` claim set apart from the token host), or the legacy
+  client-credentials flow, the JWT bearer flow (its assertion signed here, ``jwt_assertion``: ``aud`` is login,
+  test or an Experience Cloud site, set apart from the token host; the SDK's ``token_login`` posts it), or the legacy
   username-password flow; a session id with its instance URL is used as given. A refused login names the flow
   and what to check (``login_refused``).
 - **Timeouts** are explicit on every request, logins included (the SDK sets none).
@@ -28,19 +29,20 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import jwt
 import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError, SalesforceExpiredSession
-from simple_salesforce.login import SalesforceLogin
+from simple_salesforce.login import SalesforceLogin, token_login
 
 from connectors.salesforce.allowance import Allowance
 from connectors.salesforce.config import (
-    SALESFORCE_HOST_RE,
     ClientCredentialsAuth,
     JwtAuth,
     PasswordAuth,
     SalesforceConfig,
     SessionAuth,
+    default_audience,
 )
 from connectors.salesforce.errors import (
     SalesforceAuthFailed,
@@ -56,15 +58,21 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 LoginAuth = PasswordAuth | JwtAuth | ClientCredentialsAuth
 SALESFORCE_SUFFIX = ".salesforce.com"
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
-def audience_domain(audience: str) -> str:
-    """What simple-salesforce needs as ``domain`` to sign ``aud = audience`` (``https://acme.my.salesforce.com``
-    → ``acme.my``); the config only admits Salesforce hosts."""
-    match = SALESFORCE_HOST_RE.match(audience)
-    if match is None:
-        raise ValueError(f"not a Salesforce host: {audience!r}")
-    return match.group(1)
+def jwt_assertion(auth: JwtAuth, login_url: str) -> str:
+    """The RS256 assertion of the JWT bearer flow: ``iss`` the consumer key, ``sub`` the username, ``aud`` the
+    configured audience or ``default_audience(login_url)``, ``exp`` three minutes ahead (Salesforce allows at most
+    three). Signed here, not by simple-salesforce: the SDK can only sign ``aud = https://<domain>.salesforce.com``,
+    which cannot be an Experience Cloud site URL."""
+    payload = {
+        "iss": auth.client_id,
+        "sub": auth.username,
+        "aud": auth.audience or default_audience(login_url),
+        "exp": int(time.time()) + 180,
+    }
+    return jwt.encode(payload, auth.private_key.get_secret_value(), algorithm="RS256")
 
 
 _HINTS = {
@@ -76,8 +84,8 @@ _HINTS = {
     "jwt": (
         "check that the user in auth.username is pre-authorised for the connected app, that the app's "
         "certificate matches auth.private_key, and that the org accepts the audience {audience} (production: "
-        "https://login.salesforce.com, sandboxes: https://test.salesforce.com, or the org's My Domain; set "
-        "auth.audience)"
+        "https://login.salesforce.com, sandboxes: https://test.salesforce.com, or an Experience Cloud site URL; "
+        "set auth.audience)"
     ),
     "client_credentials": (
         "check that the connected app has 'Enable Client Credentials Flow' and a Run As user, and that login_url "
@@ -89,11 +97,7 @@ _HINTS = {
 def login_refused(auth: LoginAuth, login_url: str, exc: SalesforceAuthenticationFailed) -> SalesforceAuthFailed:
     """The error for a refused login: the flow, Salesforce's code and description, and what to check (never a
     secret: only the settings' names and the public hosts)."""
-    if isinstance(auth, JwtAuth):
-        domain, _ = login_target(login_url)
-        audience = auth.audience or f"https://{domain}.salesforce.com"
-    else:
-        audience = ""
+    audience = (auth.audience or default_audience(login_url)) if isinstance(auth, JwtAuth) else ""
     hint = _HINTS[auth.flow].format(audience=audience, login_url=login_url)
     description = str(exc.auth_message or "")[:200]
     return SalesforceAuthFailed(
@@ -212,16 +216,10 @@ class SalesforceClient:
                     session=self.session,
                 )
             elif isinstance(auth, JwtAuth):
-                # The SDK signs ``aud = https://<domain>.salesforce.com`` and posts to ``instance_url``: the
-                # audience and the token host are set apart.
-                token, host = SalesforceLogin(
-                    username=auth.username,
-                    consumer_key=auth.client_id,
-                    privatekey=auth.private_key.get_secret_value(),
-                    domain=audience_domain(auth.audience) if auth.audience else domain,
-                    instance_url=token_host or domain,
-                    session=self.session,
-                )
+                # the audience is set apart from the token host (``jwt_assertion``); the SDK posts and reads the answer
+                grant = {"grant_type": JWT_GRANT, "assertion": jwt_assertion(auth, self.config.login_url)}
+                token_url = f"{self.config.login_url.rstrip('/')}/services/oauth2/token"
+                token, host = token_login(token_url, grant, domain, auth.client_id, None, None, self.session)
             else:
                 token, host = SalesforceLogin(
                     consumer_key=auth.client_id,

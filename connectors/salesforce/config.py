@@ -28,6 +28,17 @@ DEFAULT_OUTBOUND_FIELDS: tuple[str, ...] = ("PostHog_CSM_Email__c",)
 """What push-back writes when the connector is built without a mapping (a worker always passes one)."""
 
 
+LOGIN_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
+"""The JWT audiences of Salesforce's own login hosts (production, sandboxes); the third kind is a site URL."""
+_SANDBOX_HOST = re.compile(r"^(test\.salesforce\.com|[a-z0-9-]+--[a-z0-9]+\.sandbox\.my\.salesforce\.com)$")
+
+
+def default_audience(login_url: str) -> str:
+    """``https://test.salesforce.com`` for a sandbox org's login URL, else ``https://login.salesforce.com``."""
+    host = (urlsplit(login_url).hostname or "").lower()
+    return LOGIN_AUDIENCES[1] if _SANDBOX_HOST.match(host) else LOGIN_AUDIENCES[0]
+
+
 SALESFORCE_HOST_RE = re.compile(r"^https://([a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*)\.salesforce\.com$")
 """A Salesforce host URL (``https://login.salesforce.com``, ``https://acme.my.salesforce.com``); group 1 is what
 simple-salesforce calls the ``domain`` (``login``, ``acme.my``)."""
@@ -53,11 +64,13 @@ class PasswordAuth(BaseModel):
 class JwtAuth(BaseModel):
     """OAuth 2.0 JWT bearer flow: an RS256 assertion signed with the key whose certificate the app holds.
 
-    The assertion is posted to ``login_url`` (the token host); its ``aud`` claim is ``audience``, set apart
-    because orgs differ on the audience they accept: ``https://login.salesforce.com`` (production),
-    ``https://test.salesforce.com`` (sandboxes) or the org's My Domain. Default: ``login_url`` when it is a
-    Salesforce host, else ``https://login.salesforce.com``. simple-salesforce builds the claim as
-    ``https://<domain>.salesforce.com``, so the audience must be a ``salesforce.com`` host.
+    The assertion is posted to ``login_url`` (the token host); its ``aud`` claim is ``audience``, set apart from
+    it. Salesforce accepts only three audiences ("OAuth 2.0 JWT Bearer Flow for Server-to-Server Integration",
+    help.salesforce.com, ``remoteaccess_oauth_jwt_flow``): ``https://login.salesforce.com``,
+    ``https://test.salesforce.com`` (sandbox orgs) or an Experience Cloud site URL (``https://acme.my.site.com/
+    customers``), never the org's My Domain, even when the assertion is posted there. Default (``audience``
+    unset): ``https://test.salesforce.com`` when ``login_url`` is a sandbox (``test.salesforce.com`` or
+    ``<name>--<sandbox>.sandbox.my.salesforce.com``), else ``https://login.salesforce.com`` (``default_audience``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -66,20 +79,30 @@ class JwtAuth(BaseModel):
     username: str = Field(min_length=3)
     client_id: str = Field(min_length=1, description="the connected app's consumer key")
     private_key: SecretStr = Field(description="PEM of the RSA private key that signs the assertion")
-    audience: str | None = Field(None, description="the assertion's aud claim (https://<name>.salesforce.com)")
+    audience: str | None = Field(
+        None,
+        description="the assertion's aud claim: https://login.salesforce.com, https://test.salesforce.com or an "
+        "Experience Cloud site URL",
+    )
 
     @field_validator("audience")
     @classmethod
     def _audience(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        bare = value.rstrip("/").lower()
-        if not SALESFORCE_HOST_RE.match(bare):
+        bare = value.strip().rstrip("/")
+        if bare.lower() in LOGIN_AUDIENCES:
+            return bare.lower()
+        parts = urlsplit(bare)
+        host = (parts.hostname or "").lower()
+        if parts.scheme != "https" or not host or parts.query or parts.fragment:
+            raise ValueError(f"must be {' or '.join(LOGIN_AUDIENCES)}, or an Experience Cloud site's https URL")
+        if host == "salesforce.com" or host.endswith(".salesforce.com"):
             raise ValueError(
-                "must be a Salesforce host URL such as https://login.salesforce.com, https://test.salesforce.com "
-                "or https://acme.my.salesforce.com"
+                f"Salesforce accepts only {' or '.join(LOGIN_AUDIENCES)} or an Experience Cloud site URL as the "
+                "JWT audience, not a My Domain or instance host (the assertion is still posted to login_url)"
             )
-        return bare
+        return bare  # an Experience Cloud site (https://acme.my.site.com/customers, a custom domain)
 
     @field_validator("private_key")
     @classmethod
@@ -154,7 +177,9 @@ class SalesforceConfig(BaseModel):
       ``Email`` is read as ``<csm_lookup>.Email``.
     - ``push_batch_size``: records per sObject Collections request (at most 200); ``fetch_batch_size``: most ids
       per ``Id IN (...)`` query; ``max_request_bytes``: what one query's URI plus headers may take (Salesforce
-      refuses more than 16,384 bytes with 431/414), so a batch also ends where its URL would grow past it.
+      refuses more than 16,384 bytes with 431/414); ``max_uri_chars``: what the URI alone may take, 2,000 as
+      Salesforce recommends (Help article 000386264: a SOQL query is expanded server-side, so the query that
+      runs is longer than the one sent). A batch ends where its URL would pass either.
     - ``max_share_per_run`` / ``max_share_total``: a pull stops cleanly once this run has used that share of
       the org's daily allowance, or once the org as a whole has (read from ``Sforce-Limit-Info``).
     - ``requests_per_s`` / ``burst``: the request budget all workers of this org share (a Redis token bucket),
@@ -188,6 +213,7 @@ class SalesforceConfig(BaseModel):
     push_batch_size: int = Field(200, ge=1, le=200)
     fetch_batch_size: int = Field(200, ge=1, le=500)
     max_request_bytes: int = Field(15_360, ge=2_048, le=16_384)
+    max_uri_chars: int = Field(2_000, ge=500, le=16_384)
 
     max_share_per_run: float = Field(0.25, gt=0, le=1)
     max_share_total: float = Field(0.8, gt=0, le=1)

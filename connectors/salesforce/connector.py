@@ -278,14 +278,15 @@ class SalesforceConnector:
         return list(out.values())
 
     def _id_batches(self, stream: str, ids: Sequence[str]) -> Iterator[list[str]]:
-        """``ids`` in groups of at most ``fetch_batch_size`` whose ``queryAll/?q=...`` URI plus the headers sent
-        with it stay within ``max_request_bytes`` (Salesforce answers 431/414 past 16,384 bytes)."""
+        """``ids`` in groups of at most ``fetch_batch_size`` whose ``queryAll/?q=...`` URI stays within
+        ``max_uri_chars`` (2,000: Salesforce's recommendation, Help article 000386264) and, with the headers sent
+        with it, within ``max_request_bytes`` (Salesforce answers 431/414 past 16,384 bytes)."""
         if not ids:
             return
         path, header_bytes = self.client.request_overhead(self._batch_header)
         head = soql.select(self.fields, stream, "Id IN ", ordered=False)
-        fixed = len(f"{path}queryAll/?q=") + len(quote_plus(head)) + header_bytes
-        room = self.config.max_request_bytes - fixed
+        uri = len(f"{path}queryAll/?q=") + len(quote_plus(head))
+        room = min(self.config.max_request_bytes - uri - header_bytes, self.config.max_uri_chars - uri)
         yield from soql.id_batches(ids, self.config.fetch_batch_size, max(room, 1))
 
     def _all_rows(self, stream: str, text: str) -> Iterator[Mapping[str, Any]]:

@@ -171,6 +171,7 @@ class StripeConnector:
                 customers=listed,
                 ended_subscriptions=ended_count,
             )
+            self._remember_metadata(records)
             yield Page(records, cursor, () if yielded else notes)
             yielded = True
         if not yielded:
@@ -233,7 +234,14 @@ class StripeConnector:
                         event_times.get(customer_id),
                     )
                 )
+        self._remember_metadata(records)
         return records
+
+    def _remember_metadata(self, records: Sequence[CrmRecord]) -> None:
+        """Each customer's metadata keys as read, for the pusher's check of the merged total."""
+        for record in records:
+            if not record.deleted:
+                self.pusher.remember(record.id, record.fields.get("metadata"))
 
     def _scan(self, wanted: set[str]) -> dict[str, JSON]:
         """Find ``wanted`` customers by listing them all (stops once every one is found)."""

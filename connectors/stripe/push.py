@@ -78,6 +78,32 @@ def update_params(fields: Mapping[str, str | None]) -> JSON:
     return params
 
 
+def merged_metadata_problem(existing: frozenset[str] | None, metadata: Mapping[str, str] | None) -> str | None:
+    """Why an update's ``metadata`` would leave the customer over Stripe's 50 keys, or None. Stripe merges metadata
+    (docs.stripe.com/api/metadata: "Individual keys can be unset by posting an empty value to them"), so the
+    limit is on the customer's keys after the update: existing keys + new keys - keys set to empty. ``existing``
+    None: the customer's keys are not known here (Stripe checks, and its 400 names the same limit)."""
+    if existing is None or not metadata:
+        return None
+    after = keys_after(existing, metadata)
+    if len(after) <= METADATA_MAX_KEYS:
+        return None
+    added = len(after - existing)
+    return (
+        f"metadata: {len(after)} keys after this update ({len(existing)} on the customer, {added} added); Stripe "
+        f"allows at most {METADATA_MAX_KEYS} per customer"
+    )
+
+
+def keys_after(existing: frozenset[str], metadata: Mapping[str, str]) -> frozenset[str]:
+    """A customer's metadata keys after an update that sets or (with ``""``) deletes ``metadata``."""
+    return (existing | {k for k, v in metadata.items() if v}) - {k for k, v in metadata.items() if not v}
+
+
+KNOWN_CUSTOMERS = 100_000
+"""Customers whose metadata keys a pusher remembers (the oldest are forgotten first)."""
+
+
 def check_metadata_entry(key: str, value: str) -> None:
     """``InvalidPushField`` naming the key and the limit when ``key``/``value`` pass Stripe's metadata limits."""
     if len(key) > METADATA_MAX_KEY_LENGTH:
@@ -117,6 +143,16 @@ class StripePusher:
         self.client = client
         self.prefix = prefix
         self.stats = PushStats()
+        self._metadata_keys: dict[str, frozenset[str]] = {}
+
+    def remember(self, customer_id: str, metadata: object) -> None:
+        """The metadata keys a customer holds, as just read (the connector calls it for every customer it reads),
+        so an update is checked against the merged total without a request of its own."""
+        keys = frozenset(metadata) if isinstance(metadata, Mapping) else frozenset()
+        self._metadata_keys.pop(customer_id, None)
+        self._metadata_keys[customer_id] = keys
+        if len(self._metadata_keys) > KNOWN_CUSTOMERS:
+            del self._metadata_keys[next(iter(self._metadata_keys))]
 
     def push(self, update: PushUpdate) -> PushResult:
         """Write one update and say how it went.
@@ -124,11 +160,16 @@ class StripePusher:
         Raises ``FatalError`` when no write can succeed (bad key, missing permission) and ``RetryableError`` when
         Stripe's rate limit or the shared budget says to stop for now; other failures concern this record only.
         """
+        customer_id = update.record_id
         try:
             params = update_params(update.fields)
         except InvalidPushField as exc:
-            return PushResult(update.record_id, ok=False, error=str(exc))
-        customer_id = update.record_id
+            return PushResult(customer_id, ok=False, error=str(exc))
+        metadata = cast(dict[str, str] | None, params.get("metadata"))
+        existing = self._metadata_keys.get(customer_id)
+        too_many = merged_metadata_problem(existing, metadata)
+        if too_many:
+            return PushResult(customer_id, ok=False, error=too_many)
         try:
             replayed = self._send(customer_id, params, idempotency_key(self.prefix, customer_id, params))
             if replayed:
@@ -139,6 +180,8 @@ class StripePusher:
                     self.stats.rewritten += 1
         except stripe.StripeError as error:
             return self._failed(customer_id, error)
+        if existing is not None and metadata:
+            self.remember(customer_id, dict.fromkeys(keys_after(existing, metadata)))
         return PushResult(customer_id, ok=True)
 
     def _send(self, customer_id: str, params: JSON, key: str) -> bool:

@@ -91,7 +91,7 @@ def test_a_sentinel_failover_during_a_sync(tmp_path: Path, clean_state: Callable
                 env = {**os.environ, "CRMSYNC_CONFIG": str(config_path)}
                 ledger = dep.runtime.ledger
                 with (tmp_path / "worker.log").open("wb") as out:
-                    workers.append(start_worker(config_path, env, out, concurrency=1, new_group=True))
+                    workers.append(start_worker(config_path, env, out, concurrency=1))
                 wait_for_worker(app, workers[0])
                 dep.faults("posthog", latency_ms=LATENCY_MS)
                 with dep.admin("posthog") as http:

@@ -93,7 +93,7 @@ def test_a_killed_worker_host_is_taken_over_within_the_lease(
                 ledger = dep.runtime.ledger
                 logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
                 with logs[0].open("wb") as out:
-                    workers.append(start_worker(config_path, env, out, concurrency=1, new_group=True))
+                    workers.append(start_worker(config_path, env, out, concurrency=1))
                 wait_for_worker(app, workers[0])
                 dep.faults("posthog", latency_ms=LATENCY_MS)
                 with dep.admin("posthog") as http:
@@ -108,7 +108,7 @@ def test_a_killed_worker_host_is_taken_over_within_the_lease(
                     assert [p.id for p in PlanStore.live(ledger)]  # mid-plan: staged, not finished
 
                     with logs[1].open("wb") as out:
-                        workers.append(start_worker(config_path, env, out, concurrency=1, new_group=True))
+                        workers.append(start_worker(config_path, env, out, concurrency=1))
                     wait_for_worker(app, workers[1])
                     wait_for(lambda: not PlanStore.live(ledger), 120, "the plan to be finished by the new worker")
                     dep.faults("posthog")

@@ -11,6 +11,7 @@ import httpx
 from hubspot import HubSpot
 
 from sandbox.hubspot.seeding import company_id
+from workers.processes import stop_process
 
 LAUNCH = "import typer; from sandbox.hubspot.cli import run_hubspot; typer.run(run_hubspot)"
 
@@ -30,6 +31,7 @@ def test_cli_serves_seeded_portal_with_custom_token() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -47,7 +49,7 @@ def test_cli_serves_seeded_portal_with_custom_token() -> None:
         wrong = httpx.get(f"{url}/crm/v3/owners/", headers={"Authorization": "Bearer pat-sandbox"}, trust_env=False)
         assert wrong.status_code == 401
     finally:
-        process.terminate()
+        stop_process(process, timeout_s=10)  # its whole group, pass or fail
         output, _ = process.communicate(timeout=10)
     assert f"HubSpot stand-in on http://127.0.0.1:{port}" in output
     assert "pat-cli" in output

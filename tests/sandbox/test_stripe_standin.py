@@ -24,6 +24,7 @@ from sandbox.common import ServerThread, serving
 from sandbox.identities import company
 from sandbox.stripe import StripeSandboxConfig, create_app
 from sandbox.stripe.seed import DEFAULT_BASE_TIME, customer_id, status_for, subscription_id
+from workers.processes import stop_process
 
 KEY = "sk_test_sandbox"
 
@@ -646,7 +647,7 @@ def test_cli_serves_with_the_given_flags() -> None:
         "import typer; from sandbox.stripe.cli import run_stripe; typer.run(run_stripe)",
         *("--port", str(port), "--seed", "5", "--api-key", "sk_test_cli"),
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
@@ -663,6 +664,6 @@ def test_cli_serves_with_the_given_flags() -> None:
         with pytest.raises(stripe.AuthenticationError):
             stripe.StripeClient(KEY, base_addresses={"api": url}).v1.customers.list()
     finally:
-        process.terminate()
+        stop_process(process, timeout_s=10)  # its whole group, pass or fail
         output, _ = process.communicate(timeout=10)
     assert b"sk_test_cli" in output

@@ -151,6 +151,7 @@ def test_beat_triggers_scheduled_runs(deployment: Deployment) -> None:
         env=deployment.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own group: ``stop_process`` ends it whole
     )
     try:
         wait_for(lambda: len(scheduled()) >= before + 2, 60, "two scheduled stripe runs")  # every 2 s in this config

@@ -17,6 +17,7 @@ import yaml
 
 from sync.ledger import delete_keys
 from tests.conftest import REDIS_URL
+from workers.processes import stop_process
 
 
 def crmsync(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -52,6 +53,7 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own group, killed in ``finally`` whatever happens
     )
     try:
         deadline = time.monotonic() + 60
@@ -96,9 +98,18 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
             text.returncode == 0 and "PostHog budget: 1000/60 used" in text.stdout and "Dead letters: 0" in text.stdout
         )
     finally:
+        interrupt(up)
+        delete_keys(redis.Redis.from_url(REDIS_URL), f"{prefix}:*")
+
+
+def interrupt(up: subprocess.Popen[str]) -> None:
+    """Ctrl-C, as a user stops ``sandbox up``: it must end within 5 s (``test_sandbox_stop.py``); its process
+    group is killed whatever happened."""
+    try:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=30)
-        delete_keys(redis.Redis.from_url(REDIS_URL), f"{prefix}:*")
+    finally:
+        stop_process(up)
 
 
 def test_bad_config_fails_naming_the_key(tmp_path: Path) -> None:
@@ -123,11 +134,16 @@ def _sandbox_up(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own group: ``interrupt`` ends it
     )
-    deadline = time.monotonic() + 60
-    while not endpoints.exists() and time.monotonic() < deadline:
-        assert up.poll() is None, up.stdout.read() if up.stdout else ""
-        time.sleep(0.2)
+    try:
+        deadline = time.monotonic() + 60
+        while not endpoints.exists() and time.monotonic() < deadline:
+            assert up.poll() is None, up.stdout.read() if up.stdout else ""
+            time.sleep(0.2)
+    except BaseException:
+        stop_process(up)
+        raise
     return up
 
 
@@ -153,8 +169,7 @@ def test_the_try_it_sequence_twice_syncs_everything_both_times(tmp_path: Path) -
                 assert status.returncode == 0, status.stderr[-3000:]
                 rounds[-1]["status"] = json.loads(status.stdout)
             finally:
-                up.send_signal(signal.SIGINT)
-                up.wait(timeout=30)
+                interrupt(up)
         first, second = rounds
         for source in ("salesforce", "hubspot", "stripe"):
             assert second[source]["counts"]["seen"] == first[source]["counts"]["seen"] > 0, (source, second[source])

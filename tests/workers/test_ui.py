@@ -33,7 +33,7 @@ from workers.cli import app
 from workers.cli_ops import status_data
 from workers.config import UiLinks, parse_config
 from workers.logs import remember_secrets
-from workers.processes import RedisServer
+from workers.processes import RedisServer, stop_process
 from workers.runtime import Runtime
 from workers.ui.app import create_ui_app, make_templates
 from workers.ui.links import RecordLinks
@@ -259,7 +259,7 @@ def test_no_password_means_loopback_only(runtime: Runtime, tmp_path: Path) -> No
     check_bind("0.0.0.0", "pw")
     with pytest.raises(ConfigError, match="CRMSYNC_UI_PASSWORD"):
         check_bind("0.0.0.0", None)
-    with TestClient(create_ui_app(runtime, Access("ops", None))) as open_page:
+    with TestClient(create_ui_app(runtime, Access("ops", None)), base_url="http://127.0.0.1:8091") as open_page:
         assert open_page.get("/ui/").status_code == 200  # loopback, no login asked
 
     config = tmp_path / "crmsync.yaml"
@@ -285,7 +285,9 @@ def test_crmsync_ui_serves_the_page_behind_its_login(runtime: Runtime, tmp_path:
     port = free_port()
     env = {**os.environ, "CRMSYNC_UI_PASSWORD": PASSWORD, "REDIS_URL": runtime.config.redis_url}
     command = [sys.executable, "-m", "workers.cli", "--config", str(config), "ui", "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         url = f"http://127.0.0.1:{port}/ui/api/status"
         deadline = time.monotonic() + 30
@@ -300,6 +302,6 @@ def test_crmsync_ui_serves_the_page_behind_its_login(runtime: Runtime, tmp_path:
         assert answer.status_code == 200 and set(answer.json()["sources"]) == set(SOURCES)
         assert httpx.get(url).status_code == 401
     finally:
-        server.terminate()
+        stop_process(server)  # its whole group, pass or fail
         output = server.communicate(timeout=20)[0].decode()
     assert f"status page: http://127.0.0.1:{port}/ui/ (user ops)" in output and PASSWORD not in output

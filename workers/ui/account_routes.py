@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
+from workers.logs import masked
 from workers.runtime import Runtime
 from workers.ui import accounts
 from workers.ui.links import RecordLinks
-from workers.ui.views import masked
 
 SEARCH_MAX = 200
 """Longest search text accepted (an id or a name is far shorter)."""

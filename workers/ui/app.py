@@ -35,7 +35,7 @@ from workers.runtime import Runtime
 from workers.ui import views, words
 from workers.ui.account_routes import add_account_routes
 from workers.ui.links import RecordLinks
-from workers.ui.security import Access
+from workers.ui.security import SECURITY_HEADERS, Access, host_allowed, known_queued, valid_stream_id
 
 HERE = Path(__file__).resolve().parent
 ACTIONS: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -53,9 +53,9 @@ Enqueue = Callable[[str, tuple[Any, ...], dict[str, Any]], str]
 
 def celery_enqueue(runtime: Runtime) -> Enqueue:
     """Send a task by name to the ``bulk`` queue of the config's broker; returns the task id."""
-    from workers.celery_app import configure
+    from workers.celery_app import configure_for
 
-    app = configure(runtime.config.redis_url, sentinel_master=runtime.config.redis_sentinel_master)
+    app = configure_for(runtime.config)
 
     def send(task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return str(app.send_task(task, args=args, kwargs=kwargs, queue="bulk").id)
@@ -91,20 +91,29 @@ def create_ui_app(runtime: Runtime, access: Access, enqueue: Enqueue | None = No
     send = enqueue or celery_enqueue(runtime)
     app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
+    allowed_hosts = access.allowed_hosts | {h.lower() for h in runtime.config.ui.allowed_hosts}
+
     @app.middleware("http")
-    async def require_login(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if not access.authorized(request.headers.get("authorization")):
-            return PlainTextResponse(
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Host check (DNS rebinding), then the login; the security headers on every answer."""
+        response: Response
+        if not host_allowed(request.headers.get("host"), allowed_hosts):
+            response = PlainTextResponse("unknown Host (see ui.allowed_hosts)", status_code=421)
+        elif not access.authorized(request.headers.get("authorization")):
+            response = PlainTextResponse(
                 "login required",
                 status_code=401,
                 headers={"WWW-Authenticate": 'Basic realm="crmsync", charset="UTF-8"'},
             )
-        response = await call_next(request)
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'"
-        response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["Cache-Control"] = "no-store"
+        elif "\x00" in request.url.path:  # the static files' lookup would raise (a 500) on it
+            response = PlainTextResponse("bad path", status_code=400)
+        else:
+            response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
         return response
+
+    def shown(queued: str | None) -> str | None:
+        return known_queued(queued, ACTIONS, runtime.config.enabled_sources())
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
         context.update(csrf=access.csrf_token, sources=runtime.config.enabled_sources(), refresh_s=REFRESH_S)
@@ -118,22 +127,23 @@ def create_ui_app(runtime: Runtime, access: Access, enqueue: Enqueue | None = No
     def index(request: Request, queued: str | None = None) -> HTMLResponse:
         data = views.status(runtime)
         charts = views.charts(runtime, data)
-        return page(request, "index.html", status=data, runs=views.recent_runs(runtime), charts=charts, queued=queued)
+        runs = views.recent_runs(runtime)
+        return page(request, "index.html", status=data, runs=runs, charts=charts, queued=shown(queued))
 
     @app.get("/ui/runs/{run_id}", response_class=HTMLResponse)
     def run(request: Request, run_id: str) -> HTMLResponse:
-        detail = views.run_detail(runtime, run_id, links)
+        detail = views.run_detail(runtime, run_id, links) if valid_stream_id(run_id) else None
         if detail is None:
             raise HTTPException(404, "no such run (it may have left the stream)")
         return page(request, "run.html", run=detail)
 
     @app.get("/ui/dlq", response_class=HTMLResponse)
     def dlq(request: Request, queued: str | None = None) -> HTMLResponse:
-        return page(request, "dlq.html", dlq=views.dead_letters(runtime, links), queued=queued)
+        return page(request, "dlq.html", dlq=views.dead_letters(runtime, links), queued=shown(queued))
 
     @app.get("/ui/dry-runs", response_class=HTMLResponse)
     def dry_runs(request: Request, queued: str | None = None) -> HTMLResponse:
-        return page(request, "dry_runs.html", dry_runs=views.latest_dry_runs(runtime, links), queued=queued)
+        return page(request, "dry_runs.html", dry_runs=views.latest_dry_runs(runtime, links), queued=shown(queued))
 
     add_account_routes(app, runtime, links, page)
 

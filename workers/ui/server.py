@@ -21,7 +21,7 @@ def access_for(runtime: Runtime, host: str, password: str | None = None) -> Acce
     check_bind(host, password)
     if password:
         remember_secrets([password])
-    return Access(runtime.config.ui.username, password)
+    return Access(runtime.config.ui.username, password, allowed_hosts=frozenset({host.strip("[]").lower()}))
 
 
 def serve_ui(stack: SandboxStack, runtime: Runtime, port: int = 0) -> ServerThread:

@@ -17,7 +17,7 @@ from typing import Any
 from sync.ledger import RecordKey
 from workers import dry_runs
 from workers.cli_ops import status_data
-from workers.logs import redact
+from workers.logs import masked
 from workers.runtime import Runtime
 from workers.ui.charts import budget_charts, run_charts
 from workers.ui.links import RecordLinks
@@ -30,18 +30,6 @@ RUNS_READ = 300
 
 RUNS_SHOWN = 5
 """Runs shown per (source, stream) on the main page."""
-
-
-def masked(value: Any) -> Any:
-    """``value`` with every known secret inside its strings replaced. Keys are left alone (unlike log redaction,
-    which masks values under secret-looking keys: a budget's ``tokens`` is a count, not a secret)."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: masked(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [masked(v) for v in value]
-    return value
 
 
 def status(runtime: Runtime) -> dict[str, Any]:

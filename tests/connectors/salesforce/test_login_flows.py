@@ -7,13 +7,15 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.salesforce import ClientCredentialsAuth, JwtAuth, load_salesforce_config
-from connectors.salesforce.client import audience_domain
+from connectors.salesforce.config import default_audience
 from connectors.salesforce.errors import SalesforceAuthFailed
 from sync.errors import ConfigError
 from tests.connectors.salesforce.conftest import USERNAME, StandIn
 
 TOKEN_ROUTE = "/services/oauth2/token"
 MY_DOMAIN = "https://acme.my.salesforce.com"
+TEST = "https://test.salesforce.com"
+SITE = "https://acme.my.site.com/customers"  # an Experience Cloud site
 
 
 def names(standin: StandIn, **overrides: object) -> list[str]:
@@ -42,21 +44,44 @@ def test_client_credentials_without_a_run_as_user_names_the_flow_and_what_to_che
 
 
 def test_jwt_audience_is_set_apart_from_the_token_host(standin: StandIn) -> None:
+    """A sandbox org accepts only ``https://test.salesforce.com``; the assertion is posted to the login URL (the
+    stand-in) whatever its audience, and an Experience Cloud site's URL is signed as given."""
     standin.seed(2)
-    standin.admin("POST", "/oauth", json={"jwt_audiences": [MY_DOMAIN]})
+    standin.admin("POST", "/oauth", json={"jwt_audiences": ["https://test.salesforce.com"]})
     pem = SecretStr(standin.jwt_private_pem)
 
     default = JwtAuth(flow="jwt", username=USERNAME, client_id="sandbox", private_key=pem)
     with pytest.raises(SalesforceAuthFailed) as info:
-        names(standin, auth=default)
+        names(standin, auth=default)  # login_url is the stand-in, not a sandbox host: aud = login
     text = str(info.value)
     assert "jwt flow" in text and "audience is invalid" in text
     assert "https://login.salesforce.com" in text and "auth.audience" in text
     assert "PRIVATE KEY" not in text
 
-    mine = JwtAuth(flow="jwt", username=USERNAME, client_id="sandbox", private_key=pem, audience=MY_DOMAIN + "/")
-    assert len(names(standin, auth=mine)) == 2  # posted to the stand-in, signed for the My Domain
+    test = JwtAuth(flow="jwt", username=USERNAME, client_id="sandbox", private_key=pem, audience=TEST + "/")
+    assert len(names(standin, auth=test)) == 2  # posted to the stand-in, signed for test.salesforce.com
     assert standin.count(TOKEN_ROUTE, "POST", 400) == 1 and standin.count(TOKEN_ROUTE, "POST", 200) == 1
+
+    standin.admin("POST", "/oauth", json={"jwt_audiences": [SITE]})
+    site = JwtAuth(flow="jwt", username=USERNAME, client_id="sandbox", private_key=pem, audience=SITE)
+    assert len(names(standin, auth=site)) == 2
+
+
+@pytest.mark.parametrize(
+    ("login_url", "audience"),
+    [
+        ("https://login.salesforce.com", "https://login.salesforce.com"),
+        ("https://acme.my.salesforce.com", "https://login.salesforce.com"),  # My Domain: never the audience
+        ("https://test.salesforce.com", "https://test.salesforce.com"),
+        ("https://acme--uat.sandbox.my.salesforce.com", "https://test.salesforce.com"),  # a sandbox's My Domain
+    ],
+)
+def test_the_default_audience_is_login_or_test(login_url: str, audience: str) -> None:
+    pem = "-----BEGIN PRIVATE KEY-----"
+    auth = JwtAuth(flow="jwt", username=USERNAME, client_id="app", private_key=SecretStr(pem))
+    assert default_audience(login_url) == audience
+    config = load_salesforce_config({"login_url": login_url, "auth": auth.model_dump() | {"private_key": pem}})
+    assert isinstance(config.auth, JwtAuth) and config.auth.audience is None
 
 
 def test_a_wrong_password_names_the_legacy_flow_and_its_retirement(standin: StandIn) -> None:
@@ -75,8 +100,15 @@ def test_audience_and_flow_config_is_checked_at_start_up() -> None:
         load_salesforce_config({"login_url": "https://login.salesforce.com", "auth": auth})
     assert "login_url" in str(info.value) and "s3cret" not in str(info.value)
     jwt = {"flow": "jwt", "username": USERNAME, "client_id": "app", "private_key": "-----BEGIN PRIVATE KEY-----"}
-    with pytest.raises(ConfigError) as info:
-        load_salesforce_config({**base, "auth": {**jwt, "audience": "https://acme.force.com/customers"}})
-    assert info.value.key == "connectors.salesforce.auth.jwt.audience"
-    assert audience_domain("https://acme.my.salesforce.com") == "acme.my"
-    assert audience_domain("https://test.salesforce.com") == "test"
+    for refused in (MY_DOMAIN, "https://eu12.salesforce.com", "http://acme.my.site.com/c", "login.salesforce.com"):
+        with pytest.raises(ConfigError) as info:
+            load_salesforce_config({**base, "auth": {**jwt, "audience": refused}})
+        assert info.value.key == "connectors.salesforce.auth.jwt.audience", refused
+    accepted = {
+        SITE + "/": SITE,
+        "https://acme.force.com/customers": "https://acme.force.com/customers",  # a site on the legacy domain
+        "HTTPS://LOGIN.salesforce.com": "https://login.salesforce.com",
+    }
+    for given, kept in accepted.items():
+        loaded = load_salesforce_config({**base, "auth": {**jwt, "audience": given}}).auth
+        assert isinstance(loaded, JwtAuth) and loaded.audience == kept

@@ -159,3 +159,38 @@ def test_the_stand_in_refuses_what_stripe_refuses_with_stripes_error_body(standi
     response = standin.raw("POST", f"/v1/customers/{cid}", data=many)
     assert response.status_code == 400 and response.json()["error"]["param"] == "metadata"
     assert "up to 50 keys" in response.json()["error"]["message"]
+
+
+def test_the_50_key_limit_is_checked_on_the_merged_metadata(standin: StripeStandIn, connector: StripeConnector) -> None:
+    """Stripe merges metadata, so its 50 keys count the customer's existing keys plus the new ones minus those set
+    to empty. A customer read by the connector is checked here, without a request; one it has not read is checked
+    by Stripe (the stand-in, as Stripe, refuses past 50 on the merged total)."""
+    standin.seed(3)
+    full, other, fresh = customer_id(0), customer_id(1), customer_id(2)
+    for cid in (full, other, fresh):
+        seeded = len(standin.api(f"/v1/customers/{cid}")["metadata"])
+        data = {f"metadata[old{n}]": "v" for n in range(48 - seeded)}
+        assert standin.raw("POST", f"/v1/customers/{cid}", data=data).status_code == 200
+        assert len(standin.api(f"/v1/customers/{cid}")["metadata"]) == 48
+    assert len(connector.fetch("customers", [full, other])) == 2  # read: their 48 keys are known
+    standin.reset_counters()
+
+    three_new = {f"metadata.new{n}": "v" for n in range(3)}
+    results = connector.push(
+        "customers",
+        [
+            PushUpdate(full, three_new, "f0"),  # 48 + 3 = 51: refused here
+            PushUpdate(other, {**three_new, "metadata.old0": None}, "f1"),  # 48 + 3 - 1 = 50: sent
+            PushUpdate(fresh, three_new, "f2"),  # keys not known here: Stripe refuses
+        ],
+    )
+    assert results[0].error == (
+        "metadata: 51 keys after this update (48 on the customer, 3 added); Stripe allows at most 50 per customer"
+    )
+    assert results[1].ok and len(standin.api(f"/v1/customers/{other}")["metadata"]) == 50
+    assert not results[2].ok and "50 keys" in (results[2].error or "")
+    assert standin.count(*POST) == 2  # the refusal known here cost no request
+
+    standin.reset_counters()  # the pusher kept count of what it wrote: one more key is refused without a request
+    again = connector.push("customers", [PushUpdate(other, {"metadata.one_more": "v"}, "f3")])
+    assert "51 keys after this update" in (again[0].error or "") and standin.count(*POST) == 0
