@@ -91,5 +91,8 @@ def test_a_refresh_is_granted_within_a_few_slots_while_bulk_saturates_the_budget
     between = [sum(1 for b in bulk if start < b < granted) for start, granted in zip(asked, realtime, strict=True)]
     assert refresh.waits >= 1  # the budget was saturated: refreshes had to wait for a slot
     print("bulk grants between request and grant:", between)
-    assert max(between) <= 2 and sum(between) <= 5, between  # the next free slot, not a place in the queue
+    # the next free slot, not a place in the queue (six bulk workers: 13 to 20 grants over the five without the
+    # priority); "asked" is read from the server one round trip before the refresh's script runs, so a thread
+    # descheduled on a loaded machine can let one more bulk grant in between
+    assert max(between) <= 3 and sum(between) <= 6, between
     assert len(bulk) >= 10  # bulk kept the budget saturated meanwhile

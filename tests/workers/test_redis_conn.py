@@ -43,13 +43,16 @@ def test_a_malformed_sentinel_url_is_named_never_echoed(monkeypatch: pytest.Monk
 
 def test_celery_gets_the_master_name_for_broker_and_results() -> None:
     from workers.celery_app import VISIBILITY_TIMEOUT_S, app, configure
+    from workers.config import REDIS_TIMEOUT_S
 
     assert transport_options("redis://h:6379/0", "mymaster") == {}
     previous = app.conf.broker_url
     try:
         configure("sentinel://127.0.0.1:1;sentinel://127.0.0.1:2", sentinel_master="mymaster")
-        for options in (app.conf.broker_transport_options, app.conf.result_backend_transport_options):
-            assert options == {"visibility_timeout": VISIBILITY_TIMEOUT_S, "master_name": "mymaster"}
+        expected = {"visibility_timeout": VISIBILITY_TIMEOUT_S, "master_name": "mymaster"}
+        assert app.conf.result_backend_transport_options == expected
+        timeouts = {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S}
+        assert app.conf.broker_transport_options == {**expected, **timeouts}
     finally:
         configure(previous)
     assert "master_name" not in app.conf.broker_transport_options
