@@ -46,6 +46,7 @@ def test_scenario_9_on_30_records(tmp_path: Path) -> None:
         assert first["run_counts"].get("runs_not_succeeded", 0) == 0, generation
         assert row["accounts"] > 0 and kinds["accounts"] == row["accounts"], (generation, kinds)
         assert kinds["other"] == 0, (generation, first["by_route"])
+        assert first["over_floor"] == kinds["definitions"] + kinds["reads"], (generation, first["by_route"])
         assert resync["posthog_writes"] == resync["crm_writes"] == 0, (generation, resync["by_route"])
         assert resync["run_counts"].get("runs_not_succeeded", 0) == 0, generation
         assert resync["run_counts"]["updated"] == resync["run_counts"]["created"] == 0, generation
@@ -53,8 +54,9 @@ def test_scenario_9_on_30_records(tmp_path: Path) -> None:
     kinds = current["first_sync"]["by_kind"]
     assert current["roles_set"] > 0 and kinds["relationships"] == current["roles_set"], kinds
     assert current["custom_values_set"] > 0 and kinds["custom_values"] == current["custom_values_set"], kinds
-    assert current["first_sync"]["floor_requests"] == current["accounts"] + kinds["relationships"] + (
-        kinds["custom_values"]
+    assert (
+        current["first_sync"]["floor_requests"]
+        == current["accounts"] + kinds["relationships"] + (kinds["custom_values"])
     )
     for generation in ("seed", "transitional"):  # roles ride in the account write; no custom properties there
         kinds = rows[generation]["first_sync"]["by_kind"]
