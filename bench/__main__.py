@@ -1,7 +1,8 @@
 """``make bench`` (``python -m bench``): every scenario through crmsync, the naive script and the ceiling.
 
-``--records N`` per CRM (default 10,000), ``--scenarios 1,2,3,4,5,6,7,8``, ``--quick`` (500 records), ``--out DIR``
-(default ``bench/results``), ``--docs FILE`` (default ``docs/performance.md``; ``--no-docs`` leaves it alone).
+``--records N`` per CRM (default 10,000; scenario 9 at most ``GENERATION_RECORDS``), ``--scenarios 1,2,...,9``,
+``--quick`` (500 records), ``--out DIR`` (default ``bench/results``), ``--docs FILE`` (default
+``docs/performance.md``; ``--no-docs`` leaves it alone).
 Results are written after every step, so an interrupted run keeps what it measured.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.ceiling import measure_ceiling
+from bench.generations import generations
 from bench.harness import Env
 from bench.lane import webhooks_under_backfill
 from bench.memory import ledger_memory
@@ -30,6 +32,8 @@ from workers.processes import RedisServer
 ROOT = Path(__file__).resolve().parent.parent
 MAIN_WORKERS = 2
 THROTTLED_RECORDS = 300
+GENERATION_RECORDS = 1000
+"""Scenario 9 runs three first syncs (one per PostHog generation): it counts requests, so a modest size tells it."""
 SCALED_POSTHOG_THROTTLE = (ThrottleRate(48, 6), ThrottleRate(480, 360))  # PostHog's 480/60 and 4800/3600, 10x faster
 LANE_THROTTLES = {"8a": ((ThrottleRate(8, 1),), 20, 2.0), "8b": (SCALED_POSTHOG_THROTTLE, 30, 10.0)}
 """Scenario 8: the issue's 8 requests a second (``--posthog-throttle 8/1``): 20 edits, one every 2 s; then PostHog's
@@ -190,6 +194,24 @@ class Bench:
                 _log(f"scenario {label}: webhooks during a backfill of {records} records per CRM at {rates}")
                 self.add("crmsync", webhooks_under_backfill(env, edits, pace, label))
 
+    def generations(self) -> None:
+        """Scenario 9: a first full sync and an unchanged re-sync against each PostHog API generation, on fresh
+        stand-ins of at most ``GENERATION_RECORDS`` per CRM (``bench/generations.py``)."""
+        if "9" not in self.scenarios:
+            return
+        records = min(self.records, GENERATION_RECORDS)
+        _log(f"scenario 9: a first sync and a re-sync of {records} records per CRM against each PostHog generation")
+        self.results["generations"] = []
+        for row in generations(records, self.redis, workers=MAIN_WORKERS):
+            self.results["generations"].append(row)
+            first = row["first_sync"]
+            _log(
+                f"scenario 9 ({row['generation']}): {first['posthog_requests']} PostHog requests for "
+                f"{row['accounts']} accounts ({first['requests_per_account']} per account, floor "
+                f"{first['floor_per_account']}); re-sync writes {row['resync']['posthog_writes']}"
+            )
+            self.save()
+
     def run(self) -> Path:
         redis_dir = Path(tempfile.mkdtemp(prefix="crmsync-bench-redis-"))
         self.redis = RedisServer(redis_dir).start()
@@ -197,6 +219,7 @@ class Bench:
             self.crmsync()
             self.throttled()
             self.lane()
+            self.generations()
             self.scaling()
             self.naive()
         finally:
@@ -208,7 +231,7 @@ class Bench:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--records", type=int, default=10_000, help="records per CRM (default 10000)")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8", help="comma-separated subset of 1,2,3,4,5,6,7,8")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9", help="comma-separated subset of 1-9")
     parser.add_argument("--quick", action="store_true", help="500 records per CRM: a smoke run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "performance.md")
@@ -217,7 +240,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.records = 500
     scenarios = {s.strip() for s in args.scenarios.split(",") if s.strip()}
-    unknown = scenarios - {"1", "2", "3", "4", "5", "6", "7", "8"}
+    unknown = scenarios - {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.scenario_set = scenarios

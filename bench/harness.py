@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import yaml
 
+from sandbox.posthog.config import Generation
 from sandbox.posthog.throttle import ThrottleRate
 from sandbox.stack import POSTHOG_KEY, SandboxStack
 from workers.config import parse_config
@@ -92,6 +93,23 @@ def stand_in_counts(http: httpx.Client, url: str) -> dict[tuple[str, str], int]:
     return counts
 
 
+def without_custom_properties(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without its ``custom.*`` fields and ownership rules: the seed and transitional generations have
+    no custom properties, so a user of such a server maps none (a worker's start-up check would refuse them)."""
+    config = {
+        **config,
+        "ownership": {k: v for k, v in config.get("ownership", {}).items() if not k.startswith("custom.")},
+    }
+    mappings: dict[str, Any] = {}
+    for source, streams in config.get("mappings", {}).items():
+        mappings[source] = {}
+        for stream, spec in streams.items():
+            fields = [f for f in spec.get("fields", []) if not str(f.get("target", "")).startswith("custom.")]
+            mappings[source][stream] = {**spec, "fields": fields}
+    config["mappings"] = mappings
+    return config
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     try:
@@ -151,6 +169,7 @@ class Env:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="crmsync-bench-")))
     redis: RedisServer | None = None
     posthog_throttle: tuple[ThrottleRate, ...] = ()  # the PostHog stand-in's throttles; the config's budget matches
+    posthog_generation: Generation = "current"  # the PostHog API generation the stand-in serves (docs/posthog.md)
     stack: SandboxStack | None = None
     runtime: Runtime | None = None
     worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -172,11 +191,14 @@ class Env:
             ledger_prefix=prefix,
             data_dir=self.workdir / "sandbox",
             posthog_throttle=self.posthog_throttle,
+            posthog_generation=self.posthog_generation,
         )
         self.stack.start()
         self.recorders = install_recorders(self.stack)
         self.http = httpx.Client(timeout=120, verify=str(self.stack.ca_file))
         config = self.stack.config()
+        if self.posthog_generation != "current":
+            config = without_custom_properties(config)
         config["webhooks"] = {**config.get("webhooks", {}), "coalesce_s": self.coalesce_s}
         if self.posthog_throttle:  # windows scaled down in time: so is the budget's margin against jitter
             scale = min(r.duration_s for r in self.posthog_throttle) / 60

@@ -294,6 +294,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"median {_fmt(between['p50'])}, max {_fmt(between['max'])}; "
             f"the backfill took {lane['backfill_wall_s']} s.",
         ]
+    if results.get("generations"):
+        from bench.generations import generations_markdown  # here: bench.generations imports this module
+
+        lines += ["", "First sync and unchanged re-sync against each PostHog API generation (scenario 9):", ""]
+        lines += generations_markdown(results["generations"])
     ratios = results.get("ratios", {})
     if ratios:
         lines += ["", "| ratio | value |", "|---|---:|"]
