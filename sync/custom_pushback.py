@@ -30,14 +30,17 @@ def push_custom_values(
     report: RunReport,
     dry_run: bool = False,
 ) -> None:
-    """Push the values of the mapping's outbound ``custom.*`` fields changed in PostHog since the last pass."""
+    """Push the values of the mapping's outbound ``custom.*`` fields changed in PostHog since the last pass, and let
+    the ledger learn every value of the mapping's ``custom.*`` targets PostHog now holds (also those a CRM owns: a
+    value a person changed there is then drift a full sync writes back, ``docs/engine.md``)."""
     fields = {fm.custom_name: fm.source for fm in mapping.outbound if fm.custom_name and isinstance(fm.source, str)}
-    if not fields:
+    mapped = {fm.custom_name for fm in mapping.fields if fm.custom_name}
+    if not mapped:
         return
     wm_key = f"outwm:{connector.source}:{stream}:custom"
     batch = read_changes(posthog, ledger.get_cursor("posthog", wm_key))  # both kinds: a read other passes share
     report.add("change_feed_pages", batch.requests)
-    latest = {k: e for k, e in latest_custom_values(batch.events).items() if k[1] in fields}
+    latest = {k: e for k, e in latest_custom_values(batch.events).items() if k[1] in mapped}
     accounts = sorted({account_id for account_id, _ in latest})
     if accounts:
         _push(ledger, connector, stream, mapping, fields, latest, accounts, report, dry_run)
@@ -70,12 +73,13 @@ def _push(
         by_record: dict[str, str] = {}
         for account_id, record_id in records.items():
             wanted: dict[str, str | None] = {}
-            for name, crm_field in sorted(fields.items()):
+            for name in sorted({n for a, n in latest if a == account_id}):  # every mapped value PostHog changed
                 event = latest.get((account_id, name))
                 if event is None:
                     continue
                 value = event.properties.get("current_value")
-                wanted[crm_field] = None if value is None else _text(value)
+                if name in fields:
+                    wanted[fields[name]] = None if value is None else _text(value)
                 entry = entries[account_id]
                 if value is None:
                     entry.custom.pop(name, None)
