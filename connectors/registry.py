@@ -12,7 +12,7 @@ A fourth CRM is a folder plus one line in ``CONNECTORS``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -63,6 +63,16 @@ def vendor_facts(name: str) -> VendorFacts:
     module = target.partition(":")[0].rsplit(".", 1)[0]
     facts: VendorFacts = import_module(f"{module}.facts").FACTS
     return facts
+
+
+def setup_command(name: str) -> Callable[..., Any] | None:
+    """Source ``name``'s one-time set-up command (``crmsync setup <name>``), imported now; None when it has none."""
+    target = vendor_facts(name).setup_command
+    if target is None:
+        return None
+    module, _, attribute = target.partition(":")
+    command: Callable[..., Any] = getattr(import_module(module), attribute)
+    return command
 
 
 def default_precedence() -> tuple[str, ...]:

@@ -23,7 +23,8 @@ class VendorFacts:
     - ``link_key``: the PostHog account property holding this source's record id (one of ``ID_KEYS``).
     - ``host_key``: the key of ``sources.<name>.config`` naming the host crmsync sends credentials to.
     - ``record_url``: builds a record's URL in the vendor's UI from ``ui.links`` (None when a piece is missing).
-    - ``setup_command``: the one-time set-up command (``crmsync setup <name>``), or None when there is none.
+    - ``setup_command``: ``module:function`` of its one-time set-up command (a typer command the CLI registers as
+      ``crmsync setup <name>``), or None when there is none.
     - ``precedence``: rank in the default ownership order (lower wins).
     """
 

@@ -19,6 +19,6 @@ FACTS = VendorFacts(
     link_key="hubspot_deal_id",
     host_key="host",
     record_url=record_url,
-    setup_command="crmsync setup hubspot",
+    setup_command="connectors.hubspot.cli:setup_command",
     precedence=2,
 )

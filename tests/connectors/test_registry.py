@@ -11,12 +11,20 @@ import redis
 
 from connectors.base import Connector
 from connectors.hubspot import HubSpotConnector
-from connectors.registry import CONNECTORS, build_connector, connector_class, default_precedence, vendor_facts
+from connectors.registry import (
+    CONNECTORS,
+    build_connector,
+    connector_class,
+    default_precedence,
+    setup_command,
+    vendor_facts,
+)
 from connectors.salesforce import SalesforceConnector
 from connectors.stripe import StripeConnector
 from sync.errors import ConfigError
 from sync.mapping import MappingConfig, OwnerRule, load_mapping_config, load_mapping_file
 from sync.posthog.models import ID_KEYS
+from workers.cli import setup_app
 from workers.config import UiLinks
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "crmsync.yaml"
@@ -136,7 +144,10 @@ def test_every_registered_source_declares_its_vendor_facts(name: str, redis_clie
     assert url is not None and urlsplit(url).scheme == "https" and url.endswith("/" + record_id)
     assert facts.record_url(kind.streams[0], record_id, {}) in (None, url)  # a missing piece: no link
     assert isinstance(facts.precedence, int)
-    assert facts.setup_command is None or facts.setup_command == f"crmsync setup {name}"
+    command = setup_command(name)
+    assert (command is None) == (facts.setup_command is None)
+    if command is not None:  # registered as `crmsync setup <name>`
+        assert any(c.name == name and c.callback is command for c in setup_app.registered_commands)
 
 
 def test_the_default_precedence_is_the_declared_ranks() -> None:
