@@ -5,24 +5,32 @@ Every connector class validates its ``sources.<name>.config`` block with its own
 the mapping: it says what push-back writes (and every pull reads back), and a connector that reads fields the
 mapping addresses, such as Salesforce, checks them at start-up.
 Connector packages are imported only when used, so a worker that syncs one CRM does not import the other SDKs.
+Each connector also declares its vendor facts (``sync.vendor_facts``) in ``connectors/<name>/facts.py``, read by
+``vendor_facts(name)`` without importing the connector or its SDK.
 A fourth CRM is a folder plus one line in ``CONNECTORS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import import_module
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
 from connectors.base import Connector
 from sync.errors import ConfigError
-from sync.mapping import MappingConfig
+from sync.vendor_facts import VendorFacts
+
+if TYPE_CHECKING:
+    from sync.mapping import MappingConfig
 
 
 class ConnectorClass(Protocol):
-    """What the registry needs of a connector class: the one construction path."""
+    """What the registry needs of a connector class: the one construction path, its streams and vendor facts."""
+
+    facts: VendorFacts
+    streams: tuple[str, ...]
 
     def from_config(
         self, raw: Mapping[str, Any], redis_client: redis.Redis | None, mapping: MappingConfig | None, key: str
@@ -45,6 +53,31 @@ def connector_class(name: str) -> ConnectorClass:
     module, _, attribute = target.partition(":")
     found: ConnectorClass = getattr(import_module(module), attribute)
     return found
+
+
+def vendor_facts(name: str) -> VendorFacts:
+    """The vendor facts of source ``name`` (``connectors/<name>/facts.py``); ``ConfigError`` for an unknown one."""
+    target = CONNECTORS.get(name)
+    if target is None:
+        raise ConfigError(f"sources.{name}", f"unknown source; one of {', '.join(sorted(CONNECTORS))}")
+    module = target.partition(":")[0].rsplit(".", 1)[0]
+    facts: VendorFacts = import_module(f"{module}.facts").FACTS
+    return facts
+
+
+def setup_command(name: str) -> Callable[..., Any] | None:
+    """Source ``name``'s one-time set-up command (``crmsync setup <name>``), imported now; None when it has none."""
+    target = vendor_facts(name).setup_command
+    if target is None:
+        return None
+    module, _, attribute = target.partition(":")
+    command: Callable[..., Any] = getattr(import_module(module), attribute)
+    return command
+
+
+def default_precedence() -> tuple[str, ...]:
+    """Every registered source, in its declared default precedence (the ownership order when none is given)."""
+    return tuple(sorted(CONNECTORS, key=lambda name: vendor_facts(name).precedence))
 
 
 def build_connector(

@@ -44,13 +44,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import CrmRecord
+from connectors.registry import default_precedence
 from sync.custom_values import DisplayType, ValueTypeError, coerce, type_name
 from sync.errors import BadRecordError, ConfigError
 from sync.ledger_layout import compact_fp
 from sync.posthog.models import ID_KEYS, ROLE_KEYS
 
-SOURCES: tuple[str, ...] = ("salesforce", "hubspot", "stripe")
-LINK_KEYS: dict[str, str] = {"salesforce": "sfdc_id", "hubspot": "hubspot_deal_id", "stripe": "stripe_customer_id"}
 NAME_MAX = 400
 TAG_MAX = 255
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -288,7 +287,8 @@ class OwnerRule(BaseModel):
     """Who may write one account field.
 
     - ``precedence``: the sources in ``order`` (earlier wins); a source may overwrite a value set by itself or
-      by a source ranked below it, never one ranked above. Sources not listed rank last.
+      by a source ranked below it, never one ranked above. Sources not listed rank last. Without ``order``, the
+      registered sources in their declared default precedence (``connectors.registry.default_precedence``).
     - ``newest_wins``: the record modified most recently wins (by the source's own modification time).
     - ``posthog_wins``: PostHog owns it; CRMs only fill it while empty, and it flows out to the CRMs.
     - ``set_if_empty``: any source may fill it while empty; nobody overwrites it.
@@ -297,7 +297,7 @@ class OwnerRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rule: RuleKind = RuleKind.PRECEDENCE
-    order: tuple[str, ...] = SOURCES
+    order: tuple[str, ...] = Field(default_factory=default_precedence)
 
 
 class IdentityConfig(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 import typer
 
-from connectors.hubspot.cli import setup_command as setup_hubspot
+from connectors.registry import CONNECTORS, setup_command
 from sandbox.cli import sandbox_app
 from workers.cli_metrics import metrics_app
 from workers.cli_ops import (
@@ -42,7 +42,10 @@ app.command("reset")(reset_command)
 app.command("demo")(demo_command)
 app.command("ui")(ui_command)
 setup_app = typer.Typer(help="One-time set-up in PostHog or a CRM (the custom properties crmsync writes).")
-setup_app.command("hubspot")(setup_hubspot)
+for _source in CONNECTORS:  # `crmsync setup <source>` for each source that declares one (its vendor facts)
+    _command = setup_command(_source)
+    if _command is not None:
+        setup_app.command(_source)(_command)
 setup_app.command("posthog")(setup_posthog)
 app.add_typer(setup_app, name="setup")
 

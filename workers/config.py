@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from connectors.registry import CONNECTORS, vendor_facts
 from sync.budget import parse_window
 from sync.errors import ConfigError
 from sync.mapping import MappingConfig, load_mapping_config
@@ -285,8 +286,6 @@ def check_redis_url(url: str, key: str) -> None:
         raise ConfigError(key, "port must be 1-65535")
 
 
-HOST_KEYS: dict[str, str] = {"hubspot": "host", "stripe": "api_base", "salesforce": "login_url"}
-"""The key of each connector's config that names the vendor host crmsync sends credentials to."""
 METADATA_HOSTS = frozenset(
     {
         "metadata",  # GCP's short name (and a common search-domain alias)
@@ -329,7 +328,7 @@ def check_hosts(config: AppConfig) -> None:
         posthog_host, "POSTHOG_HOST" if os.environ.get("POSTHOG_HOST") else "posthog.host", config.posthog.stand_in
     )
     for name, block in config.sources.items():
-        key = HOST_KEYS.get(name)
+        key = vendor_facts(name).host_key if name in CONNECTORS else None
         value = block.config.get(key) if key else None
         if block.enabled and isinstance(value, str):
             check_host(value, f"sources.{name}.config.{key}", block.stand_in)

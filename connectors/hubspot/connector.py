@@ -44,6 +44,7 @@ from connectors.hubspot.client import HsObject, HubSpotClient, ObjectPage, Owner
 from connectors.hubspot.config import HubSpotConfig, load_hubspot_config
 from connectors.hubspot.cursor import HubSpotCursor
 from connectors.hubspot.errors import HubSpotPagingLoop, HubSpotRequestError
+from connectors.hubspot.facts import FACTS
 from connectors.hubspot.properties import ensure_properties, push_properties
 from connectors.hubspot.records import SOURCE, STREAM, deal_record, deleted_record, merged_ids, primary_company
 from connectors.hubspot.search import Checkpoint, WindowedSearch
@@ -52,6 +53,7 @@ from connectors.paging import follow
 from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
 from sync.mapping import MappingConfig, ObjectMapping
+from sync.vendor_facts import VendorFacts
 
 
 def now_ms() -> int:
@@ -62,6 +64,7 @@ class HubSpotConnector:
     """The HubSpot ``Connector`` (``connectors.base``); one instance per portal and worker process."""
 
     source: ClassVar[str] = SOURCE
+    facts: ClassVar[VendorFacts] = FACTS
     streams: ClassVar[tuple[str, ...]] = (STREAM,)
     cursor_type: ClassVar[type[Cursor]] = HubSpotCursor
 

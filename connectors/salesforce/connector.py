@@ -57,6 +57,7 @@ from connectors.salesforce.config import (
 )
 from connectors.salesforce.cursor import ReadProgress, SalesforceCursor, position
 from connectors.salesforce.errors import SalesforceRequestFailed, error_items
+from connectors.salesforce.facts import FACTS
 from connectors.salesforce.records import SOURCE, epoch_ms, gone, modstamp_ms, parse_datetime, to_record
 from connectors.salesforce.webhooks import ACK_CONTENT_TYPE, NotAnOutboundMessage, ack_body, message_of, same_org
 from connectors.vendor import CallStats
@@ -64,6 +65,7 @@ from sync.errors import ConfigError, RetryableError
 from sync.mapping import MappingConfig, ObjectMapping
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
+from sync.vendor_facts import VendorFacts
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,7 @@ class SalesforceConnector:
     """
 
     source: ClassVar[str] = SOURCE
+    facts: ClassVar[VendorFacts] = FACTS
     streams: ClassVar[tuple[str, ...]] = ("Account",)
     cursor_type: ClassVar[type[Cursor]] = SalesforceCursor
 

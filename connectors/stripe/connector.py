@@ -44,6 +44,7 @@ from connectors.stripe.config import ENDED_STATUSES, StripeConfig, load_stripe_c
 from connectors.stripe.cursor import StripeCursor
 from connectors.stripe.errors import StripeRequestFailed, translated
 from connectors.stripe.events import EventWindow
+from connectors.stripe.facts import FACTS
 from connectors.stripe.push import StripePusher
 from connectors.stripe.reader import StripeReader
 from connectors.stripe.records import JSON, STREAM, customer_record, deleted_record
@@ -51,6 +52,7 @@ from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
 from sync.mapping import MappingConfig
 from sync.ratelimit import TokenBucket
+from sync.vendor_facts import VendorFacts
 
 _STALE_MARGIN_S = 3600.0
 """A cursor this close to the retention edge already counts as stale: its oldest events may be pruned mid-read."""
@@ -64,6 +66,7 @@ class StripeConnector:
     """The Stripe customers connector. One instance per Stripe account (its own client, key and budget)."""
 
     source: ClassVar[str] = "stripe"
+    facts: ClassVar[VendorFacts] = FACTS
     streams: ClassVar[tuple[str, ...]] = (STREAM,)
     cursor_type: ClassVar[type[Cursor]] = StripeCursor
 

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 import redis
 
 from connectors.base import Connector
 from connectors.hubspot import HubSpotConnector
-from connectors.registry import CONNECTORS, build_connector, connector_class
+from connectors.registry import (
+    CONNECTORS,
+    build_connector,
+    connector_class,
+    default_precedence,
+    setup_command,
+    vendor_facts,
+)
 from connectors.salesforce import SalesforceConnector
 from connectors.stripe import StripeConnector
 from sync.errors import ConfigError
-from sync.mapping import MappingConfig, load_mapping_config, load_mapping_file
+from sync.mapping import MappingConfig, OwnerRule, load_mapping_config, load_mapping_file
+from sync.posthog.models import ID_KEYS
+from workers.cli import setup_app
+from workers.config import UiLinks
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "crmsync.yaml"
 BLOCKS: dict[str, dict[str, Any]] = {
@@ -108,3 +119,41 @@ def test_a_hubspot_mapping_that_writes_a_nested_path_fails_at_start_up(redis_cli
     with pytest.raises(ConfigError) as info:
         build_connector("hubspot", BLOCKS["hubspot"], redis_client, bad)
     assert info.value.key == "mappings.hubspot.deals" and "company.posthog_account_id" in str(info.value)
+
+
+SAMPLE_LINKS = UiLinks(
+    posthog_account="https://app.posthog.com/accounts/{id}",
+    hubspot_portal=7,
+    salesforce_instance="https://acme.my.salesforce.com",
+).model_dump()
+"""Every ``ui.links`` setting filled in, so each source's record URL can be built."""
+
+
+@pytest.mark.parametrize("name", sorted(CONNECTORS))
+def test_every_registered_source_declares_its_vendor_facts(name: str, redis_client: redis.Redis) -> None:
+    assert set(BLOCKS) == set(CONNECTORS)  # a new source gets a block here, so the checks below reach it
+    facts = vendor_facts(name)
+    kind = connector_class(name)
+    assert kind.facts is facts  # the class declares them; the registry hands out the same facts
+    assert facts.link_key in ID_KEYS
+    host = "https://vendor.example.com"
+    connector = build_connector(name, {**BLOCKS[name], facts.host_key: host}, redis_client)  # a key of its model
+    connector.close()
+    record_id = quote("rec/1?x", safe="")
+    url = facts.record_url(kind.streams[0], record_id, SAMPLE_LINKS)
+    assert url is not None and urlsplit(url).scheme == "https" and url.endswith("/" + record_id)
+    assert facts.record_url(kind.streams[0], record_id, {}) in (None, url)  # a missing piece: no link
+    assert isinstance(facts.precedence, int)
+    command = setup_command(name)
+    assert (command is None) == (facts.setup_command is None)
+    if command is not None:  # registered as `crmsync setup <name>`
+        assert any(c.name == name and c.callback is command for c in setup_app.registered_commands)
+
+
+def test_the_default_precedence_is_the_declared_ranks() -> None:
+    ranks = [vendor_facts(name).precedence for name in CONNECTORS]
+    assert len(set(ranks)) == len(ranks)  # a total order: no two sources share a rank
+    assert default_precedence() == OwnerRule().order == ("salesforce", "hubspot", "stripe")
+    with pytest.raises(ConfigError) as info:
+        vendor_facts("pipedrive")
+    assert info.value.key == "sources.pipedrive"

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 import pytest
 
 from connectors.base import Connector, CrmRecord, PushUpdate, WebhookRejected, WebhookRequest
+from connectors.registry import CONNECTORS, vendor_facts
+from sync.posthog.models import ID_KEYS
 
 
 class ContractHarness(Protocol):
@@ -54,6 +56,17 @@ class ConnectorContract:
     def test_is_a_connector(self, harness: ContractHarness) -> None:
         assert isinstance(harness.connector, Connector)
         assert harness.stream in harness.connector.streams
+
+    def test_declares_its_vendor_facts(self, harness: ContractHarness) -> None:
+        source = harness.connector.source
+        if source not in CONNECTORS:
+            pytest.skip(f"{source} is not a registered source: it has no vendor facts")
+        facts = vendor_facts(source)
+        assert vars(type(harness.connector)).get("facts") is facts and facts.link_key in ID_KEYS and facts.host_key
+        links = {"hubspot_portal": 7, "salesforce_instance": "https://acme.my.salesforce.com"}
+        url = facts.record_url(harness.stream, "rec%2F1", links)
+        assert url is not None and url.startswith("https://") and url.endswith("/rec%2F1")
+        assert isinstance(facts.precedence, int)
 
     def test_full_pull_returns_every_record_with_ids(self, harness: ContractHarness) -> None:
         ids = harness.seed(self.seed_count)

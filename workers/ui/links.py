@@ -9,6 +9,7 @@ A link is built only when every piece it needs is known (``ui.links`` in the con
 | Salesforce record | ``<instance>/<id>`` (an id opens its record) | ``ui.links.salesforce_instance`` |
 | PostHog account | ``ui.links.posthog_account`` with ``{id}`` replaced | that template |
 
+Each source's URL is its connector's vendor fact (``VendorFacts.record_url``, ``connectors/<name>/facts.py``).
 Ids are URL-quoted, so a malformed id from a bad record cannot change the link's target.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from connectors.registry import CONNECTORS, vendor_facts
 from workers.config import UiLinks
 
 
@@ -29,13 +31,9 @@ class RecordLinks:
         if not record_id:
             return None
         rid = quote(str(record_id), safe="")
-        if source == "hubspot" and obj == "deals" and self.links.hubspot_portal:
-            return f"https://app.hubspot.com/contacts/{self.links.hubspot_portal}/deal/{rid}"
-        if source == "stripe" and obj == "customers":
-            return f"https://dashboard.stripe.com/customers/{rid}"
-        if source == "salesforce" and obj and self.links.salesforce_instance:
-            return f"{self.links.salesforce_instance.rstrip('/')}/{rid}"
-        return None
+        if source not in CONNECTORS or not obj:
+            return None
+        return vendor_facts(source).record_url(obj, rid, self.links.model_dump())
 
     def posthog(self, account_id: str | None) -> str | None:
         """The account's page in PostHog, or None (no template configured, or an account not created yet)."""
