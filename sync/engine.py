@@ -333,7 +333,7 @@ class SyncEngine:
         for (record, patch), entry in zip(valid, entries, strict=True):
             fp = patch.fingerprint(self._mapping_fp)
             if entry is not None and (entry.unlinked or fp in (entry.fp, entry.echo_fp)):
-                if repair and _unchanged_link(_Item(record, patch, fp, entry), entry):
+                if repair and _unchanged_link(fp, entry):
                     items.append(_Item(record, patch, fp, entry, repair=True))
                     continue
                 report.add("unchanged")
@@ -759,7 +759,7 @@ class SyncEngine:
         for item, entry in zip(items, entries, strict=True):
             if not _applied(item, entry):
                 kept.append(item)
-            elif repair and entry is not None and _unchanged_link(item, entry):
+            elif repair and entry is not None and _unchanged_link(item.fp, entry):
                 item.repair = True  # a full plan merges it again: drift on either side is put back
                 kept.append(item)
         items = kept
@@ -956,9 +956,10 @@ def _applied(item: _Item, entry: RecordEntry | None) -> bool:
     return entry.version is not None and item.record.version is not None and entry.version > item.record.version
 
 
-def _unchanged_link(item: _Item, entry: RecordEntry) -> bool:
-    """Whether ``item`` is exactly what was applied to its linked account (a candidate for drift repair only)."""
-    return bool(entry.account_id) and not entry.unlinked and item.fp in (entry.fp, entry.echo_fp)
+def _unchanged_link(fp: str, entry: RecordEntry) -> bool:
+    """Whether a record mapping to ``fp`` is exactly what was applied to its linked account (a candidate for drift
+    repair only)."""
+    return bool(entry.account_id) and not entry.unlinked and fp in (entry.fp, entry.echo_fp)
 
 
 def _key(record: CrmRecord) -> RecordKey:

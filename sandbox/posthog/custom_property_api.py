@@ -160,17 +160,12 @@ class CustomPropertyApi:
 
     # Values of one account
 
-    def _account(self, request: Request, body: RequestBody, *, write: bool) -> tuple[int, dict[str, Any]]:
-        project_id = self.api.project(request, body, "account", write=write)
-        account_id = self.api.object_id(request.path_params["account_id"])
-        return project_id, self.api.found(self.api.store.get_account(project_id, account_id))
-
     def list_values(self, request: Request, body: RequestBody) -> Response:
-        project_id, account = self._account(request, body, write=False)
+        project_id, account = self.api.account_of(request, body, write=False)
         return JSONResponse(self.store.list_values(project_id, account["id"]))
 
     def set_value(self, request: Request, body: RequestBody) -> Response:
-        project_id, account = self._account(request, body, write=True)
+        project_id, account = self.api.account_of(request, body, write=True)
         data = require_object(body.data())
         definition_id = uuid_field(_present(data, "definition", required=True), "definition")
         value = _present(data, "value", required=True)

@@ -116,18 +116,13 @@ class RelationshipApi:
 
     # Assignments on one account
 
-    def _account(self, request: Request, body: RequestBody, *, write: bool) -> tuple[int, dict[str, Any]]:
-        project_id = self.api.project(request, body, "account", write=write)
-        account_id = self.api.object_id(request.path_params["account_id"])
-        return project_id, self.api.found(self.api.store.get_account(project_id, account_id))
-
     def list_relationships(self, request: Request, body: RequestBody) -> Response:
-        project_id, account = self._account(request, body, write=False)
+        project_id, account = self.api.account_of(request, body, write=False)
         history = request.query_params.get("include_history", "").lower() == "true"
         return JSONResponse(self.store.list_relationships(project_id, account["id"], history))
 
     def assign(self, request: Request, body: RequestBody) -> Response:
-        project_id, account = self._account(request, body, write=True)
+        project_id, account = self.api.account_of(request, body, write=True)
         data = require_object(body.data())
         definition_id = uuid_field(_present(data, "definition", required=True), "definition")
         raw_user = _present(data, "user", required=True)
@@ -144,6 +139,6 @@ class RelationshipApi:
         return JSONResponse(relationship, status_code=201)
 
     def end(self, request: Request, body: RequestBody) -> Response:
-        project_id, account = self._account(request, body, write=True)
+        project_id, account = self.api.account_of(request, body, write=True)
         relationship_id = self.api.object_id(request.path_params["id"])
         return JSONResponse(self.api.found(self.store.end(project_id, account, relationship_id, self.api.actor())))

@@ -143,6 +143,12 @@ class PostHogApi:
         except ValueError:
             raise self.not_found() from None
 
+    def account_of(self, request: Request, body: RequestBody, *, write: bool) -> tuple[int, dict[str, Any]]:
+        """The project and the account of ``/accounts/:account_id/...`` (a nested route): 404 when either is unknown."""
+        project_id = self._project(request, body, "account", write=write)
+        account_id = self.object_id(request.path_params["account_id"])
+        return project_id, self.found(self.store.get_account(project_id, account_id))
+
     @staticmethod
     def integer(value: Any, attr: str) -> int:
         return integer_field(value, attr, min_value=-(2**63), max_value=2**63 - 1)

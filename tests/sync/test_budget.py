@@ -4,8 +4,7 @@ and the PostHog client spending it against the stand-in throttled like PostHog. 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,16 +20,6 @@ from sync.retry import RetryPolicy
 from sync.settings import PostHogSettings, load_posthog_settings
 from tests.conftest import POSTHOG_KEY, REDIS_URL, PostHogSandbox
 from tests.support.redis_counting import CountingConnection, counting_client
-
-
-@pytest.fixture
-def key() -> Iterator[str]:
-    base = f"crmsync-test-budget-{uuid.uuid4().hex[:10]}"
-    yield base
-    client = redis.Redis.from_url(REDIS_URL)
-    for k in client.scan_iter(match=f"{base}*"):
-        client.delete(k)
-    client.close()
 
 
 def budget(key: str, *windows: str, **options: Any) -> RequestBudget:

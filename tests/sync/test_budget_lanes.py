@@ -5,31 +5,12 @@ that share while realtime is idle. Counts of grants, never durations."""
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
 import redis
 
-from sync.budget import RequestBudget, parse_window, realtime_lane
+from sync.budget import realtime_lane
 from tests.conftest import REDIS_URL
-
-
-@pytest.fixture
-def key() -> Iterator[str]:
-    base = f"crmsync-test-lanes-{uuid.uuid4().hex[:10]}"
-    yield base
-    client = redis.Redis.from_url(REDIS_URL)
-    for k in client.scan_iter(match=f"{base}*"):
-        client.delete(k)
-    client.close()
-
-
-def budget(key: str, *windows: str, **options: Any) -> RequestBudget:
-    """A budget on a connection of its own, as another worker process would have."""
-    options.setdefault("margin_s", 0.0)
-    return RequestBudget(redis.Redis.from_url(REDIS_URL), key, [parse_window(w) for w in windows], **options)
+from tests.sync.test_budget import budget
 
 
 def test_bulk_borrows_the_reserved_share_while_realtime_is_idle(key: str) -> None:
