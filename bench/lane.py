@@ -19,9 +19,9 @@ import httpx
 
 from bench.harness import Env, RecordedRequest
 from bench.scenarios import Measurement, _percentile, _stripe_signature
-from sandbox.common import ServerThread
 from sandbox.stack import STRIPE_KEY, STRIPE_WEBHOOK_SECRET
 from sandbox.stripe.seed import customer_id
+from workers.serving import ServerThread
 
 WRITES = ("POST", "PATCH")
 

@@ -29,11 +29,11 @@ import httpx
 
 from bench.harness import CRMS, STANDINS, Counters, Env
 from bench.report import most_requests, seconds_for
-from sandbox.common import ServerThread
 from sandbox.identities import sales_rep_email
 from sandbox.stack import STRIPE_KEY, STRIPE_WEBHOOK_SECRET
 from sync.posthog import AccountFilter
 from sync.posthog.models import Account
+from workers.serving import ServerThread
 
 HUBSPOT_OWNER_BASE = 170_000_000
 LINKS = {"salesforce": "sfdc_id", "hubspot": "hubspot_deal_id", "stripe": "stripe_customer_id"}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
-from connectors.base import Connector
+from sync.connector import Connector
 from sync.errors import ConfigError
 from sync.vendor_facts import VendorFacts
 

@@ -30,13 +30,13 @@ from typing import Any
 import httpx
 import yaml
 
-from sandbox.common import ServerThread, free_port
 from sandbox.hubspot.webhooks import WebhookFormat
 from sandbox.identities import sales_rep_email
 from sandbox.posthog.config import Generation
 from sandbox.posthog.throttle import ThrottleRate
 from sandbox.salesforce.ids import random_org_id
 from workers import data
+from workers.serving import ServerThread, free_port
 
 STOP_TIMEOUT_S = 3.0
 """How long ``SandboxStack.stop`` waits for all its servers together (their threads are daemons: one still

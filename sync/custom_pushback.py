@@ -11,7 +11,7 @@ with the suffix ``#custom``). Each account entry learns the value PostHog holds 
 
 from __future__ import annotations
 
-from connectors.base import Connector, PushUpdate
+from sync.connector import Connector, PushUpdate
 from sync.errors import BadRecordError
 from sync.ledger import Ledger, RecordKey
 from sync.mapping import ObjectMapping, fingerprint_of

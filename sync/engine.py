@@ -1,5 +1,5 @@
 """The one path every CRM record takes: map → skip if unchanged → resolve → merge under a lock → write → commit
-→ push back. Vendor-free: it talks to CRMs only through ``connectors.base.Connector``.
+→ push back. Vendor-free: it talks to CRMs only through ``sync.connector.Connector``.
 
 A batch (one page from ``pull``, or the records of a webhook refresh) costs a fixed number of Redis round trips
 (read record entries, look up the index, take locks, read account entries, commit, release) and, per changed
@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.base import Connector, CrmRecord, Cursor, PushUpdate
 from sync import reconcile
 from sync.apply import AccountState, MergeResult, merge
+from sync.connector import Connector, CrmRecord, Cursor, PushUpdate
 from sync.custom_pushback import push_custom_values
 from sync.errors import BadRecordError, FatalError, RetryableError
 from sync.identity import AccountIndex, ChangedAccounts, index_pairs

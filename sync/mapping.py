@@ -41,10 +41,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from connectors.base import CrmRecord
-from connectors.registry import default_precedence
+from sync.connector import CrmRecord
 from sync.custom_values import DisplayType, ValueTypeError, coerce, type_name
 from sync.errors import BadRecordError, ConfigError
 from sync.ledger_layout import compact_fp
@@ -288,7 +287,8 @@ class OwnerRule(BaseModel):
 
     - ``precedence``: the sources in ``order`` (earlier wins); a source may overwrite a value set by itself or
       by a source ranked below it, never one ranked above. Sources not listed rank last. Without ``order``, the
-      registered sources in their declared default precedence (``connectors.registry.default_precedence``).
+      registered sources in their declared default precedence (given to ``load_mapping_config`` by the caller,
+      which reads it from ``connectors.registry.default_precedence``).
     - ``newest_wins``: the record modified most recently wins (by the source's own modification time).
     - ``posthog_wins``: PostHog owns it; CRMs only fill it while empty, and it flows out to the CRMs.
     - ``set_if_empty``: any source may fill it while empty; nobody overwrites it.
@@ -297,7 +297,16 @@ class OwnerRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rule: RuleKind = RuleKind.PRECEDENCE
-    order: tuple[str, ...] = Field(default_factory=default_precedence)
+    order: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_order(cls, data: Any, info: ValidationInfo) -> Any:
+        """Without ``order``, the registered sources' default precedence, when the loader was given it."""
+        precedence = (info.context or {}).get("precedence")
+        if isinstance(data, dict) and "order" not in data and precedence:
+            return {**data, "order": tuple(precedence)}
+        return data
 
 
 class IdentityConfig(BaseModel):
@@ -324,6 +333,14 @@ class MappingConfig(BaseModel):
     ownership: dict[str, OwnerRule] = Field(default_factory=dict)
     default_rule: OwnerRule = OwnerRule()
     identity: IdentityConfig = IdentityConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_default_rule(cls, data: Any) -> Any:
+        """An absent ``default_rule`` is validated like a written one, so it gets the default precedence too."""
+        if isinstance(data, dict) and "default_rule" not in data:
+            return {**data, "default_rule": {}}
+        return data
 
     @model_validator(mode="after")
     def _ownership_targets(self) -> MappingConfig:
@@ -377,10 +394,11 @@ class MappingConfig(BaseModel):
         return _digest(self.model_dump(mode="json"))
 
 
-def load_mapping_config(raw: Mapping[str, Any]) -> MappingConfig:
-    """Validate the mapping sections; a bad entry raises ``ConfigError`` naming its key path."""
+def load_mapping_config(raw: Mapping[str, Any], precedence: Sequence[str] = ()) -> MappingConfig:
+    """Validate the mapping sections; a bad entry raises ``ConfigError`` naming its key path. ``precedence`` is the
+    order a ``precedence`` rule without ``order`` uses (the workers pass the registered sources' default)."""
     try:
-        return MappingConfig.model_validate(raw)
+        return MappingConfig.model_validate(raw, context={"precedence": tuple(precedence)})
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("function-", "literal[")))
@@ -390,7 +408,7 @@ def load_mapping_config(raw: Mapping[str, Any]) -> MappingConfig:
         raise ConfigError(loc or "mappings", msg) from None
 
 
-def load_mapping_file(path: str | Path) -> MappingConfig:
+def load_mapping_file(path: str | Path, precedence: Sequence[str] = ()) -> MappingConfig:
     """The mapping sections of a ``crmsync.yaml`` file (other sections are read by their own loaders)."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
@@ -399,7 +417,7 @@ def load_mapping_file(path: str | Path) -> MappingConfig:
     if not isinstance(raw, dict) or "mappings" not in raw:
         raise ConfigError(f"{path}: mappings", "missing")
     sections = ("mappings", "ownership", "default_rule", "identity")
-    return load_mapping_config({k: raw[k] for k in sections if k in raw})
+    return load_mapping_config({k: raw[k] for k in sections if k in raw}, precedence)
 
 
 # -- mapped records -------------------------------------------------------------------------------------------

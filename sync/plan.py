@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from connectors.base import CrmRecord
+from sync.connector import CrmRecord
 from sync.ledger import Ledger, delete_keys
 
 PLAN_TTL_S = 7 * 24 * 3600

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from connectors.base import CrmRecord, PushUpdate
 from sync.apply import AccountState
+from sync.connector import CrmRecord, PushUpdate
 from sync.mapping import ObjectMapping, fingerprint_of, get_path, map_record, set_path
 
 

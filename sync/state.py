@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from connectors.base import Connector
+from sync.connector import Connector
 from sync.ledger import Ledger
 from sync.report import RunReport
 

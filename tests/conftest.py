@@ -14,7 +14,6 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from sandbox.common import ServerThread
 from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig, create_app
 from sandbox.posthog.config import GENERATIONS
 from sync.ledger import Ledger, delete_keys
@@ -22,6 +21,7 @@ from sync.posthog import PostHogClient
 from sync.retry import RetryPolicy
 from sync.settings import PostHogSettings
 from tests.support.redis_counting import counting_client
+from workers.serving import ServerThread
 
 POSTHOG_KEY = "phx_test_all"
 MEMBERS = (

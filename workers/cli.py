@@ -20,8 +20,8 @@ from workers.cli_ops import (
 )
 from workers.cli_sandbox import sandbox_up
 from workers.cli_setup import setup_posthog
+from workers.cli_ui import ui_command
 from workers.demo import demo_command
-from workers.ui.server import ui_command
 
 app = typer.Typer(
     help="crmsync: keep PostHog accounts and your CRMs in agreement.",

@@ -14,7 +14,6 @@ import typer
 import yaml
 from rich.console import Console
 
-from sandbox.common import ServerThread
 from sandbox.hubspot.cli import webhook_format_option
 from sandbox.hubspot.webhooks import WebhookFormat
 from sandbox.posthog.config import GENERATIONS
@@ -22,6 +21,7 @@ from sandbox.posthog.throttle import parse_throttle_spec
 from sandbox.stack import STOP_TIMEOUT_S, SandboxStack
 from workers.config import parse_config
 from workers.runtime import Runtime, set_runtime
+from workers.serving import ServerThread
 
 console = Console()
 
@@ -87,7 +87,8 @@ def sandbox_up(
         set_runtime(runtime)
         receiver = ServerThread(create_webhook_app(runtime), port=stack.webhook_port).start()
         stack.servers["webhooks"] = receiver  # stopped with the rest
-        serve_ui(stack, runtime, ui_port)
+        creds = stack.credentials
+        stack.servers["ui"] = serve_ui(runtime, creds.ui_username, creds.ui_password, ui_port)
         stack.write(config_out, endpoints_out)  # the endpoints now include the status page
         for name in ("posthog", "hubspot", "stripe", "salesforce"):
             console.print(f"[bold]{name:<10}[/] {stack.url(name)}")

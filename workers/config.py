@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from connectors.registry import CONNECTORS, vendor_facts
+from connectors.registry import CONNECTORS, default_precedence, vendor_facts
 from sync.budget import parse_window
 from sync.errors import ConfigError
 from sync.mapping import MappingConfig, load_mapping_config
@@ -236,7 +236,7 @@ _MAPPING_KEYS = ("mappings", "ownership", "default_rule", "identity")
 
 def parse_config(raw: dict[str, Any], where: str = "config") -> AppConfig:
     """Validate a parsed ``crmsync.yaml``; ``ConfigError`` names the offending key path."""
-    mapping = load_mapping_config({k: raw[k] for k in _MAPPING_KEYS if k in raw})
+    mapping = load_mapping_config({k: raw[k] for k in _MAPPING_KEYS if k in raw}, default_precedence())
     rest = {k: v for k, v in raw.items() if k not in _MAPPING_KEYS}
     if os.environ.get("REDIS_URL"):
         rest["redis_url"] = os.environ["REDIS_URL"]

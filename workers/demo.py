@@ -28,7 +28,6 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from sandbox.common import ServerThread
 from sandbox.identities import company, sales_rep_email
 from sandbox.stack import POSTHOG_KEY, SALESFORCE_LOGIN, SandboxStack
 from sync.ledger import delete_keys
@@ -45,6 +44,7 @@ from workers.embedded_redis import redis_for_demo
 from workers.logs import configure_logging
 from workers.processes import start_worker, stop_process, wait_for_worker
 from workers.runtime import Runtime, set_runtime
+from workers.serving import ServerThread
 from workers.ui.server import serve_ui
 
 SEED = 200
@@ -113,8 +113,8 @@ def demo_command() -> None:
             worker = start_worker(config_path, env, (workdir / "worker.log").open("wb"))
             wait_for_worker(configure(redis_url), worker)
             console.print(f"  Celery worker pid {worker.pid} consuming bulk and realtime")
-            ui = serve_ui(stack, runtime)
             creds = stack.credentials
+            ui = stack.servers["ui"] = serve_ui(runtime, creds.ui_username, creds.ui_password)
             console.print(f"  status page at {ui.url}/ui/ (user {creds.ui_username}, password {creds.ui_password})")
 
             console.rule("Usage metrics as code")

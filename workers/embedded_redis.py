@@ -8,9 +8,9 @@ from contextlib import contextmanager
 
 import redis
 
-from sandbox.common import free_port
 from sync.errors import ConfigError
 from workers.redis_conn import connect
+from workers.serving import free_port
 
 
 def answers(url: str) -> bool:

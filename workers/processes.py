@@ -16,7 +16,7 @@ from typing import IO, Any
 import redis
 from celery import Celery
 
-from sandbox.common import free_port
+from workers.serving import free_port
 
 
 def start_worker(

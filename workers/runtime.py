@@ -8,9 +8,9 @@ from functools import cached_property
 import redis
 import structlog
 
-from connectors.base import Connector
 from connectors.registry import build_connector
 from sync.budget import RequestBudget, posthog_budget_key
+from sync.connector import Connector
 from sync.engine import SyncEngine
 from sync.errors import ConfigError
 from sync.ledger import Ledger

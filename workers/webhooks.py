@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from connectors.base import Connector, MalformedWebhook, WebhookEvent, WebhookRejected, WebhookRequest
+from sync.connector import Connector, MalformedWebhook, WebhookEvent, WebhookRejected, WebhookRequest
 from sync.errors import ConfigError
 from workers.config import WebhookBlock
 from workers.logs import redact

@@ -55,10 +55,10 @@ from connectors.hubspot.errors import (
     HubSpotRequestError,
     translate,
 )
-from connectors.paging import LoopGuard, follow
-from connectors.vendor import CallStats
 from sync.errors import CrmsyncError, RetryableError
+from sync.paging import LoopGuard, follow
 from sync.ratelimit import TokenBucket
+from sync.vendor import CallStats
 
 PRIMARY_DEAL_TO_COMPANY = 5
 """HubSpot-defined association type id of a deal's primary company (v4)."""

@@ -29,7 +29,16 @@ from typing import Any, ClassVar
 
 import redis
 
-from connectors.base import (
+from connectors.hubspot.client import HsObject, HubSpotClient, ObjectPage, Owner, SearchFilter
+from connectors.hubspot.config import HubSpotConfig, load_hubspot_config
+from connectors.hubspot.cursor import HubSpotCursor
+from connectors.hubspot.errors import HubSpotPagingLoop, HubSpotRequestError
+from connectors.hubspot.facts import FACTS
+from connectors.hubspot.properties import ensure_properties, push_properties
+from connectors.hubspot.records import SOURCE, STREAM, deal_record, deleted_record, merged_ids, primary_company
+from connectors.hubspot.search import Checkpoint, WindowedSearch
+from connectors.hubspot.webhooks import COMPANY_REF, parse_events, verify_v3
+from sync.connector import (
     CrmRecord,
     Cursor,
     Page,
@@ -40,19 +49,10 @@ from connectors.base import (
     WebhookRejected,
     WebhookRequest,
 )
-from connectors.hubspot.client import HsObject, HubSpotClient, ObjectPage, Owner, SearchFilter
-from connectors.hubspot.config import HubSpotConfig, load_hubspot_config
-from connectors.hubspot.cursor import HubSpotCursor
-from connectors.hubspot.errors import HubSpotPagingLoop, HubSpotRequestError
-from connectors.hubspot.facts import FACTS
-from connectors.hubspot.properties import ensure_properties, push_properties
-from connectors.hubspot.records import SOURCE, STREAM, deal_record, deleted_record, merged_ids, primary_company
-from connectors.hubspot.search import Checkpoint, WindowedSearch
-from connectors.hubspot.webhooks import COMPANY_REF, parse_events, verify_v3
-from connectors.paging import follow
-from connectors.vendor import CallStats
 from sync.errors import ConfigError, RetryableError
 from sync.mapping import MappingConfig, ObjectMapping
+from sync.paging import follow
+from sync.vendor import CallStats
 from sync.vendor_facts import VendorFacts
 
 
@@ -61,7 +61,7 @@ def now_ms() -> int:
 
 
 class HubSpotConnector:
-    """The HubSpot ``Connector`` (``connectors.base``); one instance per portal and worker process."""
+    """The HubSpot ``Connector`` (``sync.connector``); one instance per portal and worker process."""
 
     source: ClassVar[str] = SOURCE
     facts: ClassVar[VendorFacts] = FACTS

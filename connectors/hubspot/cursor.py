@@ -8,7 +8,7 @@ each value minus the configured lookback, so a few records are read twice and th
 
 from __future__ import annotations
 
-from connectors.base import Cursor
+from sync.connector import Cursor
 
 
 class HubSpotCursor(Cursor):

@@ -27,9 +27,9 @@ from hubspot.crm.deals import ApiException as DealsApiException
 from hubspot.crm.owners import ApiException as OwnersApiException
 from hubspot.crm.properties import ApiException as PropertiesApiException
 
-from connectors.paging import PagingLoop
-from connectors.vendor import retry_after
 from sync.errors import CrmsyncError, FatalError, RetryableError
+from sync.paging import PagingLoop
+from sync.vendor import retry_after
 
 SDK_EXCEPTIONS: tuple[type[Exception], ...] = (
     DealsApiException,

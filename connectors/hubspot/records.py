@@ -16,10 +16,10 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import CrmRecord
 from connectors.hubspot.client import HsObject, Link, Owner
 from connectors.hubspot.config import LinkRule
 from connectors.hubspot.search import MODIFIED, epoch_ms
+from sync.connector import CrmRecord
 
 SOURCE = "hubspot"
 STREAM = "deals"

@@ -24,7 +24,7 @@ import json
 import re
 from typing import Any
 
-from connectors.base import EventKind, MalformedWebhook, WebhookEvent, WebhookRejected, WebhookRequest
+from sync.connector import EventKind, MalformedWebhook, WebhookEvent, WebhookRejected, WebhookRequest
 
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"

@@ -14,7 +14,7 @@
   retried once; a second 401, or a session id given in the config, is an authentication failure.
 - **Allowance**: a response hook reads ``Sforce-Limit-Info`` (and the server's ``Date``) from every response,
   errors included, into ``Allowance``; the same hook counts every request and refusal (429, or 403
-  ``REQUEST_LIMIT_EXCEEDED``) in ``stats`` (``connectors.vendor.CallStats``).
+  ``REQUEST_LIMIT_EXCEEDED``) in ``stats`` (``sync.vendor.CallStats``).
 
 Errors leave this module already translated into ``sync.errors`` (see ``connectors.salesforce.errors``).
 """
@@ -50,9 +50,9 @@ from connectors.salesforce.errors import (
     is_transient,
     translate,
 )
-from connectors.vendor import CallStats, retry_after
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
+from sync.vendor import CallStats, retry_after
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

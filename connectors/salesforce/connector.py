@@ -1,5 +1,5 @@
 """The Salesforce connector: Accounts in (SOQL ``queryAll``), PostHog ids out (sObject Collections), Outbound
-Messages as webhooks. Implements ``connectors.base.Connector`` through simple-salesforce.
+Messages as webhooks. Implements ``sync.connector.Connector`` through simple-salesforce.
 
 - ``pull`` reads ``SELECT <fields> FROM Account WHERE <after the settled position> ORDER BY SystemModstamp, Id``
   through ``queryAll`` (so deleted rows arrive with ``IsDeleted = true`` and unlink their account), following
@@ -30,21 +30,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connectors.base import (
-    CrmRecord,
-    Cursor,
-    EventKind,
-    MalformedWebhook,
-    Page,
-    PushResult,
-    PushUpdate,
-    WebhookAck,
-    WebhookEvent,
-    WebhookRejected,
-    WebhookRequest,
-)
 from connectors.mapped import check_setting
-from connectors.paging import LoopGuard, follow
 from connectors.salesforce import soql
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.config import (
@@ -60,11 +46,25 @@ from connectors.salesforce.errors import SalesforceRequestFailed, error_items
 from connectors.salesforce.facts import FACTS
 from connectors.salesforce.records import SOURCE, epoch_ms, gone, modstamp_ms, parse_datetime, to_record
 from connectors.salesforce.webhooks import ACK_CONTENT_TYPE, NotAnOutboundMessage, ack_body, message_of, same_org
-from connectors.vendor import CallStats
+from sync.connector import (
+    CrmRecord,
+    Cursor,
+    EventKind,
+    MalformedWebhook,
+    Page,
+    PushResult,
+    PushUpdate,
+    WebhookAck,
+    WebhookEvent,
+    WebhookRejected,
+    WebhookRequest,
+)
 from sync.errors import ConfigError, RetryableError
 from sync.mapping import MappingConfig, ObjectMapping
+from sync.paging import LoopGuard, follow
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
+from sync.vendor import CallStats
 from sync.vendor_facts import VendorFacts
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import CrmRecord, Cursor
+from sync.connector import CrmRecord, Cursor
 
 Position = tuple[int, int, str]
 """A comparable position: ``(epoch ms, 0, id)`` for one row, ``(epoch ms, 1, "")`` for every row at that ms."""

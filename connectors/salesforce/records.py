@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import CrmRecord
+from sync.connector import CrmRecord
 
 SOURCE = "salesforce"
 

@@ -1,6 +1,6 @@
 """The Stripe connector: customers ↔ PostHog accounts, through the official ``stripe`` SDK.
 
-``StripeConnector(StripeConfig(...), budget)`` implements ``connectors.base.Connector`` for the ``customers``
+``StripeConnector(StripeConfig(...), budget)`` implements ``sync.connector.Connector`` for the ``customers``
 stream; ``StripeConnector.with_shared_budget(config, redis)`` gives it the account's Redis request budget.
 See ``docs/connectors/stripe.md``.
 

@@ -14,8 +14,8 @@ from typing import Any
 import stripe
 
 from connectors.stripe.config import StripeConfig
-from connectors.vendor import CallStats
 from sync.ratelimit import TokenBucket
+from sync.vendor import CallStats
 
 
 class BudgetedHttpClient(stripe.RequestsClient):

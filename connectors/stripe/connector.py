@@ -1,6 +1,6 @@
 """``StripeConnector``: Stripe customers as ``CrmRecord``s, through the official SDK (``stripe.StripeClient``).
 
-One stream, ``customers``. How each promise of ``connectors.base.Connector`` is kept:
+One stream, ``customers``. How each promise of ``sync.connector.Connector`` is kept:
 
 - ``pull(stream, None)`` — full sync: ended subscriptions in bulk (``status=ended``, 100 a page), then every
   customer newest first, ``limit=100`` with ``starting_after``, current subscriptions embedded. About n/100 list
@@ -28,16 +28,6 @@ from typing import Any, ClassVar
 
 import redis
 
-from connectors.base import (
-    CrmRecord,
-    Cursor,
-    Page,
-    PushResult,
-    PushUpdate,
-    WebhookAck,
-    WebhookEvent,
-    WebhookRequest,
-)
 from connectors.stripe import webhooks
 from connectors.stripe.client import make_client
 from connectors.stripe.config import ENDED_STATUSES, StripeConfig, load_stripe_config
@@ -48,10 +38,20 @@ from connectors.stripe.facts import FACTS
 from connectors.stripe.push import StripePusher
 from connectors.stripe.reader import StripeReader
 from connectors.stripe.records import JSON, STREAM, customer_record, deleted_record
-from connectors.vendor import CallStats
+from sync.connector import (
+    CrmRecord,
+    Cursor,
+    Page,
+    PushResult,
+    PushUpdate,
+    WebhookAck,
+    WebhookEvent,
+    WebhookRequest,
+)
 from sync.errors import ConfigError, RetryableError
 from sync.mapping import MappingConfig
 from sync.ratelimit import TokenBucket
+from sync.vendor import CallStats
 from sync.vendor_facts import VendorFacts
 
 _STALE_MARGIN_S = 3600.0

@@ -13,7 +13,7 @@ to choose between one request per changed customer and one bulk list.
 
 from __future__ import annotations
 
-from connectors.base import Cursor
+from sync.connector import Cursor
 
 
 class StripeCursor(Cursor):

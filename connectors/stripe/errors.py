@@ -19,8 +19,8 @@ from contextlib import contextmanager
 
 import stripe
 
-from connectors.vendor import retry_after
 from sync.errors import CrmsyncError, FatalError, RetryableError
+from sync.vendor import retry_after
 
 
 class StripeRateLimited(RetryableError):

@@ -23,9 +23,9 @@ from typing import Any, cast
 
 import stripe
 
-from connectors.base import PushResult, PushUpdate
 from connectors.stripe.errors import StripeRateLimited, describe, is_missing, translate
 from connectors.stripe.records import JSON
+from sync.connector import PushResult, PushUpdate
 from sync.errors import FatalError, RetryableError
 from sync.mapping import get_path
 

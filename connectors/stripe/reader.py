@@ -19,10 +19,10 @@ from typing import Any, cast
 
 import stripe
 
-from connectors.paging import LoopGuard, follow
 from connectors.stripe.config import StripeConfig
 from connectors.stripe.errors import is_missing, translate, translated
 from connectors.stripe.records import JSON, newest_ended
+from sync.paging import LoopGuard, follow
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import CrmRecord
 from connectors.stripe.config import ENDED_STATUSES, StripeConfig
+from sync.connector import CrmRecord
 from sync.mapping import domain_of
 
 SOURCE = "stripe"

@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 import stripe
 from pydantic import SecretStr
 
-from connectors.base import EventKind, MalformedWebhook, WebhookEvent, WebhookRejected, WebhookRequest
 from connectors.stripe.events import customer_of, is_echo
 from connectors.stripe.records import SOURCE, STREAM
+from sync.connector import EventKind, MalformedWebhook, WebhookEvent, WebhookRejected, WebhookRequest
 
 SIGNATURE_HEADER = "Stripe-Signature"
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")

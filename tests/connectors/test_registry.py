@@ -9,7 +9,6 @@ from urllib.parse import quote, urlsplit
 import pytest
 import redis
 
-from connectors.base import Connector
 from connectors.hubspot import HubSpotConnector
 from connectors.registry import (
     CONNECTORS,
@@ -21,6 +20,7 @@ from connectors.registry import (
 )
 from connectors.salesforce import SalesforceConnector
 from connectors.stripe import StripeConnector
+from sync.connector import Connector
 from sync.errors import ConfigError
 from sync.mapping import MappingConfig, OwnerRule, load_mapping_config, load_mapping_file
 from sync.posthog.models import ID_KEYS
@@ -153,7 +153,9 @@ def test_every_registered_source_declares_its_vendor_facts(name: str, redis_clie
 def test_the_default_precedence_is_the_declared_ranks() -> None:
     ranks = [vendor_facts(name).precedence for name in CONNECTORS]
     assert len(set(ranks)) == len(ranks)  # a total order: no two sources share a rank
-    assert default_precedence() == OwnerRule().order == ("salesforce", "hubspot", "stripe")
+    assert default_precedence() == ("salesforce", "hubspot", "stripe")
+    assert load_mapping_config({"mappings": {}}, default_precedence()).default_rule.order == default_precedence()
+    assert OwnerRule().order == ()
     with pytest.raises(ConfigError) as info:
         vendor_facts("pipedrive")
     assert info.value.key == "sources.pipedrive"

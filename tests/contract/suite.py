@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from connectors.base import Connector, CrmRecord, PushUpdate, WebhookRejected, WebhookRequest
 from connectors.registry import CONNECTORS, vendor_facts
+from sync.connector import Connector, CrmRecord, PushUpdate, WebhookRejected, WebhookRequest
 from sync.posthog.models import ID_KEYS
 
 
@@ -49,7 +49,7 @@ def pull_all(connector: Connector, stream: str, cursor: Any = None) -> tuple[lis
 
 
 class ConnectorContract:
-    """Subclass with a ``harness`` fixture. Each test states one promise of ``connectors.base.Connector``."""
+    """Subclass with a ``harness`` fixture. Each test states one promise of ``sync.connector.Connector``."""
 
     seed_count = 7
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Connector, WebhookRequest
+from sync.connector import Connector, WebhookRequest
 from tests.contract.suite import ConnectorContract
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.base import CrmRecord
+from sync.connector import CrmRecord
 from sync.engine import SyncEngine
 from sync.ledger import Ledger, delete_keys
 from sync.mapping import load_mapping_config

@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox.common import ServerThread
 from tests.faults.harness import SOURCES, deployment, diff, edit_targets, final_state, rename, sync_all
 from workers.runtime import set_runtime
+from workers.serving import ServerThread
 from workers.webhooks import create_webhook_app
 
 SEED = 12

@@ -11,11 +11,12 @@ import pytest
 from hubspot import HubSpot
 from hubspot.crm.deals import ApiException, PublicObjectSearchRequest
 
-from sandbox.common import ServerThread, serving
+from sandbox.common import serving
 from sandbox.hubspot import HubSpotSandboxConfig, create_app
 from sandbox.hubspot.seeding import company_id, deal_id
 from sandbox.hubspot.timefmt import BASE_TIME_MS, iso_ms
 from sandbox.identities import company
+from workers.serving import ServerThread
 
 SEEDED = 50
 

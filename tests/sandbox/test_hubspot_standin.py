@@ -46,10 +46,11 @@ from hubspot.crm.deals.exceptions import NotFoundException
 from hubspot.crm.properties import ApiException as PropertiesApiException
 from hubspot.crm.properties import PropertyCreate
 
-from sandbox.common import ServerThread, serving
+from sandbox.common import serving
 from sandbox.hubspot import HubSpotSandboxConfig, create_app
 from sandbox.hubspot.seeding import company_id, deal_id
 from sandbox.identities import company, sales_rep_email
+from workers.serving import ServerThread
 
 SEEDED = 30
 DEALS_SEEDED = SEEDED + len(range(0, SEEDED, 7))

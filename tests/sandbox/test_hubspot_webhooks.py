@@ -24,9 +24,10 @@ from hubspot.crm.deals import (
     SimplePublicObjectInputForCreate,
 )
 
-from sandbox.common import ServerThread, serving
+from sandbox.common import serving
 from sandbox.hubspot import HubSpotSandboxConfig, create_app
 from sandbox.hubspot.seeding import company_id, deal_id
+from workers.serving import ServerThread
 
 SECRET = "test-app-secret"
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox.common import ServerThread, serving
+from sandbox.common import serving
 from sandbox.posthog.app import (
     ApiKey,
     Member,
@@ -26,6 +26,7 @@ from sandbox.posthog.app import (
     parse_key_spec,
     parse_member_spec,
 )
+from workers.serving import ServerThread
 
 ACCOUNTS = "/api/environments/1/accounts/"
 METRICS = "/api/projects/1/groups_types/0/metrics/"

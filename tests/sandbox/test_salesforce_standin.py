@@ -35,12 +35,13 @@ from simple_salesforce.exceptions import (
 from typer.testing import CliRunner
 
 from sandbox.cli import run_app
-from sandbox.common import ServerThread, serving
+from sandbox.common import serving
 from sandbox.identities import company, sales_rep_email
 from sandbox.salesforce import SalesforceSandboxConfig, create_app, login_domain, make_tls, sdk_session
 from sandbox.salesforce.org import Org
 from sandbox.salesforce.outbound import OUTBOUND_NS, SOBJECT_NS, ack_response, parse_envelope
 from sandbox.salesforce.store import ADMIN_USER_ID, account_id, user_id
+from workers.serving import ServerThread
 
 USERNAME = "admin@sandbox.example"
 E = TypeVar("E", bound=BaseException)

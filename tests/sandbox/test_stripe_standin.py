@@ -20,11 +20,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from stripe.params import CustomerCreateParams, CustomerListParamsCreated, SubscriptionListParams
 
-from sandbox.common import ServerThread, serving
+from sandbox.common import serving
 from sandbox.identities import company
 from sandbox.stripe import StripeSandboxConfig, create_app
 from sandbox.stripe.seed import DEFAULT_BASE_TIME, customer_id, status_for, subscription_id
 from workers.processes import stop_process
+from workers.serving import ServerThread
 
 KEY = "sk_test_sandbox"
 

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from connectors.base import WebhookRequest
 from connectors.salesforce.webhooks import message_of
 from sandbox.common import serving
 from sandbox.stack import POSTHOG_KEY, SandboxStack
+from sync.connector import WebhookRequest
 from sync.errors import ConfigError
 from tests.security.conftest import Receiver
 from tests.security.webhook_kit import (

@@ -18,12 +18,12 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from sandbox.common import ServerThread
 from sandbox.posthog.app import ApiKey, PostHogSandboxConfig, create_app
 from sync.errors import ConfigError
 from sync.posthog import PostHogClient
 from sync.posthog.scopes import REQUIRED_SCOPES, missing_scopes, require_scopes
 from sync.settings import PostHogSettings
+from workers.serving import ServerThread
 
 EXACT = "phx_least_privilege"
 

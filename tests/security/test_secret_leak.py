@@ -22,7 +22,6 @@ import httpx
 import pytest
 import structlog
 
-from sandbox.common import ServerThread
 from sandbox.stack import Credentials, SandboxStack
 from sync.errors import CrmsyncError
 from sync.ledger import delete_keys
@@ -40,6 +39,7 @@ from tests.faults.harness import (
 from workers.config import parse_config
 from workers.logs import configure_logging, remember_secrets, secrets_of
 from workers.runtime import Runtime, set_runtime
+from workers.serving import ServerThread
 from workers.webhooks import create_webhook_app
 
 TAG = uuid.uuid4().hex

@@ -110,7 +110,7 @@ def test_loopback_addresses_and_allowed_hosts_are_served(open_client: TestClient
 
 
 def test_the_bind_address_is_allowed(runtime: Runtime) -> None:
-    from workers.ui.server import access_for
+    from workers.cli_ui import access_for
 
     access = access_for(runtime, "0.0.0.0", "pw-bind-address")
     assert "0.0.0.0" in access.allowed_hosts

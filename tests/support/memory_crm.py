@@ -1,4 +1,4 @@
-"""An in-memory CRM and a connector for it: a real class implementing ``connectors.base.Connector``.
+"""An in-memory CRM and a connector for it: a real class implementing ``sync.connector.Connector``.
 
 The engine's tests and the contract suite's self-test use it where a vendor would be. It behaves like the
 CRMs do where it matters: a modification clock, incremental reads that overlap (``>=``), pages, batch pushes
@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from connectors.base import (
+from sync.connector import (
     CrmRecord,
     Cursor,
     EventKind,
@@ -28,8 +28,8 @@ from connectors.base import (
     WebhookRejected,
     WebhookRequest,
 )
-from connectors.vendor import CallStats
 from sync.mapping import set_path
+from sync.vendor import CallStats
 
 
 class MemoryCursor(Cursor):

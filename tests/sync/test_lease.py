@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from connectors.base import Cursor, Page
+from sync.connector import Cursor, Page
 from sync.engine import SyncEngine
 from sync.lease import Heartbeat
 from sync.ledger import Ledger

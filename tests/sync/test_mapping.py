@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.base import CrmRecord
+from sync.connector import CrmRecord
 from sync.errors import ConfigError
 from sync.mapping import (
     OwnerRule,

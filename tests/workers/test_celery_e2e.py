@@ -20,7 +20,6 @@ import httpx
 import pytest
 import yaml
 
-from sandbox.common import ServerThread
 from sandbox.stack import POSTHOG_KEY, SandboxStack
 from sync.ledger import delete_keys
 from sync.posthog import AccountFilter
@@ -29,6 +28,7 @@ from tests.support.waiting import wait_for
 from workers.config import parse_config
 from workers.processes import start_worker, stop_process, wait_for_worker
 from workers.runtime import Runtime, set_runtime
+from workers.serving import ServerThread
 from workers.webhooks import create_webhook_app
 
 SEED = 30

@@ -38,7 +38,7 @@ def test_demo_runs_end_to_end() -> None:
 
 @pytest.mark.timeout(240)
 def test_demo_starts_an_embedded_redis_when_none_answers() -> None:
-    from sandbox.common import free_port
+    from workers.serving import free_port
 
     nothing_there = f"redis://127.0.0.1:{free_port()}/0"
     env = {**os.environ, "COLUMNS": "120", "REDIS_URL": nothing_there}

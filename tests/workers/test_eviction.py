@@ -17,10 +17,10 @@ import pytest
 import redis
 import yaml
 
-from sandbox.common import free_port
 from tests.support.waiting import wait_for
 from tests.sync.test_engine import MAPPING
 from workers.eviction import read_policy
+from workers.serving import free_port
 
 EVICTING = ("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
 

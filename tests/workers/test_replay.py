@@ -11,10 +11,11 @@ import pytest
 from tests.conftest import POSTHOG_KEY, PostHogSandbox
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
 from tests.sync.test_engine import MAPPING
-from workers.cli_ops import budget_line, dead_letters_line, status_data
+from workers.cli_ops import budget_line, dead_letters_line
 from workers.config import parse_config
 from workers.replay import ReplayBackoff, replay_due
 from workers.runtime import Runtime, set_runtime
+from workers.status import status_data
 
 
 class Clock:

@@ -24,17 +24,17 @@ import yaml
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from sandbox.common import free_port
 from sync.errors import BadRecordError, ConfigError
 from sync.ledger import RecordEntry, RecordKey, delete_keys
 from sync.report import PlannedChange, RunReport
 from workers import data, dry_runs
 from workers.cli import app
-from workers.cli_ops import status_data
 from workers.config import UiLinks, parse_config
 from workers.logs import remember_secrets
 from workers.processes import RedisServer, stop_process
 from workers.runtime import Runtime
+from workers.serving import free_port
+from workers.status import status_data
 from workers.ui.app import create_ui_app, make_templates
 from workers.ui.links import RecordLinks
 from workers.ui.security import Access, check_bind

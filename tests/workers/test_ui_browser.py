@@ -30,7 +30,6 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from sandbox.common import ServerThread
 from sandbox.posthog.throttle import POSTHOG_RATES
 from sandbox.stack import POSTHOG_KEY, SandboxStack
 from tests.faults.harness import stack_config
@@ -39,6 +38,7 @@ from workers.cli_ops import run_enqueued
 from workers.config import parse_config
 from workers.processes import RedisServer, start_worker, stop_process, wait_for_worker
 from workers.runtime import Runtime, set_runtime
+from workers.serving import ServerThread
 from workers.ui import words
 from workers.ui.app import create_ui_app
 from workers.ui.security import Access

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from connectors.base import WebhookRequest
 from sandbox.common import serving
+from sync.connector import WebhookRequest
 from tests.conftest import POSTHOG_KEY, PostHogSandbox
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
 from tests.sync.test_engine import MAPPING

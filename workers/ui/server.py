@@ -1,61 +1,17 @@
-"""``crmsync ui``: serve the status page (uvicorn), with the login from the config and ``CRMSYNC_UI_PASSWORD``."""
+"""The status page served in a thread beside the stand-ins (``crmsync sandbox up`` and the demo)."""
 
 from __future__ import annotations
 
-import os
-from typing import Annotated
-
-import typer
-
-from sandbox.common import ServerThread
-from sandbox.stack import SandboxStack
-from sync.errors import ConfigError
-from workers.logs import configure_logging, remember_secrets
+from workers.logs import remember_secrets
 from workers.runtime import Runtime
-from workers.ui.security import PASSWORD_ENV, Access, check_bind
+from workers.serving import ServerThread
+from workers.ui.security import Access
 
 
-def access_for(runtime: Runtime, host: str, password: str | None = None) -> Access:
-    """The login for a page bound to ``host`` (``ConfigError`` for an open page off loopback)."""
-    password = password if password is not None else os.environ.get(PASSWORD_ENV) or None
-    check_bind(host, password)
-    if password:
-        remember_secrets([password])
-    return Access(runtime.config.ui.username, password, allowed_hosts=frozenset({host.strip("[]").lower()}))
-
-
-def serve_ui(stack: SandboxStack, runtime: Runtime, port: int = 0) -> ServerThread:
-    """The status page of a sandbox deployment, in a thread on loopback, with the stack's login; registered as the
-    stack's ``ui`` server, so ``stack.endpoints()`` lists it and ``stack.stop()`` stops it."""
+def serve_ui(runtime: Runtime, username: str, password: str, port: int = 0) -> ServerThread:
+    """The status page in a thread on loopback, behind the given login (the sandbox's, for ``sandbox up`` and the
+    demo, which register it as the stack's ``ui`` server so ``stack.stop()`` stops it)."""
     from workers.ui.app import create_ui_app
 
-    creds = stack.credentials
-    remember_secrets([creds.ui_password])
-    access = Access(creds.ui_username, creds.ui_password)
-    server = ServerThread(create_ui_app(runtime, access), port=port).start()
-    stack.servers["ui"] = server
-    return server
-
-
-def ui_command(
-    host: Annotated[str, typer.Option(help="Interface to bind (anything but loopback needs CRMSYNC_UI_PASSWORD).")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8091,
-) -> None:
-    """Serve the status page at http://HOST:PORT/ui/ (HTTP Basic: ui.username and CRMSYNC_UI_PASSWORD)."""
-    import uvicorn
-
-    from workers.cli_ops import console, runtime_from_env
-    from workers.ui.app import create_ui_app
-
-    runtime = runtime_from_env()
-    configure_logging("WARNING")
-    try:
-        access = access_for(runtime, host)
-    except ConfigError as exc:
-        console.print(f"[red]config error:[/] {exc}")
-        raise typer.Exit(2) from None
-    login = f"user {access.username}" if access.password else "no login (loopback only)"
-    console.print(f"status page: http://{host}:{port}/ui/ ({login})")
-    uvicorn.run(create_ui_app(runtime, access), host=host, port=port, log_level="warning", access_log=False)
+    remember_secrets([password])
+    return ServerThread(create_ui_app(runtime, Access(username, password)), port=port).start()

@@ -16,9 +16,9 @@ from typing import Any
 
 from sync.ledger import RecordKey
 from workers import dry_runs
-from workers.cli_ops import status_data
 from workers.logs import masked
 from workers.runtime import Runtime
+from workers.status import status_data
 from workers.ui.charts import budget_charts, run_charts
 from workers.ui.links import RecordLinks
 

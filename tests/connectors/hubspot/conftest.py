@@ -18,20 +18,20 @@ import redis
 from fastapi import FastAPI, Request, Response
 from pydantic import SecretStr
 
-from connectors.base import WebhookRequest
 from connectors.hubspot import HubSpotConfig, HubSpotConnector
-from sandbox.common import ServerThread
 from sandbox.hubspot import HubSpotSandboxConfig
 from sandbox.hubspot import create_app as create_hubspot
 from sandbox.hubspot.seeding import SECOND_DEAL_EVERY, deal_id
 from sandbox.identities import sales_rep_email
 from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig
+from sync.connector import WebhookRequest
 from sync.engine import SyncEngine
 from sync.ledger import Ledger, delete_keys
 from sync.mapping import MappingConfig, load_mapping_file
 from sync.posthog import PostHogClient
 from sync.posthog.custom_properties import setup_definitions
 from tests.conftest import POSTHOG_KEY, PostHogSandbox, emptied, running_posthog
+from workers.serving import ServerThread
 
 TOKEN = "pat-sandbox"
 APP_SECRET = "sandbox-secret"

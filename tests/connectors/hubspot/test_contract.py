@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Connector, WebhookRequest
 from connectors.hubspot import HubSpotConnector
+from sync.connector import Connector, WebhookRequest
 from tests.connectors.hubspot.conftest import HubSpotSandbox, WebhookReceiver, drain_webhooks
 from tests.contract.suite import ConnectorContract
 

@@ -6,8 +6,8 @@ import math
 
 import redis
 
-from connectors.base import PushUpdate
 from connectors.hubspot import HubSpotConnector
+from sync.connector import PushUpdate
 from sync.engine import SyncEngine
 from sync.ledger import Ledger
 from sync.mapping import MappingConfig, load_mapping_config

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from connectors.base import Page
 from connectors.hubspot import HubSpotConnector, HubSpotCursor
+from sync.connector import Page
 from tests.connectors.hubspot.conftest import HubSpotSandbox, make_config
 
 IDENTITIES = 21_875  # one deal each, plus an older lost deal for every seventh: 25,000 deals

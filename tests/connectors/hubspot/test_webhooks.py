@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 import redis
 
-from connectors.base import EventKind, MalformedWebhook, WebhookRejected, WebhookRequest
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_v3, verify_v3
 from sandbox.hubspot.webhooks import signature_v3 as sign_v3_raw
+from sync.connector import EventKind, MalformedWebhook, WebhookRejected, WebhookRequest
 from tests.connectors.hubspot.conftest import APP_SECRET, HubSpotSandbox, WebhookReceiver, drain_webhooks, make_config
 
 

@@ -27,15 +27,14 @@ from fastapi import FastAPI, Request, Response
 from pydantic import SecretStr
 from simple_salesforce.api import Salesforce
 
-from connectors.base import WebhookRequest
 from connectors.salesforce import PasswordAuth, SalesforceConfig, SalesforceConnector
-from sandbox.common import ServerThread
 from sandbox.identities import sales_rep_email
 from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig
 from sandbox.salesforce import SalesforceSandboxConfig, create_app, make_tls, sdk_session
 from sandbox.salesforce.org import Org
 from sandbox.salesforce.outbound import ack_response
 from sandbox.salesforce.store import account_id
+from sync.connector import WebhookRequest
 from sync.engine import SyncEngine
 from sync.ledger import Ledger
 from sync.mapping import MappingConfig, load_mapping_file
@@ -43,6 +42,7 @@ from sync.posthog import PostHogClient
 from sync.posthog.custom_properties import setup_definitions
 from sync.retry import RetryPolicy
 from tests.conftest import POSTHOG_KEY, PostHogSandbox, emptied, running_posthog
+from workers.serving import ServerThread
 
 USERNAME = "admin@sandbox.example"
 ORG_ID = "00D000000000001AAA"

@@ -19,10 +19,10 @@ from connectors.salesforce import (
 )
 from connectors.salesforce.client import login_target
 from connectors.salesforce.errors import SalesforceAuthFailed, SalesforceRequestFailed
-from sandbox.common import ServerThread
 from sandbox.salesforce import SalesforceSandboxConfig, create_app
 from sync.errors import ConfigError, FatalError
 from tests.connectors.salesforce.conftest import USERNAME, StandIn
+from workers.serving import ServerThread
 
 TOKEN_ROUTE = "/services/oauth2/token"
 

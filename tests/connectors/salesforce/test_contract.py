@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from connectors.base import Connector, WebhookRequest
+from sync.connector import Connector, WebhookRequest
 from tests.connectors.salesforce.conftest import Listener, StandIn, deliver
 from tests.contract.suite import ConnectorContract
 

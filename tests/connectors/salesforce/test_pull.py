@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Page
 from connectors.salesforce import SalesforceConnector, SalesforceCursor
 from connectors.salesforce.errors import AllowanceExhausted, SalesforceRateLimited, SalesforceUnavailable
 from sandbox.identities import company, sales_rep_email
 from sandbox.salesforce.store import account_id
+from sync.connector import Page
 from sync.engine import SyncEngine
 from sync.errors import RetryableError
 from sync.posthog import PostHogClient

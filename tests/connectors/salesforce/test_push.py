@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from connectors.base import PushUpdate
 from connectors.salesforce.soql import path_segment
+from sync.connector import PushUpdate
 from sync.engine import SyncEngine
 from sync.ledger import Ledger
 from sync.mapping import MappingConfig, load_mapping_config

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.base import CrmRecord
 from connectors.salesforce import SalesforceCursor
 from connectors.salesforce.allowance import Allowance, parse_limit_info
 from connectors.salesforce.cursor import ReadProgress, position
 from connectors.salesforce.soql import after, canonical_id, datetime_literal, id_list, literal
 from sandbox.salesforce.ids import normalize_id
 from sandbox.salesforce.store import account_id
+from sync.connector import CrmRecord
 
 
 def rec(rid: str) -> CrmRecord:

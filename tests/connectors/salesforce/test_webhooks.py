@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from connectors.base import EventKind, MalformedWebhook, WebhookRejected, WebhookRequest
 from connectors.salesforce import SalesforceConnector
 from sandbox.salesforce.outbound import Notification, envelope, is_ack
 from sandbox.salesforce.store import account_id
+from sync.connector import EventKind, MalformedWebhook, WebhookRejected, WebhookRequest
 from tests.connectors.salesforce.conftest import ORG_ID, WEBHOOK_TOKEN, Handler, Listener, StandIn, deliver
 
 

@@ -18,8 +18,8 @@ import redis
 from pydantic import SecretStr
 
 from connectors.stripe import StripeConfig, StripeConnector
-from sandbox.common import ServerThread
 from sandbox.stripe import StripeSandboxConfig, create_app
+from workers.serving import ServerThread
 
 KEY = "sk_test_sandbox"
 WEBHOOK_SECRET = "whsec_sandbox"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import stripe
 
-from connectors.base import Connector, WebhookRequest
 from connectors.stripe import StripeConnector
+from sync.connector import Connector, WebhookRequest
 from sync.mapping import get_path
 from tests.connectors.stripe.conftest import WEBHOOK_SECRET, StripeStandIn, stripe_event_body
 from tests.contract.suite import ConnectorContract

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import stripe
 
-from connectors.base import WebhookRequest
 from connectors.stripe import StripeConnector, StripeCursor
 from sandbox.identities import company
 from sandbox.stripe.seed import customer_id, status_for, subscription_id
+from sync.connector import WebhookRequest
 from sync.engine import SyncEngine
 from sync.errors import RetryableError
 from sync.ledger import Ledger

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from connectors.base import CrmRecord, Page
 from connectors.stripe import StripeConnector, StripeCursor
 from sandbox.identities import company
 from sandbox.stripe.seed import DEFAULT_BASE_TIME, created_for, customer_id, status_for
+from sync.connector import CrmRecord, Page
 from sync.errors import FatalError
 from tests.connectors.stripe.conftest import Connect, StripeStandIn
 

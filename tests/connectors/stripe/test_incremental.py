@@ -7,9 +7,9 @@ import math
 import time
 from collections import Counter
 
-from connectors.base import CrmRecord, Page, PushUpdate
 from connectors.stripe import StripeConnector, StripeCursor
 from sandbox.stripe.seed import customer_id, status_for, subscription_id
+from sync.connector import CrmRecord, Page, PushUpdate
 from tests.connectors.stripe.conftest import Connect, StripeStandIn
 
 

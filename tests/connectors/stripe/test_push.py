@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from connectors.base import PushUpdate
 from connectors.stripe import StripeConnector
 from connectors.stripe.push import idempotency_key, update_params
 from sandbox.stripe.seed import customer_id
+from sync.connector import PushUpdate
 from sync.errors import FatalError
 from tests.connectors.stripe.conftest import Connect, StripeStandIn
 

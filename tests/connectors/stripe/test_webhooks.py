@@ -15,11 +15,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import SecretStr
 
-from connectors.base import EventKind, MalformedWebhook, WebhookRejected, WebhookRequest
 from connectors.stripe import StripeConnector
-from sandbox.common import ServerThread
 from sandbox.stripe.seed import customer_id
+from sync.connector import EventKind, MalformedWebhook, WebhookRejected, WebhookRequest
 from tests.connectors.stripe.conftest import WEBHOOK_SECRET, Connect, StripeStandIn
+from workers.serving import ServerThread
 
 URL = "https://crmsync.example.com/webhooks/stripe"
 OLD_SECRET = "whsec_old_rotated_out"

@@ -17,7 +17,7 @@ from connectors.hubspot.errors import HubSpotRateLimited
 from connectors.hubspot.errors import translate as translate_hubspot
 from connectors.stripe.errors import StripeRateLimited
 from connectors.stripe.errors import translate as translate_stripe
-from connectors.vendor import CallStats, header, retry_after
+from sync.vendor import CallStats, header, retry_after
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 IN_90_S = format_datetime(datetime(2026, 5, 1, 12, 1, 30, tzinfo=UTC), usegmt=True)  # "Fri, 01 May 2026 12:01:30 GMT"

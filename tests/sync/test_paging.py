@@ -1,4 +1,4 @@
-"""The one paging helper and its loop guard (``connectors.paging``)."""
+"""The one paging helper and its loop guard (``sync.paging``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.hubspot.errors import HubSpotPagingLoop
-from connectors.paging import LoopGuard, PagingLoop, follow
 from sync.errors import FatalError
+from sync.paging import LoopGuard, PagingLoop, follow
 
 
 @given(st.lists(st.integers(0, 1000), min_size=0, max_size=30, unique=True))
@@ -52,7 +52,7 @@ def test_the_guard_raises_the_vendors_error_which_is_a_fatal_paging_loop() -> No
 
 
 def test_every_paging_loop_in_connectors_goes_through_the_helper() -> None:
-    """No hand-written ``while True`` paging loop is left outside ``connectors/paging.py`` (the windowed search
+    """No hand-written ``while True`` paging loop is left outside ``sync/paging.py`` (the windowed search
     and the Salesforce pull, which re-open queries, guard their tokens with ``LoopGuard``)."""
     root = Path(__file__).resolve().parents[2] / "connectors"
     loops = {

@@ -13,7 +13,7 @@ A connector is a folder (``connectors/<crm>/``) with a class satisfying ``Connec
   (``sync.state``), so state recorded for another system is never used.
 - ``verify_webhook(request)`` raises ``WebhookRejected`` unless the delivery is authentic and fresh;
   ``parse_webhook(request)`` turns a verified delivery into ``WebhookEvent``s.
-- ``call_stats`` counts the vendor requests sent and the 429s received (``connectors.vendor.CallStats``); the
+- ``call_stats`` counts the vendor requests sent and the 429s received (``sync.vendor.CallStats``); the
   worker adds them to ``/metrics`` after each task (``crmsync_api_calls_total{vendor}``).
 - ``close()`` releases the connector's connections; the runtime calls it when it shuts down.
 
@@ -31,8 +31,8 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from connectors.vendor import CallStats
 from sync.errors import CrmsyncError
+from sync.vendor import CallStats
 
 
 class Cursor(BaseModel):
