@@ -39,7 +39,8 @@ import redis
 from sync.posthog.models import Account
 
 if TYPE_CHECKING:
-    from sync.ledger import AccountEntry, Ledger, RecordEntry
+    from sync.ledger import AccountEntry, RecordEntry
+    from sync.ledger_core import LedgerCore
 
 LAYOUT = "2"
 """The layout version; ``<ns>:layout`` holds ``2:<buckets>`` once a ledger is in this layout."""
@@ -349,7 +350,7 @@ def legacy_keys(client: redis.Redis, ns: str) -> dict[str, list[str]]:
     return found
 
 
-def migrate_legacy(ledger: Ledger, batch: int = 500) -> dict[str, int]:
+def migrate_legacy(ledger: LedgerCore, batch: int = 500) -> dict[str, int]:
     """Rewrite every layout 1 entry of ``ledger`` in layout 2 and delete the layout 1 key; counts by family.
 
     Values are carried over as they are (digests in their compact form), so the first run after the migration
