@@ -102,7 +102,7 @@ def _sum_counts(runs: list[dict[str, Any]]) -> dict[str, int]:
 
 def run_sync(env: Env, full: bool, outbound: bool, timeout_s: float = 7200) -> tuple[list[dict[str, Any]], float]:
     """Enqueue one ``sync_source`` per CRM (and then ``sync_outbound``) on the workers; (run reports, seconds)."""
-    from workers.cli_ops import run_enqueued
+    from workers.cli_sync import run_enqueued
     from workers.tasks import sync_outbound
 
     assert env.runtime is not None

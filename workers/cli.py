@@ -7,19 +7,13 @@ import typer
 
 from connectors.registry import CONNECTORS, setup_command
 from sandbox.cli import sandbox_app
+from workers.cli_dlq import dlq_app
 from workers.cli_metrics import metrics_app
-from workers.cli_ops import (
-    beat_command,
-    config_option,
-    dlq_app,
-    reset_command,
-    status_command,
-    sync_command,
-    webhooks_app,
-    worker_command,
-)
+from workers.cli_ops import beat_command, config_option, webhooks_app, worker_command
 from workers.cli_sandbox import sandbox_up
 from workers.cli_setup import setup_posthog
+from workers.cli_status import reset_command, status_command
+from workers.cli_sync import sync_command
 from workers.cli_ui import ui_command
 from workers.demo import demo_command
 

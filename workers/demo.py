@@ -38,7 +38,7 @@ from sync.usage_metrics import apply_plan, build_plan, load_metrics_file
 from workers import data, demo_custom
 from workers.celery_app import configure
 from workers.cli_metrics import plan_table
-from workers.cli_ops import run_enqueued, runs_table
+from workers.cli_sync import run_enqueued, runs_table
 from workers.config import parse_config
 from workers.embedded_redis import redis_for_demo
 from workers.logs import configure_logging

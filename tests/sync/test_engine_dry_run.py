@@ -15,7 +15,7 @@ from tests.conftest import PostHogSandbox
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
 from tests.sync.test_engine import MAPPING
 from workers import dry_runs
-from workers.cli_ops import plan_table
+from workers.cli_sync import plan_table
 
 
 def test_dry_run_counts_and_plan_say_what_would_change(posthog: PostHogSandbox, ledger: Ledger) -> None:

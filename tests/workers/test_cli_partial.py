@@ -17,7 +17,7 @@ from sync.errors import BadRecordError
 from sync.report import RunReport
 from tests.conftest import REDIS_URL
 from tests.faults.harness import deployment
-from workers.cli_ops import PARTIAL_EXIT
+from workers.cli_sync import PARTIAL_EXIT
 from workers.metrics import RedisMetricsCollector, record_run
 
 SEED = 6

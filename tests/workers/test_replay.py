@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import POSTHOG_KEY, PostHogSandbox
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
 from tests.sync.test_engine import MAPPING
-from workers.cli_ops import budget_line, dead_letters_line
+from workers.cli_status import budget_line, dead_letters_line
 from workers.config import parse_config
 from workers.replay import ReplayBackoff, replay_due
 from workers.runtime import Runtime, set_runtime
@@ -156,7 +156,7 @@ def test_worker_start_up_skips_the_scope_check_while_the_budget_is_spent(
 
 
 def test_status_estimates_a_staged_backlog_at_the_current_budget(runtime: Runtime, crm: MemoryCrm) -> None:
-    from workers.cli_ops import backlog_line
+    from workers.cli_status import backlog_line
 
     assert status_data(runtime)["backlog"]["posthog_requests"] == 0
     for i in range(1500):

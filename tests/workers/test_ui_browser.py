@@ -34,7 +34,7 @@ from sandbox.posthog.throttle import POSTHOG_RATES
 from sandbox.stack import POSTHOG_KEY, SandboxStack
 from tests.faults.harness import stack_config
 from workers.celery_app import configure
-from workers.cli_ops import run_enqueued
+from workers.cli_sync import run_enqueued
 from workers.config import parse_config
 from workers.processes import RedisServer, start_worker, stop_process, wait_for_worker
 from workers.runtime import Runtime, set_runtime

@@ -1,6 +1,6 @@
 """What each page shows, read from Redis only: the status data, the runs and dead-letter streams, the last dry runs.
 
-The per-source status comes from one function, ``workers.cli_ops.status_data`` (what ``crmsync status --json``
+The per-source status comes from one function, ``workers.status.status_data`` (what ``crmsync status --json``
 prints), so whatever it gains shows on the page without more work. Everything here is plain data (dicts and lists)
 passed through ``masked`` before a template sees it: a known secret (``workers.logs.remember_secrets``) that slipped
 into a report or a reason is replaced by ``****``, never rendered.
