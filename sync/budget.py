@@ -25,7 +25,7 @@ realtime; everything else is bulk):
   While realtime is idle (no refresh for the longest window), bulk borrows the whole window: no slot is left
   unused for lack of webhooks. The first refresh after such a lull is still first at the next free slot.
 
-Keys (``<base>`` = ``<prefix>:budget:posthog:<host>:<key hash>``, see ``posthog_budget_key``):
+Keys (``<base>`` = ``<prefix>:budget:posthog:<host>:<key hash>``, see ``posthog_budget_key``; built by ``sync.keys``):
 ``<base>:w:<seconds>`` a window's log, ``<base>:blocked`` the server time (epoch seconds) a 429 blocks until,
 ``<base>:stats`` how many attempts were told to wait, how many 429s blocked the budget and how many realtime
 requests were granted (all workers, ever), ``<base>:rt:waiting`` the realtime acquires waiting (score: when each
@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from sync.keys import BudgetKeys, posthog_budget
 from sync.ratelimit import BudgetExhausted
 
 LANES = ("bulk", "realtime")
@@ -228,7 +229,7 @@ def posthog_budget_key(prefix: str, base_url: str, api_key: str) -> str:
     (never the key), so every project reached with that key shares the budget, as PostHog counts it."""
     host = urlsplit(base_url).netloc or base_url
     digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
-    return f"{prefix}:budget:posthog:{host}:{digest}"
+    return posthog_budget(prefix, host, digest)
 
 
 @dataclass(frozen=True)
@@ -299,18 +300,15 @@ class RequestBudget:
         self._acquire = self.client.register_script(_ACQUIRE)
         self._block = self.client.register_script(_BLOCK)
         self._usage = self.client.register_script(_USAGE)
-        self._keys = [
-            f"{self.key}:blocked",
-            f"{self.key}:stats",
-            *(f"{self.key}:w:{w.seconds:g}" for w in self.windows),
-        ]
-        self._acquire_keys = [*self._keys[:2], f"{self.key}:rt:waiting", f"{self.key}:rt:active", *self._keys[2:]]
+        names = BudgetKeys(self.key)
+        self._keys = [names.blocked(), names.stats(), *(names.window(w.seconds) for w in self.windows)]
+        self._acquire_keys = [*self._keys[:2], names.rt_waiting(), names.rt_active(), *self._keys[2:]]
 
     def __repr__(self) -> str:
         return f"RequestBudget(key={self.key!r}, windows={[str(w) for w in self.windows]})"
 
     def _history_key(self, hour: int) -> str:
-        return f"{self.key}:history:{hour}"
+        return BudgetKeys(self.key).history(hour)
 
     def try_acquire(self, lane: str | None = None, attempt: str | None = None) -> float:
         """Take one slot in every window (returns 0.0), or none: the seconds until one could be taken.

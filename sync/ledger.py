@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import cast
 
+from sync.keys import owner_of
 from sync.ledger_core import AccountEntry, LedgerCore, LockNotAcquired, RecordEntry, RecordKey, delete_keys
 from sync.ledger_layout import (
     ACCOUNT_PARTS,
@@ -35,7 +36,7 @@ from sync.ledger_layout import (
     split_record,
 )
 from sync.ledger_locks import LedgerLocks, lock_owner
-from sync.ledger_state import LedgerState, owner_of
+from sync.ledger_state import LedgerState
 from sync.posthog.models import Account
 
 __all__ = [
@@ -155,13 +156,13 @@ class Ledger(LedgerLocks, LedgerState):
     def account_ids(self) -> list[str]:
         """Every account the ledger holds an entry for (a SCAN: for reconciliation, not per batch)."""
         self.ready()
-        return self._suffixes(f"{self.ns}:a:")
+        return self._suffixes(self.keys.prefix("a"))
 
     def search_index(self, pattern: str, limit: int) -> list[tuple[str, str, str]]:
         """``(kind, value, account id)`` of at most ``limit`` index entries whose value matches the glob ``pattern``
         (a SCAN of the index buckets, ``HSCAN MATCH`` in each: for the status page's search, not per batch)."""
         self.ready()
-        prefix = f"{self.ns}:x:"
+        prefix = self.keys.prefix("x")
         found: list[tuple[str, str, str]] = []
         for key in self.redis.scan_iter(match=f"{prefix}*", count=1000, _type="hash"):
             kind = str(key)[len(prefix) :].rsplit(":", 1)[0]
@@ -175,7 +176,7 @@ class Ledger(LedgerLocks, LedgerState):
         """Every account as PostHog last showed it, in batches (a SCAN, one round trip per batch: for the status
         page's name search, not per sync batch)."""
         self.ready()
-        prefix = f"{self.ns}:a:"
+        prefix = self.keys.prefix("a")
         ids: list[str] = []
         for key in self.redis.scan_iter(match=f"{prefix}*", count=1000):
             ids.append(str(key)[len(prefix) :])
@@ -188,11 +189,11 @@ class Ledger(LedgerLocks, LedgerState):
     def record_ids(self, source: str, obj: str) -> list[str]:
         """Ids of every record of ``source``/``obj`` the ledger holds an entry for (a SCAN, one ``HGETALL`` per
         bucket: for reconciliation, not per batch)."""
-        return sorted(self._records(f"{self.ns}:r:{source}:{obj}:*"))
+        return sorted(self._records(self.keys.match("r", source, obj)))
 
     def record_count(self) -> int:
         """How many records of every source the ledger holds an entry for (a SCAN of the record buckets)."""
-        return len(self._records(f"{self.ns}:r:*"))
+        return len(self._records(self.keys.match("r")))
 
     def _records(self, pattern: str) -> list[str]:
         """Record ids with an entry (not only an outbound fingerprint) in the buckets matching ``pattern``."""

@@ -14,6 +14,7 @@ from typing import Any, cast
 import redis
 
 from sync.errors import RetryableError
+from sync.keys import ProjectKeys, namespace
 from sync.ledger_layout import ACCOUNT_PARTS, BUCKETS, LAYOUT, bucket, migrate_legacy, parse_layout
 
 log = logging.getLogger("sync.ledger")
@@ -85,7 +86,8 @@ class LedgerCore:
     def __init__(self, client: redis.Redis, project_id: int, prefix: str = "crmsync", buckets: int = BUCKETS) -> None:
         """``buckets``: the bucket count if this ledger is new (an existing ledger keeps its own, see ``ready``)."""
         self.redis = client
-        self.ns = f"{prefix}:{project_id}"
+        self.ns = namespace(project_id, prefix)
+        self.keys = ProjectKeys(self.ns)
         self._hget_many = client.register_script(_HGET_MANY)
         self._account_parts = client.register_script(ACCOUNT_PARTS)
         self.buckets = buckets  # a new ledger's; ``ready`` reads the ledger's own from ``<ns>:layout``
@@ -94,14 +96,14 @@ class LedgerCore:
 
     def rec_bucket(self, key: RecordKey) -> str:
         """The hash holding the record's entry and outbound fingerprint (``sync.ledger_layout``)."""
-        return f"{self.ns}:r:{key.source}:{key.object}:{bucket(key.id, self.buckets)}"
+        return self.keys.rec_bucket(key.source, key.object, bucket(key.id, self.buckets))
 
     def idx_bucket(self, kind: str, value: str) -> str:
-        return f"{self.ns}:x:{kind}:{bucket(value, self.buckets)}"
+        return self.keys.idx_bucket(kind, bucket(value, self.buckets))
 
     def acct_key(self, account_id: str) -> str:
         """The account's one key: the account as PostHog last showed it, and its entry (``sync.ledger_layout``)."""
-        return f"{self.ns}:a:{account_id}"
+        return self.keys.acct(account_id)
 
     # -- layout: a layout 1 ledger is migrated once, at first use --------------------------------------------
 
@@ -114,7 +116,7 @@ class LedgerCore:
         if self.ns in known:
             self.buckets = known[self.ns]
             return
-        layout_key = f"{self.ns}:layout"
+        layout_key = self.keys.layout()
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(layout_key)
         for script in (self._hget_many, self._account_parts):
@@ -122,7 +124,7 @@ class LedgerCore:
         buckets = parse_layout(pipe.execute()[0])
         deadline = time.monotonic() + wait_s
         while buckets is None:
-            lock = f"{self.ns}:lock:layout"
+            lock = self.keys.lock("layout")
             if self.redis.set(lock, "1", nx=True, px=int(wait_s * 1000)):
                 try:
                     migrated = migrate_legacy(self)  # into self.buckets: a new ledger's count

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
+from sync.keys import FAMILIES as KEY_FAMILIES
+from sync.keys import ProjectKeys
 from sync.posthog.models import Account
 
 if TYPE_CHECKING:
@@ -50,9 +52,8 @@ keeps the count it was created with (recorded in ``<ns>:layout``): every process
 FP_BYTES = 9
 """Bytes of a digest kept as a fingerprint: 72 bits, 12 base64url characters."""
 
-FAMILIES = {"r": "rec", "x": "idx", "a": "acct"}
-"""Layout 2 key families (the short segment in the key) and the name they are reported under."""
-LEGACY_FAMILIES = ("rec", "out", "idx", "acct", "seen")
+LEGACY_FAMILIES = tuple(f.prefix for f in KEY_FAMILIES if f.legacy)
+"""Layout 1 key families (``sync.keys``): ``rec``, ``out``, ``idx``, ``acct``, ``seen``."""
 
 
 def bucket(field: str, buckets: int) -> str:
@@ -343,7 +344,7 @@ def legacy_keys(client: redis.Redis, ns: str) -> dict[str, list[str]]:
     """Layout 1 keys of the namespace by family (one SCAN of the namespace; string keys only: layout 2 families
     have other names)."""
     found: dict[str, list[str]] = {}
-    for key in client.scan_iter(match=f"{ns}:*", count=1000, _type="string"):
+    for key in client.scan_iter(match=ProjectKeys(ns).match(), count=1000, _type="string"):
         family = str(key)[len(ns) + 1 :].split(":", 1)[0]
         if family in LEGACY_FAMILIES:
             found.setdefault(family, []).append(str(key))
@@ -358,7 +359,7 @@ def migrate_legacy(ledger: LedgerCore, batch: int = 500) -> dict[str, int]:
     gone from the SCAN)."""
     from sync.ledger import RecordKey
 
-    client, ns = ledger.redis, ledger.ns
+    client, ns, names = ledger.redis, ledger.ns, ledger.keys
     found = legacy_keys(client, ns)
     counts = {family: len(keys) for family, keys in sorted(found.items())}
     for family in ("rec", "out", "idx"):
@@ -373,7 +374,7 @@ def migrate_legacy(ledger: LedgerCore, batch: int = 500) -> dict[str, int]:
                     continue
                 rest = key[len(ns) + 1 :].split(":", 3)  # family, then source/kind, object/value, id
                 if family == "idx":
-                    kind, value = rest[1], key[len(f"{ns}:idx:{rest[1]}:") :]
+                    kind, value = rest[1], key[len(names.prefix("idx", rest[1])) :]
                     pipe.hset(ledger.idx_bucket(kind, value), value, encode_id(raw))
                     continue
                 record = RecordKey(rest[1], rest[2], rest[3])
@@ -384,12 +385,12 @@ def migrate_legacy(ledger: LedgerCore, batch: int = 500) -> dict[str, int]:
             pipe.delete(*chunk)
             pipe.execute()
     accounts = sorted(
-        {k[len(f"{ns}:acct:") :] for k in found.get("acct", [])}
-        | {k[len(f"{ns}:seen:") :] for k in found.get("seen", [])}
+        {k[len(names.prefix("acct")) :] for k in found.get("acct", [])}
+        | {k[len(names.prefix("seen")) :] for k in found.get("seen", [])}
     )
     for start in range(0, len(accounts), batch):
         chunk = accounts[start : start + batch]
-        old = [f"{ns}:acct:{a}" for a in chunk] + [f"{ns}:seen:{a}" for a in chunk]
+        old = [names.prefix("acct") + a for a in chunk] + [names.prefix("seen") + a for a in chunk]
         values = cast(list[str | None], client.mget(old))
         pipe = client.pipeline(transaction=True)
         for n, account_id in enumerate(chunk):

@@ -80,7 +80,7 @@ class LedgerLocks(LedgerCore):
             return {}
         owner = lock_owner.get()
         tokens = {name: owner or uuid.uuid4().hex for name in names}
-        keys = [f"{self.ns}:lock:{name}" for name in tokens]
+        keys = [self.keys.lock(name) for name in tokens]
         results = self._acquire(keys=keys, args=[ttl_ms, *tokens.values()])
         return {name: token for (name, token), ok in zip(tokens.items(), results, strict=True) if ok}
 
@@ -89,19 +89,19 @@ class LedgerLocks(LedgerCore):
         another worker is left alone."""
         if not held:
             return 0
-        keys = [f"{self.ns}:lock:{name}" for name in held]
+        keys = [self.keys.lock(name) for name in held]
         return int(self._release_many(keys=keys, args=list(held.values())))
 
     def release_owned(self, owner: str) -> int:
         """Release every lock still holding ``owner``'s token: what a task's killed first delivery left in batches
         its redelivery did not repeat. One SCAN of the (few) lock keys, one compare-and-delete."""
-        keys = [f"{self.ns}:lock:{name}" for name in self._suffixes(f"{self.ns}:lock:")]
+        keys = [self.keys.lock(name) for name in self._suffixes(self.keys.prefix("lock"))]
         if not keys:
             return 0
         return int(self._release_many(keys=keys, args=[owner] * len(keys)))
 
     def extend(self, name: str, token: str, ttl_ms: int) -> bool:
-        return bool(self._extend(keys=[f"{self.ns}:lock:{name}"], args=[token, ttl_ms]))
+        return bool(self._extend(keys=[self.keys.lock(name)], args=[token, ttl_ms]))
 
     def extend_many(self, names: Sequence[str], token: str, ttl_ms: int) -> int:
         """Extend every named lock still holding ``token`` (one round trip); returns how many."""
@@ -109,7 +109,7 @@ class LedgerLocks(LedgerCore):
             return 0
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
-            self._extend(keys=[f"{self.ns}:lock:{name}"], args=[token, ttl_ms], client=pipe)
+            self._extend(keys=[self.keys.lock(name)], args=[token, ttl_ms], client=pipe)
         return sum(int(r) for r in pipe.execute())
 
     @contextmanager

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from redis.commands.core import Script
 
-from sync.ledger_layout import FAMILIES
+from sync.keys import BUCKETED, POSTHOG, owner_of
 from sync.ledger_runs import LedgerRuns
 
 # KEYS: the system record   ARGV: identity, JSON facts, now
@@ -25,31 +25,6 @@ redis.call('SET', KEYS[1], cjson.encode(record))
 return 1
 """
 
-KEPT_FAMILIES = frozenset({"runs", "metrics", "lock", "plan", "layout", "lease"})
-"""Key families no state drop touches: run history, counters, live locks, task leases and plans being written
-(work in progress: a running task holds them, and a plan is bound to its systems before it stages anything), and
-the layout version (it describes the format, not a system)."""
-SOURCE_FAMILIES = ("rec", "out", "r", "cursor", "cursor_at", "pending", "claim", "evt", "system")
-"""Key families whose second segment names the source the key describes (``rec:<source>:...``)."""
-
-
-def owner_of(rest: str) -> tuple[str | None, str]:
-    """Which system a key describes, and its family, from the key without its namespace (``rec:hubspot:deals:1``).
-
-    Returns ``(source, family)`` for a source's state, ``("posthog", family)`` for PostHog-side state (the
-    account index and entries, and anything not attributed to a source), ``(None, family)`` for keys no state
-    drop touches. The outbound watermark ``cursor:posthog:outwm:<source>:<stream>`` belongs to ``<source>``.
-    """
-    parts = rest.split(":")
-    family = parts[0]
-    if family in KEPT_FAMILIES:
-        return None, family
-    if family in ("cursor", "cursor_at") and parts[1:3] == ["posthog", "outwm"] and len(parts) > 3:
-        return parts[3], "outwm" if family == "cursor" else "outwm_at"
-    if family in SOURCE_FAMILIES and len(parts) > 1:
-        return parts[1], FAMILIES.get(family, family)
-    return "posthog", FAMILIES.get(family, family)
-
 
 class LedgerState(LedgerRuns):
     """Cursors, webhook events, system records and state drop."""
@@ -61,40 +36,40 @@ class LedgerState(LedgerRuns):
     # -- account index watermark ----------------------------------------------------------------------
 
     def index_watermark(self) -> str | None:
-        raw = cast(str | None, self.redis.get(f"{self.ns}:idxmeta"))
+        raw = cast(str | None, self.redis.get(self.keys.idxmeta()))
         return str(json.loads(raw)["watermark"]) if raw else None
 
     def set_index_watermark(self, watermark: str) -> None:
-        self.redis.set(f"{self.ns}:idxmeta", json.dumps({"watermark": watermark, "at": time.time()}))
+        self.redis.set(self.keys.idxmeta(), json.dumps({"watermark": watermark, "at": time.time()}))
 
     # -- PostHog without its tagging feature ---------------------------------------------------------------
 
     def tagging_unsupported(self) -> dict[str, Any] | None:
         """``{"mapping": fingerprint, "at": epoch}`` when PostHog was found dropping the tags we wrote."""
-        raw = cast(str | None, self.redis.get(f"{self.ns}:notags"))
+        raw = cast(str | None, self.redis.get(self.keys.notags()))
         return cast(dict[str, Any], json.loads(raw)) if raw else None
 
     def mark_tagging_unsupported(self, mapping_fp: str) -> None:
-        self.redis.set(f"{self.ns}:notags", json.dumps({"mapping": mapping_fp, "at": time.time()}))
+        self.redis.set(self.keys.notags(), json.dumps({"mapping": mapping_fp, "at": time.time()}))
 
     # -- cursors -----------------------------------------------------------------------------------------
 
     def get_cursor(self, source: str, stream: str) -> str | None:
-        return cast(str | None, self.redis.get(f"{self.ns}:cursor:{source}:{stream}"))
+        return cast(str | None, self.redis.get(self.keys.cursor(source, stream)))
 
     def set_cursor(self, source: str, stream: str, raw: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(f"{self.ns}:cursor:{source}:{stream}", raw)
-        pipe.set(f"{self.ns}:cursor_at:{source}:{stream}", repr(time.time()))
+        pipe.set(self.keys.cursor(source, stream), raw)
+        pipe.set(self.keys.cursor_at(source, stream), repr(time.time()))
         pipe.execute()
 
     def cursor_written_at(self, source: str, stream: str) -> float | None:
         """When the cursor was last committed (epoch seconds), for ``crmsync status``."""
-        raw = cast(str | None, self.redis.get(f"{self.ns}:cursor_at:{source}:{stream}"))
+        raw = cast(str | None, self.redis.get(self.keys.cursor_at(source, stream)))
         return float(raw) if raw else None
 
     def clear_cursor(self, source: str, stream: str) -> None:
-        self.redis.delete(f"{self.ns}:cursor:{source}:{stream}")
+        self.redis.delete(self.keys.cursor(source, stream))
 
     # -- webhook events ------------------------------------------------------------------------------------
 
@@ -104,7 +79,7 @@ class LedgerState(LedgerRuns):
             return []
         pipe = self.redis.pipeline(transaction=False)
         for event_id in event_ids:
-            pipe.set(f"{self.ns}:evt:{source}:{event_id}", "1", nx=True, ex=ttl_s)
+            pipe.set(self.keys.evt(source, event_id), "1", nx=True, ex=ttl_s)
         return [bool(r) for r in pipe.execute()]
 
     # -- locks -----------------------------------------------------------------------------------------------
@@ -112,38 +87,40 @@ class LedgerState(LedgerRuns):
 
     def systems(self, names: Sequence[str]) -> list[str | None]:
         """The identity each of ``names`` (a source, or ``posthog``) has its state recorded for; one round trip."""
-        raw = cast(list[str | None], self.redis.mget([f"{self.ns}:system:{name}" for name in names]))
+        raw = cast(list[str | None], self.redis.mget([self.keys.system(name) for name in names]))
         return [str(json.loads(r)["id"]) if r else None for r in raw]
 
     def set_system(self, name: str, identity: str) -> None:
-        self.redis.set(f"{self.ns}:system:{name}", json.dumps({"id": identity, "at": time.time()}))
+        self.redis.set(self.keys.system(name), json.dumps({"id": identity, "at": time.time()}))
 
     def system_record(self, name: str) -> dict[str, Any] | None:
         """The whole ``system:<name>`` record (identity, when recorded, and what was learnt about that system)."""
-        raw = cast(str | None, self.redis.get(f"{self.ns}:system:{name}"))
+        raw = cast(str | None, self.redis.get(self.keys.system(name)))
         return cast(dict[str, Any], json.loads(raw)) if raw else None
 
     def note_system(self, name: str, identity: str, **facts: Any) -> bool:
         """Add ``facts`` to the record of ``name`` if it still describes ``identity`` (checked and set in one
         script, so a rebind to another system in between is never overwritten); False when it does not."""
         args = [identity, json.dumps(facts), str(time.time())]
-        return bool(self._note_system(keys=[f"{self.ns}:system:{name}"], args=args))
+        return bool(self._note_system(keys=[self.keys.system(name)], args=args))
 
     def state_of(self, name: str) -> dict[str, list[str]]:
-        """Every key of ``name``'s state by family (one SCAN of the namespace): a source's keys, or for
-        ``posthog`` every key but the kept families (PostHog state is what every link points into)."""
+        """Every key of ``name``'s state by family (one SCAN of the namespace), as ``sync.keys`` assigns keys to
+        states: a source's keys (``State.SOURCE`` families naming it), or for ``posthog`` every key of the
+        ``source`` and ``posthog`` states (PostHog state is what every link points into), never a plan's or the
+        project's (run history, counters, live locks, task leases, the layout)."""
         self.ready()
         found: dict[str, list[str]] = {}
-        for key in self.redis.scan_iter(match=f"{self.ns}:*", count=1000):
+        for key in self.redis.scan_iter(match=self.keys.match(), count=1000):
             owner, family = owner_of(str(key)[len(self.ns) + 1 :])
-            if owner is not None and (name == "posthog" or owner == name):
+            if owner is not None and (name == POSTHOG or owner == name):
                 found.setdefault(family, []).append(str(key))
         return found
 
     def count_state(self, found: Mapping[str, Sequence[str]]) -> dict[str, int]:
         """Entries by family of ``state_of``'s keys: a bucket counts its fields (one pipelined ``HLEN`` each), any
         other key counts one."""
-        buckets = [key for family in ("rec", "idx") for key in found.get(family, ())]
+        buckets = [key for family in BUCKETED for key in found.get(family, ())]
         pipe = self.redis.pipeline(transaction=False)
         for key in buckets:
             pipe.hlen(key)
@@ -161,10 +138,8 @@ class LedgerState(LedgerRuns):
         keys = [key for family in found.values() for key in family]
         for start in range(0, len(keys), batch):
             self.redis.delete(*keys[start : start + batch])
-        if name != "posthog":
+        if name != POSTHOG:
             parked = self.parked_of(name)
             if parked:
                 counts["dlq"] = self.drop_dead_letters(parked)
         return counts
-
-    # -- streams: run reports and the dead-letter queue ----------------------------------------------------

@@ -16,7 +16,7 @@ request per account. Applied source by source, an account held by three CRMs cos
    write phase's report stored. Until then cursors stay where they were, so an abandoned plan is staged anew by
    the next sync; its keys expire after ``PLAN_TTL_S`` without progress.
 
-Keys under ``<ns>:plan:<plan id>:``
+Keys under ``<ns>:plan:<plan id>:`` (``sync.keys``, ``ProjectKeys.plan``)
 
 | key | holds |
 |---|---|
@@ -95,7 +95,7 @@ class PlanStore:
         self.ledger = ledger
         self.redis = ledger.redis
         self.id = plan_id
-        self._prefix = f"{ledger.ns}:plan:{plan_id}:"
+        self._prefix = ledger.keys.prefix("plan", plan_id)
         self._staged = 0
 
     @classmethod
@@ -112,7 +112,7 @@ class PlanStore:
         return store
 
     def _key(self, suffix: str) -> str:
-        return self._prefix + suffix
+        return self.ledger.keys.plan(self.id, suffix)
 
     def _meta(self, field: str) -> str | None:
         return cast(str | None, self.redis.hget(self._key("meta"), field))
@@ -242,7 +242,7 @@ class PlanStore:
     @classmethod
     def live(cls, ledger: Ledger) -> list[PlanStore]:
         """Every plan staged and not yet finished (a SCAN: for ``crmsync status``, not a sync's path)."""
-        prefix = f"{ledger.ns}:plan:"
+        prefix = ledger.keys.prefix("plan")
         metas = ledger.redis.scan_iter(match=f"{prefix}*:meta", count=1000)
         return [cls(ledger, str(key)[len(prefix) : -len(":meta")]) for key in metas]
 

@@ -1,11 +1,13 @@
 """State bound to the systems it describes: a ledger never applies one system's state to another.
 
-Each source's state (cursors, record entries, push fingerprints, outbound watermarks, pending webhook ids, seen
-webhook events, parked records) describes one CRM system: a HubSpot portal, a Stripe account (and mode), a
-Salesforce org. The PostHog-side state (account index, account entries) describes one PostHog project on one
-host. ``<ns>:system:<name>`` records which system that was. Pointing a config at another system that shares the
-namespace (staging → production, a refreshed sandbox org, a restored Redis, a fresh set of stand-ins) would
-otherwise reuse a cursor past records the new system has never shown, and links to records it does not have.
+Each source's state (cursors, record entries, push fingerprints, outbound watermarks, pending and claimed
+webhook ids, seen webhook events, the last dry run, parked records) describes one CRM system: a HubSpot portal, a
+Stripe account (and mode), a Salesforce org. The PostHog-side state (account index, account entries) describes
+one PostHog project on one host. Which key belongs to which state is written down once, in ``sync.keys`` (each
+family's ``State``), and the drop reads it (``Ledger.state_of``). ``<ns>:system:<name>`` records which system
+that was. Pointing a config at another system that shares the namespace (staging → production, a refreshed
+sandbox org, a restored Redis, a fresh set of stand-ins) would otherwise reuse a cursor past records the new
+system has never shown, and links to records it does not have.
 
 ``SystemBinding.bind`` runs at the start of every engine entry point. It compares the identity the connector
 reports (``Connector.system_id()``: one vendor call per process, cached by the connector) and the PostHog
@@ -14,8 +16,8 @@ identity with the recorded ones, in one Redis round trip:
 - nothing recorded: the identity is recorded and the state kept (a ledger from before identities were recorded
   is adopted, not wiped);
 - the same: nothing happens;
-- another: that source's state is dropped (for PostHog, every key but run history, counters and live locks,
-  since every link points at accounts of the other PostHog), the new identity is recorded, and the run report
+- another: that source's state is dropped (for PostHog, every key but plans, run history, counters, live locks and
+  leases, since every link points at accounts of the other PostHog), the new identity is recorded, and the run report
   says so in a note and in ``state_reset``. The run then starts clean: a full read.
 
 Two processes configured for different systems on one namespace would keep dropping each other's state; that is
@@ -28,10 +30,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sync.connector import Connector
+from sync.keys import POSTHOG
 from sync.ledger import Ledger
 from sync.report import RunReport
 
-POSTHOG = "posthog"
+__all__ = ["POSTHOG", "StateReset", "SystemBinding", "describe_state", "posthog_system"]
 
 
 def posthog_system(base_url: str, project_id: int) -> str:

@@ -14,7 +14,7 @@ of the task, ``<ns>:claim:<source>:<object>:<task id>``, and leaves it only once
 An id may so be applied twice (a lease that lapsed while its task was still working), never lost; applying a
 record twice is harmless (the ledger skips an unchanged fingerprint). ``<ns>:claim:<source>:<object>`` lists the
 task ids holding claims, so finding orphans costs one ``SMEMBERS``, not a SCAN. Claims are part of the source's
-state (``sync.ledger.owner_of``): dropping it (``sync.state``) drops them too.
+state (``sync.keys``): dropping it (``sync.state``) drops them too.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from __future__ import annotations
 from typing import cast
 
 import redis
+
+from sync.keys import claim_key, claim_lease_key
 
 _TAKE = """
 local ids = redis.call('SPOP', KEYS[1], ARGV[1])
@@ -67,10 +69,10 @@ class RefreshClaims:
         self._give_back = client.register_script(_GIVE_BACK)
 
     def claim_key(self, task_id: str) -> str:
-        return f"{self.prefix}:{task_id}"
+        return claim_key(self.prefix, task_id)
 
     def lease_key(self, task_id: str) -> str:
-        return f"{self.prefix}:{task_id}:lease"
+        return claim_lease_key(self.prefix, task_id)
 
     def _keys(self, task_id: str) -> list[str]:
         return [self.pending, self.claim_key(task_id), self.registry, self.lease_key(task_id)]

@@ -5,7 +5,8 @@ plan included, is what people want to read before they let a real run write. Who
 ``crmsync.sync_source`` task, or ``crmsync sync --inline --dry-run``) hands the reports to ``remember``, one
 pipelined round trip; ``latest`` reads them back in one ``MGET``.
 
-Key: ``<ns>:dryrun:<source>:<stream>`` → the report as JSON (``RunReport.as_dict``), expiring after ``TTL_S``.
+Key: ``<ns>:dryrun:<source>:<stream>`` → the report as JSON (``RunReport.as_dict``), expiring after ``TTL_S``;
+part of the source's state (``sync.keys``): dropping it (``crmsync reset <source>``) drops it too.
 Plans are cut to ``MAX_PLAN`` changes (the report then carries ``plan_total`` and a note), so a dry run of a huge
 initial sync cannot fill Redis.
 """
@@ -18,6 +19,7 @@ from typing import Any, cast
 
 import redis
 
+from sync.keys import ProjectKeys
 from sync.report import RunReport
 
 TTL_S = 24 * 3600
@@ -25,7 +27,7 @@ MAX_PLAN = 5000
 
 
 def _key(ns: str, source: str, stream: str) -> str:
-    return f"{ns}:dryrun:{source}:{stream}"
+    return ProjectKeys(ns).dryrun(source, stream)
 
 
 def remember(client: redis.Redis, ns: str, reports: Iterable[RunReport]) -> int:

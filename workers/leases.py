@@ -43,6 +43,7 @@ import structlog
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
+from sync.keys import ProjectKeys, namespace
 from sync.lease import LEASE_MS
 
 log = structlog.get_logger("crmsync.leases")
@@ -172,6 +173,7 @@ class TaskLeases:
     def __init__(self, client: redis.Redis, ns: str, ttl_ms: int = LEASE_MS) -> None:
         self.redis = client
         self.ns = ns
+        self.keys = ProjectKeys(ns)
         self.ttl_ms = ttl_ms
         self._start = client.register_script(_START)
         self._renew = client.register_script(_RENEW)
@@ -181,8 +183,8 @@ class TaskLeases:
         self._claim = client.register_script(_CLAIM_LAPSED)
 
     def _keys(self, task_id: str = "") -> list[str]:
-        p = f"{self.ns}:lease"
-        return [f"{p}:tasks", f"{p}:spec", f"{p}:holder", f"{p}:resent", f"{p}:done:{task_id}"]
+        k = self.keys
+        return [k.lease("tasks"), k.lease("spec"), k.lease("holder"), k.lease("resent"), k.lease(f"done:{task_id}")]
 
     def start(self, task_id: str, token: str, spec: Mapping[str, Any]) -> str:
         """Take the lease of ``task_id`` for this delivery: ``held``, ``done`` (the task ended: ignore this
@@ -283,7 +285,7 @@ def _start_sweeper(sender: Any = None, **_: Any) -> None:
 
     config = load_config()
     client = connect(config.redis_url, config.redis_sentinel_master)
-    ns = f"{config.ledger_prefix}:{config.posthog_settings().project_id}"
+    ns = namespace(config.posthog_settings().project_id, config.ledger_prefix)
     leases = TaskLeases(client, ns, config.leases.ttl_ms)
     _sweeper = Sweeper(sender.app if sender is not None else _default_app(), leases, config.leases.sweep_every_s)
     _sweeper.start()

@@ -14,13 +14,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from sync.budget import BudgetUsage, RequestBudget
+from sync.keys import ProjectKeys
 from sync.report import COUNT_KEYS, RunReport
 
 QUEUES = ("bulk", "realtime")
 
 
 def _key(ns: str) -> str:
-    return f"{ns}:metrics"
+    return ProjectKeys(ns).metrics()
 
 
 def record_run(client: redis.Redis, ns: str, report: RunReport) -> None:

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import redis
 
+from sync.keys import ProjectKeys
 from sync.report import RunReport
 from workers.runtime import Runtime
 
@@ -36,7 +37,7 @@ class ReplayBackoff:
 
     @property
     def key(self) -> str:
-        return f"{self.ns}:dlqreplay"
+        return ProjectKeys(self.ns).dlqreplay()
 
     def state(self) -> dict[str, dict[str, Any]]:
         """Every source with a backoff running: ``{"delay_s", "next_at", "attempts"}``."""

@@ -1,7 +1,7 @@
 """What ``crmsync status`` and the status page show, read from Redis only: per source its last run, cursors, dead
 letters and next scheduled run; PostHog's request budget; the backlog of PostHog requests still owed.
 
-The command (``workers.cli_ops.status_command``) and the page (``workers.ui.views``) both read ``status_data``, so
+The command (``workers.cli_status.status_command``) and the page (``workers.ui.views``) both read ``status_data``, so
 the two never disagree.
 """
 
@@ -84,7 +84,7 @@ def backlog(runtime: Runtime, usage: dict[str, Any], now: float) -> dict[str, An
         {"plan": p.id, "accounts_left": p.accounts_left(), "chunks": p.chunks} for p in PlanStore.live(runtime.ledger)
     ]
     # sets only: the receiver's ``pending:<source>:<object>:scheduled`` markers are strings under the same prefix
-    pending_sets = list(runtime.redis.scan_iter(match=f"{runtime.ledger.ns}:pending:*", _type="SET"))
+    pending_sets = list(runtime.redis.scan_iter(match=runtime.ledger.keys.match("pending"), _type="SET"))
     pending = sum(cast(int, runtime.redis.scard(str(key))) for key in pending_sets)
     requests = sum(int(p["accounts_left"]) for p in plans) + pending
     eta: float | None = None

@@ -53,7 +53,7 @@ def countdown(retries: int, retry_after: float | None) -> float:
 
 def pending_key(runtime: Runtime, source: str, obj: str) -> str:
     """Redis set of record ids waiting for a coalesced webhook refresh."""
-    return f"{runtime.ledger.ns}:pending:{source}:{obj}"
+    return runtime.ledger.keys.pending(source, obj)
 
 
 def _finish(runtime: Runtime, reports: list[RunReport]) -> dict[str, Any]:
@@ -246,7 +246,7 @@ def refresh(self: Task, source: str, object: str, ids: list[str] | None = None) 
         claims = RefreshClaims(
             rt.redis,
             pending_key(rt, source, object),
-            f"{rt.ledger.ns}:claim:{source}:{object}",
+            rt.ledger.keys.claims(source, object),
             self.request.id or uuid.uuid4().hex,
         )
         claims.rescue_orphans()

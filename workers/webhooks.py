@@ -45,7 +45,6 @@ from workers.config import WebhookBlock
 from workers.logs import redact
 from workers.metrics import RedisMetricsCollector, record_webhook
 from workers.runtime import Runtime
-from workers.tasks import pending_key
 
 Enqueue = Callable[[str, str, float], None]
 """Schedule one coalesced refresh: (source, object, countdown seconds)."""
@@ -55,6 +54,8 @@ UNKNOWN_SOURCE = "unknown"
 SAFE_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,200}")
 """What a record id or event id must look like to become part of a Redis key or set member (after verification
 and the connector's own per-vendor check): short, ASCII, no separators a key scheme could trip on."""
+REFRESH_TASK = "crmsync.refresh"
+"""The task a window of webhook events schedules (``workers.tasks.refresh``)."""
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 
 
@@ -94,9 +95,10 @@ def check_public_url(settings: WebhookBlock, bind_host: str) -> str:
 
 
 def celery_enqueue(source: str, obj: str, countdown: float) -> None:
-    from workers.tasks import refresh
+    """Send ``crmsync.refresh`` by its name (``workers.tasks``): the receiver loads no task code."""
+    from workers.celery_app import app
 
-    refresh.apply_async((source, obj), countdown=countdown, queue="realtime")
+    app.send_task(REFRESH_TASK, args=(source, obj), countdown=countdown, queue="realtime")
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:
@@ -129,7 +131,7 @@ def create_webhook_app(runtime: Runtime, enqueue: Enqueue = celery_enqueue) -> F
         configure_for(runtime.config)
     app = FastAPI(title="crmsync webhooks", docs_url=None, redoc_url=None)
     settings = runtime.config.webhooks
-    ns = runtime.ledger.ns
+    ns, keys = runtime.ledger.ns, runtime.ledger.keys
     enabled = frozenset(runtime.config.enabled_sources())
     registry = CollectorRegistry()
     registry.register(RedisMetricsCollector(runtime.redis, ns, runtime.posthog_budget))
@@ -151,18 +153,17 @@ def create_webhook_app(runtime: Runtime, enqueue: Enqueue = celery_enqueue) -> F
             if is_new:
                 by_object[event.object].add(event.id)
         for obj, ids in by_object.items():
-            key = pending_key(runtime, source, obj)
             pipe = runtime.redis.pipeline(transaction=False)
-            pipe.sadd(key, *sorted(ids))
-            pipe.set(f"{key}:scheduled", "1", nx=True, px=max(1, int(settings.coalesce_s * 1000)))
+            pipe.sadd(keys.pending(source, obj), *sorted(ids))
+            scheduled = keys.pending_scheduled(source, obj)
+            pipe.set(scheduled, "1", nx=True, px=max(1, int(settings.coalesce_s * 1000)))
             _, first = pipe.execute()
             if first:
                 enqueue(source, obj, settings.coalesce_s)
         return sum(fresh)
 
-    def check(source: str, delivery: WebhookRequest) -> tuple[int, int] | Response:
+    def check(source: str, connector: Connector, delivery: WebhookRequest) -> tuple[int, int] | Response:
         """Verify, parse, dedupe and schedule one delivery (blocking: runs in a worker thread)."""
-        connector: Connector = runtime.connector(source)
         try:
             connector.verify_webhook(delivery)
         except WebhookRejected as exc:
@@ -191,9 +192,9 @@ def create_webhook_app(runtime: Runtime, enqueue: Enqueue = celery_enqueue) -> F
         log.warning("webhook refused", source=source, outcome=outcome)
         return JSONResponse({"error": error}, status_code=status)
 
-    async def receive(source: str, request: Request, path_params: dict[str, str]) -> tuple[int, int] | Response:
-        if source not in enabled:
-            return await refuse(UNKNOWN_SOURCE, "unknown_source", 404, "unknown or disabled source")
+    async def receive(
+        source: str, connector: Connector, request: Request, path_params: dict[str, str]
+    ) -> tuple[int, int] | Response:
         try:
             async with asyncio.timeout(settings.body_timeout_s):
                 body = await _read_capped(request, settings.max_body_bytes)
@@ -205,16 +206,19 @@ def create_webhook_app(runtime: Runtime, enqueue: Enqueue = celery_enqueue) -> F
             return await refuse(source, "body_timeout", 408, "body not received in time")
         delivery = WebhookRequest(request.method, url_of(request), dict(request.headers), body, path_params)
         try:
-            return await run_in_threadpool(check, source, delivery)
+            return await run_in_threadpool(check, source, connector, delivery)
         except redis.RedisError as exc:  # the ledger is down: the CRM should deliver again later
             log.error("webhook not recorded: Redis unavailable", source=source, error=type(exc).__name__)
             return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
 
     async def accepted(source: str, request: Request, path_params: dict[str, str]) -> Response:
-        result = await receive(source, request, path_params)
+        if source not in enabled:
+            return await refuse(UNKNOWN_SOURCE, "unknown_source", 404, "unknown or disabled source")
+        connector = runtime.connector(source)  # once per delivery: verified, parsed and acknowledged by it
+        result = await receive(source, connector, request, path_params)
         if isinstance(result, Response):
             return result
-        ack = runtime.connector(source).webhook_ack()  # the answer the vendor expects, if it expects one
+        ack = connector.webhook_ack()  # the answer the vendor expects, if it expects one
         if ack is not None:
             return Response(ack.body, media_type=ack.media_type)
         return JSONResponse({"received": result[0], "new": result[1]})

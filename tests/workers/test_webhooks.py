@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from sandbox.common import serving
-from sync.connector import WebhookRequest
+from sync.connector import Connector, WebhookRequest
 from tests.conftest import POSTHOG_KEY, PostHogSandbox
 from tests.support.memory_crm import MemoryConnector, MemoryCrm
 from tests.sync.test_engine import MAPPING
@@ -74,6 +74,33 @@ def test_valid_deliveries_are_deduped_and_coalesced(
     assert enqueued == [("memcrm", "accounts", 5)]  # one refresh for the whole window
     pending = runtime.redis.smembers(pending_key(runtime, "memcrm", "accounts"))
     assert pending == {"001A", "001B", "001C"}
+
+
+class CountingRuntime(Runtime):
+    """A runtime that counts how often the receiver looks a connector up."""
+
+    lookups = 0
+
+    def connector(self, source: str) -> Connector:
+        self.lookups += 1
+        return super().connector(source)
+
+
+def test_each_delivery_looks_its_connector_up_once(runtime: Runtime) -> None:
+    from workers.webhooks import create_webhook_app
+
+    counting = CountingRuntime(runtime.config)
+    counting.__dict__.update(redis=runtime.redis, ledger=runtime.ledger)
+    crm = MemoryConnector(MemoryCrm())
+    counting.install_connector("memcrm", crm)
+    app = create_webhook_app(counting, enqueue=lambda s, o, c: None)
+    body = json.dumps([{"id": "001A", "event_id": "e1"}, {"id": "001B", "event_id": "e2"}]).encode()
+    with serving(app) as server, httpx.Client(base_url=server.url) as client:
+        before = counting.lookups
+        for n in range(3):
+            response = client.post("/webhooks/memcrm", content=body, headers={"X-Memory-Signature": crm.sign(body)})
+            assert response.status_code == 200, n
+        assert counting.lookups - before == 3
 
 
 @pytest.mark.parametrize(

@@ -215,17 +215,17 @@ def _linked_records(
                     wanted.append((source, obj, rid))
     if not wanted:
         return []
-    ns, client = runtime.ledger.ns, runtime.redis
+    keys, client = runtime.ledger.keys, runtime.redis
     ledger_entries = runtime.ledger.get_records([RecordKey(*w) for w in wanted])
     pipe = client.pipeline(transaction=False)
     for source, obj, rid in wanted:
-        pipe.sismember(f"{ns}:pending:{source}:{obj}", rid)
-        pipe.smembers(f"{ns}:claim:{source}:{obj}")
+        pipe.sismember(keys.pending(source, obj), rid)
+        pipe.smembers(keys.claims(source, obj))
     answers = pipe.execute()
     claims = client.pipeline(transaction=False)  # the claim sets of the tasks holding claims on these objects
     for n, (source, obj, rid) in enumerate(wanted):
         for task in sorted(cast(set[str], answers[2 * n + 1])):
-            claims.sismember(f"{ns}:claim:{source}:{obj}:{task}", rid)
+            claims.sismember(keys.claim(source, obj, task), rid)
     claimed = claims.execute() if len(claims) else []
     out = []
     at = 0
