@@ -57,6 +57,7 @@ class BatchWriter:
         roles: RoleWriter,
         custom: CustomWriter,
         lock_ttl_ms: int,
+        mapping_fp: str,
     ) -> None:
         self.posthog = posthog
         self.ledger = ledger
@@ -67,7 +68,7 @@ class BatchWriter:
         self.roles = roles
         self.custom = custom
         self.lock_ttl_ms = lock_ttl_ms
-        self._mapping_fp = mapping.fingerprint()
+        self._mapping_fp = mapping_fp  # mapping.fingerprint(), computed once by the engine
         self._no_tagging: bool | None = None  # PostHog drops our tags (read from the ledger once per process)
 
     def write(self, items: list[Item], out: Batch, push_back: Callable[[Batch], None] | None = None) -> None:
@@ -158,7 +159,7 @@ class BatchWriter:
     ) -> None:
         before = AccountState.of(account)
         self.roles.overlay(before.properties, entry)  # holders the server keeps on relationships
-        result = merge(before, entry, [i.patch for i in group], self.mapping, out.roles, ranks(group))
+        result = merge(before, entry, [i.patch for i in group], self.mapping, out.roles, _ranks(group))
         self._without_tags_if_dropped(before, result)
         report = out.report
         result.errors = self.roles.triage(result.errors, report, account.id)
@@ -200,7 +201,7 @@ class BatchWriter:
 
     def _apply_new(self, out: Batch, group: list[Item], retried: bool = False) -> None:
         empty = AccountState.empty()
-        result = merge(empty, AccountEntry(), [i.patch for i in group], self.mapping, out.roles, ranks(group))
+        result = merge(empty, AccountEntry(), [i.patch for i in group], self.mapping, out.roles, _ranks(group))
         self._without_tags_if_dropped(empty, result)
         report = out.report
         result.errors = self.roles.triage(result.errors, report, None)
@@ -341,5 +342,5 @@ class BatchWriter:
             out.parked.append({**error.as_report(), "object": item.record.object})
 
 
-def ranks(group: list[Item]) -> dict[tuple[str, str], int]:
+def _ranks(group: list[Item]) -> dict[tuple[str, str], int]:
     return {(i.record.source, i.record.id): i.patch.link_rank for i in group}

@@ -76,11 +76,11 @@ class SyncEngine:
         self.roles = RoleWriter(self.generations, RelationshipApi(posthog))
         self.custom = CustomWriter(posthog, mapping)  # custom.* values, written after their account
         self.queries = SharedQueries(posthog)  # change-feed reads, shared by the push-back passes of one run
-        self.writer = BatchWriter(
-            posthog, ledger, mapping, self.members, self.index, self.generations, self.roles, self.custom, lock_ttl_ms
-        )
-        self.pushes = PushBackWriter(posthog, ledger, mapping, self.generations, self.roles, self.queries)
-        self.plans = PlanPhases(ledger, mapping, self.systems, self.index, self.writer, self.pushes, lease_ms)
+        fp = self._mapping_fp
+        parts = (self.members, self.index, self.generations, self.roles, self.custom)
+        self.writer = BatchWriter(posthog, ledger, mapping, *parts, lock_ttl_ms, fp)
+        self.pushes = PushBackWriter(posthog, ledger, mapping, self.generations, self.roles, self.queries, fp)
+        self.plans = PlanPhases(ledger, mapping, self.systems, self.index, self.writer, self.pushes, lease_ms, fp)
 
     # -- runs ----------------------------------------------------------------------------------------------
 

@@ -29,14 +29,13 @@ from sync.mapping_config import (
     load_mapping_config,
     load_mapping_file,
 )
-from sync.ownership import Claim, OwnerRule, Provenance, RuleKind, may_write
+from sync.ownership import OwnerRule, Permission, Provenance, RuleKind, may_write
 from sync.transforms import Constant, Template, Transform, apply_transform, domain_of, get_path, set_path
 
 __all__ = [
     "CUSTOM_PREFIX",
     "WRITABLE_PROPERTIES",
     "AccountPatch",
-    "Claim",
     "Constant",
     "Direction",
     "FieldMapping",
@@ -44,6 +43,7 @@ __all__ = [
     "MappingConfig",
     "ObjectMapping",
     "OwnerRule",
+    "Permission",
     "Provenance",
     "RuleKind",
     "Template",

@@ -65,7 +65,7 @@ class Provenance:
 
 
 @dataclass
-class Claim:
+class Permission:
     """Whether a source may write a field now, and why not when it may not."""
 
     allowed: bool
@@ -79,21 +79,21 @@ def may_write(
     version: int | None,
     current_value: Any,
     provenance: Provenance | None,
-) -> Claim:
+) -> Permission:
     """Decide whether ``source`` may set a field whose current PostHog value and provenance are given."""
     empty = current_value in (None, "", [], {})
     if rule.rule in (RuleKind.POSTHOG_WINS, RuleKind.SET_IF_EMPTY):
-        return Claim(empty, "" if empty else f"{rule.rule.value}: already set")
+        return Permission(empty, "" if empty else f"{rule.rule.value}: already set")
     if empty or provenance is None:
-        return Claim(True)
+        return Permission(True)
     if rule.rule is RuleKind.NEWEST_WINS:
         if provenance.source == source or provenance.version is None or version is None:
-            return Claim(True)
+            return Permission(True)
         newer = version >= provenance.version
-        return Claim(newer, "" if newer else f"newest_wins: {provenance.source} is newer")
+        return Permission(newer, "" if newer else f"newest_wins: {provenance.source} is newer")
 
     def rank(s: str) -> int:
         return rule.order.index(s) if s in rule.order else len(rule.order)
 
     ok = rank(source) <= rank(provenance.source)
-    return Claim(ok, "" if ok else f"precedence: owned by {provenance.source}")
+    return Permission(ok, "" if ok else f"precedence: owned by {provenance.source}")

@@ -37,6 +37,7 @@ class PlanPhases:
         writer: BatchWriter,
         pushes: PushBackWriter,
         lease_ms: int,
+        mapping_fp: str,
     ) -> None:
         self.ledger = ledger
         self.mapping = mapping
@@ -45,7 +46,7 @@ class PlanPhases:
         self.writer = writer
         self.pushes = pushes
         self.lease_ms = lease_ms
-        self._mapping_fp = mapping.fingerprint()
+        self._mapping_fp = mapping_fp
 
     def run_planned(
         self,

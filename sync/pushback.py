@@ -1,4 +1,4 @@
-"""Push-back planning: what a CRM record should hold that PostHog knows (pure; the engine does the I/O).
+"""Push-back planning: what a CRM record should hold that PostHog knows (pure).
 
 For a record linked to an account, the desired CRM fields are: the PostHog account id (``account_id_field``),
 the other systems' ids (``link_fields``) and the mapping's outbound fields, each with PostHog's value. A push is

@@ -47,6 +47,7 @@ class PushBackWriter:
         generations: Generations,
         roles: RoleWriter,
         queries: SharedQueries,
+        mapping_fp: str,
     ) -> None:
         self.posthog = posthog
         self.ledger = ledger
@@ -54,7 +55,7 @@ class PushBackWriter:
         self.generations = generations
         self.roles = roles
         self.queries = queries
-        self._mapping_fp = mapping.fingerprint()
+        self._mapping_fp = mapping_fp
 
     # -- after a batch ---------------------------------------------------------------------------------------
 
