@@ -16,7 +16,8 @@ from typing import Any
 
 from sync.errors import BadRecordError
 from sync.ledger import AccountEntry
-from sync.mapping import AccountPatch, MappingConfig, Provenance, fingerprint_of, may_write, normalise_tags
+from sync.mapping import AccountPatch, MappingConfig, fingerprint_of, normalise_tags
+from sync.ownership import Provenance, may_write
 from sync.posthog.models import Account, Role
 
 IDENTITY_ONLY = ("domain",)  # targets used to match accounts, never written
@@ -151,8 +152,8 @@ def _set(
     before = state.get(target)
     prov_raw = entry.provenance.get(target)
     provenance = Provenance.load(prov_raw) if prov_raw else None
-    claim = may_write(config.rule_for(target), patch.source, patch.version, before, provenance)
-    if not claim.allowed:
+    permission = may_write(config.rule_for(target), patch.source, patch.version, before, provenance)
+    if not permission.allowed:
         if before != compare:
             result.conflicts.append(FieldChange(target, before, compare, patch.source))
         _note_sent(entry, patch.source, target, compare, before)

@@ -1,20 +1,20 @@
-"""Push-back planning: what a CRM record should hold that PostHog knows (pure; the engine does the I/O).
+"""Push-back planning: what a CRM record should hold that PostHog knows (pure).
 
 For a record linked to an account, the desired CRM fields are: the PostHog account id (``account_id_field``),
 the other systems' ids (``link_fields``) and the mapping's outbound fields, each with PostHog's value. A push is
 planned only when that differs from what was last pushed (the ledger's ``out`` fingerprint) and from what the
-record already holds (when the record's fields are known): no write without a change.
+record already holds (when the record's fields are known): no write without a change. The I/O is in
+``sync/pushback_writer.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from sync.apply import AccountState
 from sync.connector import CrmRecord, PushUpdate
-from sync.mapping import ObjectMapping, fingerprint_of, get_path, map_record, set_path
+from sync.mapping import AccountPatch, ObjectMapping, fingerprint_of, get_path, remap_pushed
 
 
 def desired_fields(mapping: ObjectMapping, account_id: str, state: AccountState) -> dict[str, str | None]:
@@ -52,13 +52,12 @@ def plan_push(
     return PushUpdate(record_id=record_id, fields=dict(desired), fingerprint=fp), fp
 
 
-def echo_fingerprint(record: CrmRecord, update: PushUpdate, mapping: ObjectMapping, mapping_fp: str) -> str:
-    """The fingerprint the record will map to after our push, so the next pull recognises it as our echo."""
-    fields: Mapping[str, Any] = record.fields
-    for path, value in update.fields.items():
-        fields = set_path(fields, path, value)
-    after = replace(record, fields=fields)
-    return map_record(after, mapping).fingerprint(mapping_fp)
+def echo_fingerprint(
+    record: CrmRecord, patch: AccountPatch, update: PushUpdate, mapping: ObjectMapping, mapping_fp: str
+) -> str:
+    """The fingerprint the record will map to after our push, so the next pull recognises it as our echo. Reuses
+    ``patch`` (the record's own mapping): only fields the mapping reads from a pushed CRM field are mapped again."""
+    return remap_pushed(patch, record, update.fields, mapping).fingerprint(mapping_fp)
 
 
 def _same(have: Any, want: str | None) -> bool:

@@ -1,18 +1,18 @@
 """PostHog → CRM for role holders on current servers, where roles live on relationships.
 
 A person who reassigns an account's CSM in PostHog changes a relationship row: the account's ``updated_at`` does
-not move, so the outbound walk of accounts changed since its watermark never sees it, and the account body no
+not move, so the push-back pass's walk of accounts changed since its watermark never sees it, and the account body no
 longer carries role keys at all. Reading every account's relationships each pass would cost a request per account
 per run. PostHog emits ``$account_relationship_changed`` for each change (``products/customer_analytics/backend/
 events.py``, from ``logic/relationships.py``'s ``_record_transition``), so the change feed over its query API
 (``sync/posthog/changes.py``, shared with custom values) answers "which roles changed since the watermark" in one
 request per pass (per 500 changes), whatever the number of accounts. The query asks for both kinds of change, as
-the custom values' pass does, so inside one outbound run (``SharedQueries.sharing()``) the two passes send it once.
+the custom values' pass does, so inside one push-back run (``SharedQueries.sharing()``) the two passes send it once.
 
 ``apply_relationship_changes`` lays the newest change per (account, definition) onto the account's ledger entry
 (``AccountEntry.roles``), under the accounts' locks, so the ownership rules see the holder PostHog has (a
 ``posthog_wins`` CSM stays PostHog's) and crmsync's own assignments, read back from the feed, change nothing. The
-engine then pushes those accounts like any other changed account (``SyncEngine._push_accounts``), from the
+engine then pushes those accounts like any other changed account (``PushBackWriter._push_accounts``), from the
 ledger's last copy of each account with the holders laid over it: no request to PostHog per account.
 """
 

@@ -1,6 +1,6 @@
 """The last dry run of each (source, stream), kept in Redis for a day so the status page can show its plan.
 
-A dry run writes nothing, so the engine does not add it to the runs stream (``SyncEngine._store``); its report,
+A dry run writes nothing, so the engine does not add it to the runs stream (``sync.runs.record``); its report,
 plan included, is what people want to read before they let a real run write. Whoever ran it (the
 ``crmsync.sync_source`` task, or ``crmsync sync --inline --dry-run``) hands the reports to ``remember``, one
 pipelined round trip; ``latest`` reads them back in one ``MGET``.

@@ -52,7 +52,7 @@ def test_a_new_mapping_tries_tags_again(
 ) -> None:
     ledger.mark_tagging_unsupported("fingerprint-of-an-older-mapping")
     with untagged_server.client() as client:
-        assert SyncEngine(client, ledger, mapping)._tags_dropped() is False
+        assert SyncEngine(client, ledger, mapping).writer._tags_dropped() is False
 
 
 def test_the_stand_in_drops_tags_like_such_an_organisation(untagged_server: PostHogSandbox) -> None:
