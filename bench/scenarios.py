@@ -33,6 +33,8 @@ from sandbox.identities import sales_rep_email
 from sandbox.stack import STRIPE_KEY, STRIPE_WEBHOOK_SECRET
 from sync.posthog import AccountFilter
 from sync.posthog.models import Account
+from sync.posthog.relationships import RelationshipApi
+from sync.roles import DEFINITION_NAMES
 from workers.serving import ServerThread
 
 HUBSPOT_OWNER_BASE = 170_000_000
@@ -270,15 +272,33 @@ def make_edits(env: Env, accounts: list[Account], records: int, tag: str) -> Edi
     pk = max(1, len(accounts) // 100)
     links = 0
     edited: list[str] = []
+    relationships = RelationshipApi(env.runtime.posthog) if env.posthog_generation == "current" else None
+    csm = _csm_definition(relationships) if relationships else ""
     for j, account in enumerate(shared[:pk]):
-        payload = account.properties.payload()
-        current = account.properties.csm
-        member = (current.id - 101 + 1) % 10 if current and current.id else j % 10
-        payload["csm"] = {"id": 101 + member, "email": sales_rep_email(member)}
-        env.runtime.posthog.update_account(account.id, properties=payload)
+        if relationships:  # today's PostHog refuses role keys in properties: a person reassigns the CSM there
+            held = [r.get("user") or {} for r in relationships.active(account.id) if _definition_of(r) == csm]
+            holder = held[0].get("id") if held else None
+            member = (int(holder) - 101 + 1) % 10 if holder else j % 10
+            relationships.assign(account.id, csm, 101 + member)
+        else:
+            payload = account.properties.payload()
+            current = account.properties.csm
+            member = (current.id - 101 + 1) % 10 if current and current.id else j % 10
+            payload["csm"] = {"id": 101 + member, "email": sales_rep_email(member)}
+            env.runtime.posthog.update_account(account.id, properties=payload)
         edited.append(account.id)
         links += sum(1 for s in CRMS if getattr(account.properties, LINKS[s]))
     return Edits(edits, edited, links)
+
+
+def _csm_definition(api: RelationshipApi) -> str:
+    """The id of the project's CSM relationship definition (crmsync's first sync created it)."""
+    return next(str(d["id"]) for d in api.list_definitions() if d.get("name") == DEFINITION_NAMES["csm"])
+
+
+def _definition_of(assignment: dict[str, Any]) -> str:
+    definition = assignment.get("definition")
+    return str(definition.get("id") if isinstance(definition, dict) else definition)
 
 
 def _stripe_signature(body: bytes, secret: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sync.connector import Connector, PushUpdate
 from sync.errors import BadRecordError
+from sync.keys import watermark_stream
 from sync.ledger import Ledger, RecordKey
 from sync.mapping import ObjectMapping, fingerprint_of
 from sync.posthog.changes import ChangeEvent, QueryClient, latest_custom_values, read_changes
@@ -37,7 +38,7 @@ def push_custom_values(
     mapped = {fm.custom_name for fm in mapping.fields if fm.custom_name}
     if not mapped:
         return
-    wm_key = f"outwm:{connector.source}:{stream}:custom"
+    wm_key = watermark_stream(connector.source, stream, "custom")
     batch = read_changes(posthog, ledger.get_cursor("posthog", wm_key))  # both kinds: a read other passes share
     report.add("change_feed_pages", batch.requests)
     latest = {k: e for k, e in latest_custom_values(batch.events).items() if k[1] in mapped}

@@ -486,3 +486,10 @@ class BudgetKeys:
 
     def history(self, hour: int) -> str:
         return f"{self.base}:history:{hour}"
+
+
+def watermark_stream(source: str, stream: str, part: str = "") -> str:
+    """The stream name under which the push-back pass keeps its watermark for ``source``'s ``stream`` among
+    PostHog's cursors (``Keys.cursor("posthog", ...)``): ``outwm:<source>:<stream>``, with ``:roles`` or
+    ``:custom`` for the change-feed passes."""
+    return ":".join(p for p in ("outwm", source, stream, part) if p)

@@ -24,6 +24,7 @@ from sync.connector import Connector, PushUpdate
 from sync.custom_pushback import push_custom_values
 from sync.errors import BadRecordError
 from sync.identity import ChangedAccounts
+from sync.keys import watermark_stream
 from sync.ledger import Ledger, RecordEntry, RecordKey
 from sync.mapping import MappingConfig, ObjectMapping
 from sync.posthog.changes import SharedQueries
@@ -118,7 +119,7 @@ class PushBackWriter:
     def push_back_pass(self, connector: Connector, stream: str, report: RunReport, dry_run: bool) -> None:
         """Push what changed in PostHog since the last pass to the linked records of ``connector``'s ``stream``."""
         mapping = self.mapping.object(connector.source, stream)
-        wm_key = f"outwm:{connector.source}:{stream}"
+        wm_key = watermark_stream(connector.source, stream)
         walk = ChangedAccounts(self.posthog, self.ledger.get_cursor("posthog", wm_key))
         for fresh in walk:
             self.ledger.remember_seen(fresh)  # free news for the next PATCH of these accounts
@@ -135,7 +136,7 @@ class PushBackWriter:
         change-feed query (sync/role_pushback.py), then the ledger's copies of those accounts, no read per account."""
         if not _pushes_roles(mapping) or not self.generations.relationships:
             return
-        wm_key = f"outwm:{connector.source}:{stream}:roles"
+        wm_key = watermark_stream(connector.source, stream, "roles")
         changed, watermark, requests = read_relationship_changes(self.queries, self.ledger, wm_key, dry_run)
         report.add("change_feed_pages", requests)
         accounts = [a for a in self.ledger.get_seen(changed) if a is not None]

@@ -7,8 +7,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 500
 NOT_YET_SPLIT = {
-    "sync/engine.py",
-    "sync/mapping.py",
     "connectors/hubspot/client.py",
     "connectors/salesforce/connector.py",
 }
