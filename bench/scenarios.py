@@ -292,8 +292,10 @@ def make_edits(env: Env, accounts: list[Account], records: int, tag: str) -> Edi
 
 
 def _csm_definition(api: RelationshipApi) -> str:
-    """The id of the project's CSM relationship definition (crmsync's first sync created it)."""
-    return next(str(d["id"]) for d in api.list_definitions() if d.get("name") == DEFINITION_NAMES["csm"])
+    """The id of the project's CSM relationship definition, created as a person would when there is none yet."""
+    name = DEFINITION_NAMES["csm"]
+    found = [str(d["id"]) for d in api.list_definitions() if d.get("name") == name]
+    return found[0] if found else str(api.create_definition(name)["id"])
 
 
 def _definition_of(assignment: dict[str, Any]) -> str:
