@@ -12,8 +12,12 @@ the custom values' pass does, so inside one push-back run (``SharedQueries.shari
 ``apply_relationship_changes`` lays the newest change per (account, definition) onto the account's ledger entry
 (``AccountEntry.roles``), under the accounts' locks, so the ownership rules see the holder PostHog has (a
 ``posthog_wins`` CSM stays PostHog's) and crmsync's own assignments, read back from the feed, change nothing. The
-engine then pushes those accounts like any other changed account (``PushBackWriter._push_accounts``), from the
-ledger's last copy of each account with the holders laid over it: no request to PostHog per account.
+engine then pushes every account the feed names (since this pass's watermark) like any other changed account
+(``PushBackWriter._push_accounts``), from the ledger's last copy of each account with the holders laid over it: no
+request to PostHog per account. Every account named, not only those whose ledger entry changed: the entry is one
+per account, the passes are one per CRM stream, so the first pass of a run records the new holder and the others
+would otherwise see no change and push nothing. The push fingerprint of each record decides what is sent, so a
+holder a record already has (or an event re-read in the lookback) costs no CRM request.
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ def holder_of(event: ChangeEvent) -> dict[str, object] | None:
 
 def apply_relationship_changes(ledger: Ledger, events: Iterable[ChangeEvent], commit: bool = True) -> list[str]:
     """Record the newest holder of each changed role in the accounts' ledger entries (one lock round trip, one
-    read, one commit; none with ``commit=False``, a dry run); returns the ids of the accounts whose holders
-    changed."""
+    read, one commit; none with ``commit=False``, a dry run); returns the ids of every account with a role change
+    in ``events``, whether or not its entry already held it (another stream's pass of the run may have recorded
+    it: the records of this stream still need it)."""
     latest = {
         (account_id, ROLE_BY_DEFINITION[name]): event
         for (account_id, name), event in latest_relationships(events).items()
@@ -66,13 +71,13 @@ def apply_relationship_changes(ledger: Ledger, events: Iterable[ChangeEvent], co
                 changed.append(account_id)
         if changed and commit:
             ledger.commit(accounts={a: entries[a] for a in changed})
-    return changed
+    return accounts
 
 
 def read_relationship_changes(
     client: QueryClient, ledger: Ledger, wm_key: str, dry_run: bool = False
 ) -> tuple[list[str], str | None, int]:
-    """Read the feed since ``wm_key``'s watermark and apply it (not on a dry run); returns (changed account ids,
-    the watermark to store once they are pushed, the requests spent)."""
+    """Read the feed since ``wm_key``'s watermark and apply it (not on a dry run); returns (the ids of the accounts
+    whose roles changed since then, the watermark to store once they are pushed, the requests spent)."""
     batch = read_changes(client, ledger.get_cursor("posthog", wm_key))  # both kinds: a read other passes share
     return apply_relationship_changes(ledger, batch.events, commit=not dry_run), batch.watermark, batch.requests
