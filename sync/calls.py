@@ -2,8 +2,8 @@
 
 ``VendorCalls.call(operation, send)`` runs ``send`` (an SDK call, wrapped in a callable; the SDKs stay) and:
 
-1. takes a slot of the vendor's shared budget, when it has one (``Budget``: ``bucket`` for a Redis token bucket,
-   ``window`` for PostHog's sliding-window log), waiting for it or raising ``BudgetExhausted``;
+1. takes a slot of the vendor's shared budget, when it has one (``Budget``: ``BucketBudget`` for a Redis token bucket,
+   ``WindowBudget`` for PostHog's sliding-window log), waiting for it or raising ``BudgetExhausted``;
 2. counts the attempt in ``stats`` (``sync.vendor.CallStats``; unless the vendor counts in its transport because
    one SDK call may send several requests, as simple-salesforce's logins do: ``VendorRules.counted_by_transport``);
 3. sends it and reads the vendor's rate headers from the answer or the error (``VendorRules.rate``: a budget the
@@ -148,7 +148,7 @@ class Budget(Protocol):
 
 
 @dataclass
-class bucket:  # noqa: N801  (reads as a constructor: ``bucket(TokenBucket(...), max_wait_s)``)
+class BucketBudget:
     """A Redis token bucket as a ``Budget``: a 429 empties it, the path then sleeps the server's wait."""
 
     tokens: TokenBucket
@@ -166,7 +166,7 @@ class bucket:  # noqa: N801  (reads as a constructor: ``bucket(TokenBucket(...),
 
 
 @dataclass
-class window:  # noqa: N801
+class WindowBudget:
     """PostHog's sliding-window log as a ``Budget``: a 429 blocks every worker until its ``Retry-After`` has
     passed, and the next ``take`` waits for that (or raises ``BudgetExhausted`` with the true wait)."""
 
@@ -199,7 +199,7 @@ class VendorCalls:
         operation: str,
         send: Callable[[], R],
         *,
-        budget: Budget | None | bool = True,
+        budget: Budget | bool | None = True,
         rate: Callable[[Mapping[str, Any]], bool] | None = None,
         transient: Callable[[BaseException, CrmsyncError], bool] | None = None,
         actions: Sequence[ResponseAction] = (),
@@ -247,7 +247,10 @@ class VendorCalls:
             return answer
 
     def _read(
-        self, read_rate: Callable[[Mapping[str, Any]], bool] | None, headers: Mapping[str, Any] | None, spend: Budget | None
+        self,
+        read_rate: Callable[[Mapping[str, Any]], bool] | None,
+        headers: Mapping[str, Any] | None,
+        spend: Budget | None,
     ) -> None:
         if read_rate is not None and headers and read_rate(headers) and spend is not None:
             spend.drain()

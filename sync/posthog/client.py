@@ -26,7 +26,7 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from sync.budget import RequestBudget
-from sync.calls import ErrorTable, VendorCalls, VendorRules, window
+from sync.calls import ErrorTable, VendorCalls, VendorRules, WindowBudget
 from sync.errors import CrmsyncError, RetryableError
 from sync.paging import follow
 from sync.posthog.errors import PostHogError, PostHogRateLimited, PostHogTransportError, error_for_response
@@ -87,7 +87,7 @@ class PostHogClient:
             max_total_s=settings.retry_max_total_s,
         )
         self.budget = budget
-        self.calls = VendorCalls(RULES, self.retry, window(budget) if budget is not None else None)
+        self.calls = VendorCalls(RULES, self.retry, WindowBudget(budget) if budget is not None else None)
         self.stats = self.calls.stats
         self._organization_id: str | None = None
 
@@ -341,10 +341,8 @@ def _refused(exc: httpx.HTTPStatusError, operation: str) -> PostHogError:
 
 
 def _unreachable(exc: httpx.TransportError, operation: str) -> PostHogTransportError:
-    request = exc.request
-    return PostHogTransportError(
-        f"PostHog {request.method} {request.url.path}: {type(exc).__name__}", method=request.method, path=request.url.path
-    )
+    method, path = exc.request.method, exc.request.url.path
+    return PostHogTransportError(f"PostHog {method} {path}: {type(exc).__name__}", method=method, path=path)
 
 
 RULES = VendorRules(
