@@ -12,13 +12,13 @@ import redis
 
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot.client import HubSpotClient, SearchFilter
-from connectors.hubspot.limits import bucket_shape
 from connectors.hubspot.errors import (
     HubSpotAuthError,
     HubSpotDailyLimit,
     HubSpotRateLimited,
     HubSpotUnavailable,
 )
+from connectors.hubspot.limits import bucket_shape
 from connectors.hubspot.search import MODIFIED
 from sync.engine import SyncEngine
 from sync.errors import FatalError, RetryableError
