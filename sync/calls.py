@@ -27,6 +27,7 @@ actions and its rate-header reader. ``docs/connectors/common.md`` ("How a connec
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
 from sync.vendor import CallStats
 
+log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 Translator = Callable[[Any, str], CrmsyncError]
@@ -239,6 +241,8 @@ class VendorCalls:
                     raise error from exc
                 retries += 1
                 self.stats.retries += 1
+                name = type(exc).__name__
+                log.warning("%s %s failed (%s); retry %d in %.1fs", self.rules.name, operation, name, retries, wait)
                 if wait > 0:
                     spent_s += wait
                     self.policy.sleep(wait)

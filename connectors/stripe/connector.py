@@ -44,12 +44,12 @@ from sync.connector import (
     Page,
     PushResult,
     PushUpdate,
+    StreamFields,
     WebhookAck,
     WebhookEvent,
     WebhookRequest,
 )
 from sync.errors import ConfigError, RetryableError
-from sync.mapping import MappingConfig
 from sync.ratelimit import TokenBucket
 from sync.vendor import CallStats
 from sync.vendor_facts import VendorFacts
@@ -90,12 +90,12 @@ class StripeConnector:
         cls,
         raw: Mapping[str, Any],
         redis_client: redis.Redis | None = None,
-        mapping: MappingConfig | None = None,
+        fields: Mapping[str, StreamFields] | None = None,
         key: str = "sources.stripe.config",
     ) -> StripeConnector:
         """The connector for a ``sources.stripe.config`` block (``connectors.registry``), validated (a bad entry
         raises ``ConfigError`` naming ``<key>.<field>``), paying from the account's shared budget when Redis is
-        given. The mapping is not needed: the customer fields read are the SDK's whole object."""
+        given. The mapped fields are not needed: the customer fields read are the SDK's whole object."""
         config = load_stripe_config(raw, key)
         return cls(config) if redis_client is None else cls.with_shared_budget(config, redis_client)
 
