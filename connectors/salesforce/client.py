@@ -246,10 +246,7 @@ class SalesforceClient:
     def request_overhead(self, extra_headers: Mapping[str, str]) -> tuple[str, int]:
         """``(REST base path, bytes of the headers a call will send)``: what a query's URI length is added to
         when checking it against Salesforce's limit on URI plus headers. Logs in first if needed."""
-        try:
-            sf = self.sdk()
-        except (SalesforceError, requests.RequestException) as exc:
-            raise translate(exc, "login", self.config.rate_limited_retry_after_s) from exc
+        sf = self.calls.call("login", self.sdk, budget=None)  # a login is not budgeted (nor is it in ``call``)
         parts = urlsplit(sf.base_url)
         headers = {**self.session.headers, **sf.headers, **extra_headers, "Host": parts.netloc}
         return parts.path, sum(len(str(k)) + len(str(v)) + 4 for k, v in headers.items())
