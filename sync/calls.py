@@ -236,14 +236,15 @@ class VendorCalls:
                 if verdict is Verdict.RETRY_NOW:
                     immediate += 1
                     continue
-                wait = self._after_failure(exc, error, is_transient, spend, retries + 1, spent_s)
-                if wait is None:
+                retry, wait = self._after_failure(exc, error, is_transient, spend, retries + 1, spent_s)
+                if not retry:
                     raise error from exc
                 retries += 1
                 self.stats.retries += 1
-                name = type(exc).__name__
-                log.warning("%s %s failed (%s); retry %d in %.1fs", self.rules.name, operation, name, retries, wait)
-                if wait > 0:
+                when = "at the budget's next slot" if wait is None else f"in {wait:.1f}s"
+                failed = type(exc).__name__
+                log.warning("%s %s failed (%s); retry %d %s", self.rules.name, operation, failed, retries, when)
+                if wait is not None:
                     spent_s += wait
                     self.policy.sleep(wait)
                 continue
@@ -267,21 +268,22 @@ class VendorCalls:
         spend: Budget | None,
         retry_number: int,
         spent_s: float,
-    ) -> float | None:
-        """The wait before the retry of a failed attempt, or None when the error goes up (0: the budget waits)."""
+    ) -> tuple[bool, float | None]:
+        """Whether the failed attempt is sent again, and the path's wait before it (None: the budget waits)."""
         limited = isinstance(error, RateLimitedError)
         hint = self.rules.wait_hint(exc, error)
         if limited and not self.rules.counted_by_transport:
             self.stats.throttled += 1
         if limited and spend is not None and spend.holds_back:
             if retry_number > self.policy.max_retries:
-                return None
+                return False, None
             # Spent for every worker until the server's wait has passed; the next take waits for it, or raises
             # BudgetExhausted carrying the true wait when that is longer than it may wait.
             spend.throttled(hint if hint is not None else self.policy.delay(retry_number, None))
-            return 0.0
+            return True, None
         if limited and spend is not None:
             spend.throttled(hint or 0.0)
         if not is_transient(exc, error):
-            return None
-        return self.policy.next_delay(retry_number, hint, spent_s)
+            return False, None
+        wait = self.policy.next_delay(retry_number, hint, spent_s)
+        return wait is not None, wait
