@@ -161,6 +161,11 @@ def test_each_connector_client_builds_the_one_path(name: str) -> None:
     assert "VendorRules(" in text
 
 
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_connector_module_is_over_500_lines(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= 500
+
+
 def test_the_sdks_own_retries_are_off() -> None:
     assert "Retry(total=0" in (ROOT / CLIENTS["hubspot"]).read_text()
     assert "max_network_retries=0" in (ROOT / CLIENTS["stripe"]).read_text()
