@@ -257,7 +257,8 @@ class VendorCalls:
         headers: Mapping[str, Any] | None,
         spend: Budget | None,
     ) -> None:
-        if read_rate is not None and headers and read_rate(headers) and spend is not None:
+        """Hand the answer's headers (present, even empty) to the vendor's reader; drain when it says spent."""
+        if read_rate is not None and headers is not None and read_rate(headers) and spend is not None:
             spend.drain()
 
     def _after_failure(

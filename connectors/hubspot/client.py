@@ -52,7 +52,7 @@ from hubspot.crm.properties import PropertyCreate
 from urllib3.util.retry import Retry
 
 from connectors.hubspot.config import HubSpotConfig
-from connectors.hubspot.errors import ERRORS, HubSpotPagingLoop, HubSpotRateLimited, HubSpotRequestError
+from connectors.hubspot.errors import ERRORS, SDK_EXCEPTIONS, HubSpotPagingLoop, HubSpotRateLimited, HubSpotRequestError
 from connectors.hubspot.limits import Budgets, RateLimitState, shared_budgets
 from sync.calls import BucketBudget, Failure, VendorCalls, VendorRules
 from sync.paging import LoopGuard, follow
@@ -122,9 +122,14 @@ class BatchWrite:
 
 
 def _answer_headers(answer: object) -> Mapping[str, Any] | None:
-    """The headers of a ``*_with_http_info`` answer ``(data, status, headers)`` or of an SDK ``ApiException``."""
-    headers = answer[2] if isinstance(answer, tuple) else getattr(answer, "headers", None)
-    return headers if isinstance(headers, Mapping) else None
+    """The headers of a ``*_with_http_info`` answer ``(data, status, headers)`` or of an SDK ``ApiException``
+    (``{}`` when it came without: the rate figures then read as unknown); None for a transport error."""
+    if isinstance(answer, tuple):
+        return answer[2] if isinstance(answer[2], Mapping) else {}
+    if isinstance(answer, SDK_EXCEPTIONS):
+        headers = getattr(answer, "headers", None)
+        return headers if isinstance(headers, Mapping) else {}
+    return None
 
 
 RULES = VendorRules(name="hubspot", errors=ERRORS, headers=_answer_headers)
