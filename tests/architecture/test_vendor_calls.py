@@ -171,6 +171,19 @@ def test_the_sdks_own_retries_are_off() -> None:
     assert "max_network_retries=0" in (ROOT / CLIENTS["stripe"]).read_text()
 
 
+def test_every_stripe_write_names_its_idempotency_key() -> None:
+    """A retry by the path is a new SDK call, and stripe-python generates a new key per call for a POST without one:
+    so every create or update the connector sends carries ``options={"idempotency_key": ...}``."""
+    writes = []
+    for path in (ROOT / "connectors" / "stripe").glob("*.py"):
+        for node in ast.walk(tree(path)):
+            if isinstance(node, ast.Call) and called_name(node) in ("create", "update", "modify"):
+                chain = ast.unparse(node.func)
+                if ".v1." in chain:
+                    writes.append((path.name, chain, any(k.arg == "options" for k in node.keywords)))
+    assert writes and all(named for _, _, named in writes), writes
+
+
 def test_the_posthog_client_takes_the_same_path() -> None:
     path = ROOT / "sync" / "posthog" / "client.py"
     module = tree(path)
