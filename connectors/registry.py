@@ -1,9 +1,10 @@
-"""Which connectors exist, and the one way each is built: ``<Connector>.from_config(raw, redis, mapping, key)``.
+"""Which connectors exist, and the one way each is built: ``<Connector>.from_config(raw, redis, fields, key)``.
 
 Every connector class validates its ``sources.<name>.config`` block with its own config model (a bad key raises
 ``ConfigError`` naming ``sources.<name>.config.<key>``), takes the shared Redis for its rate budgets, and takes
-the mapping: it says what push-back writes (and every pull reads back), and a connector that reads fields the
-mapping addresses, such as Salesforce, checks them at start-up.
+the fields its streams' mappings read and write (``stream_fields``: one ``sync.connector.StreamFields`` per mapped
+stream, never the mapping config itself): they say what push-back writes (and every pull reads back), and a
+connector that reads fields the mapping addresses, such as Salesforce, checks them at start-up.
 Connector packages are imported only when used, so a worker that syncs one CRM does not import the other SDKs.
 Each connector also declares its vendor facts (``sync.vendor_facts``) in ``connectors/<name>/facts.py``, read by
 ``vendor_facts(name)`` without importing the connector or its SDK.
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
-from sync.connector import Connector
+from sync.connector import Connector, StreamFields
 from sync.errors import ConfigError
 from sync.vendor_facts import VendorFacts
 
@@ -33,7 +34,11 @@ class ConnectorClass(Protocol):
     streams: tuple[str, ...]
 
     def from_config(
-        self, raw: Mapping[str, Any], redis_client: redis.Redis | None, mapping: MappingConfig | None, key: str
+        self,
+        raw: Mapping[str, Any],
+        redis_client: redis.Redis | None,
+        fields: Mapping[str, StreamFields] | None,
+        key: str,
     ) -> Connector: ...
 
 
@@ -80,8 +85,18 @@ def default_precedence() -> tuple[str, ...]:
     return tuple(sorted(CONNECTORS, key=lambda name: vendor_facts(name).precedence))
 
 
+def stream_fields(name: str, mapping: MappingConfig) -> dict[str, StreamFields]:
+    """What each mapped stream of source ``name`` reads and writes (``mappings.<name>.<stream>``)."""
+    return {
+        stream: StreamFields.of(section, f"mappings.{name}.{stream}")
+        for stream, section in mapping.mappings.get(name, {}).items()
+    }
+
+
 def build_connector(
     name: str, config: Mapping[str, Any], client: redis.Redis, mapping: MappingConfig | None = None
 ) -> Connector:
-    """Build the connector called ``name`` from its config block, the shared Redis and the mapping."""
-    return connector_class(name).from_config(config, client, mapping, f"sources.{name}.config")
+    """Build the connector called ``name`` from its config block, the shared Redis and the fields the mapping
+    gives its streams (``stream_fields``; none without a mapping)."""
+    fields = stream_fields(name, mapping) if mapping is not None else None
+    return connector_class(name).from_config(config, client, fields, f"sources.{name}.config")

@@ -27,12 +27,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from sync.errors import CrmsyncError
 from sync.vendor import CallStats
+
+if TYPE_CHECKING:
+    from sync.mapping import ObjectMapping
 
 
 class Cursor(BaseModel):
@@ -53,6 +56,35 @@ class Cursor(BaseModel):
     @classmethod
     def load(cls, raw: str) -> Self:
         return cls.model_validate_json(raw)
+
+
+@dataclass(frozen=True)
+class StreamFields:
+    """The fields one stream's mapping reads and writes: what a connector is given at construction instead of the
+    whole mapping config (``connectors.registry.build_connector`` builds it from ``mappings.<source>.<stream>``).
+
+    - ``key``: the mapping key they come from (``mappings.salesforce.Account``), for errors.
+    - ``read``: the source paths the mapping reads, each once; ``read_keys[i]`` is the mapping key naming
+      ``read[i]`` (``mappings.salesforce.Account.fields.3.source``).
+    - ``write``: the fields push-back writes, each once: ``account_id_field`` first, then the other systems' ids
+      (``link_fields``) and the outbound fields; a connector reads them back on every pull.
+    - ``account_id_field``: the written field that holds the PostHog account id, if any.
+    """
+
+    key: str
+    read: tuple[str, ...] = ()
+    read_keys: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    account_id_field: str | None = None
+
+    @classmethod
+    def of(cls, mapping: ObjectMapping, key: str) -> StreamFields:
+        """The fields of one object mapping (``mappings.<source>.<stream>``, named ``key``)."""
+        read: dict[str, str] = {}
+        for n, fm in enumerate(mapping.fields):
+            for path in fm.paths:
+                read.setdefault(path, f"{key}.fields.{n}.source")
+        return cls(key, tuple(read), tuple(read.values()), mapping.written, mapping.account_id_field)
 
 
 @dataclass(frozen=True)

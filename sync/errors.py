@@ -2,7 +2,9 @@
 
     CrmsyncError
     ├── RetryableError      try the same thing again later: rate limits, 5xx, timeouts, dropped connections
-    │                       (``retry_after`` in seconds when the server said how long to wait)
+    │   │                   (``retry_after`` in seconds when the server said how long to wait)
+    │   └── RateLimitedError  the vendor refused the request for its rate (429): the one call path
+    │                       (``sync.calls``) counts it and drains the shared budget for every worker
     ├── FatalError          stop the run and report it: bad credentials, a missing scope, bad configuration
     │   └── ConfigError     configuration that cannot work, naming the offending key
     └── BadRecordError      this one record cannot be applied (source, id, field, reason); the batch goes on
@@ -24,6 +26,10 @@ class RetryableError(CrmsyncError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimitedError(RetryableError):
+    """The vendor refused the request for its rate limit (a 429, or its equivalent); the request was not run."""
 
 
 class FatalError(CrmsyncError):

@@ -1,13 +1,20 @@
-"""One paging helper with one loop guard, for every paging loop in ``connectors/``.
+"""The one paginator every listing pages through (connectors and the PostHog client), with one loop guard.
 
-Vendors page with an opaque token the client hands back (HubSpot ``after``, Salesforce ``nextRecordsUrl``,
-Stripe ``starting_after``). A vendor (or a stand-in) that hands back a token already used would make a read loop
-forever; like Singer SDK's paginator, the guard raises ``PagingLoop`` (fatal: no retry fixes it) instead.
+A listing is a ``fetch(token) → (page, next token)`` function and ``follow`` drives it: ``fetch(None)`` first,
+then ``fetch(next token)`` until the next token is ``None``, yielding each page, lazily (a consumer that stops
+stops the reads). What a token is, is the listing's strategy; the loop, its guard and its laziness are shared:
 
-- ``LoopGuard``: remembers the tokens one read has used; ``check(token)`` raises on a repeat. For loops that do
-  not fit ``follow`` (several tokens in flight at once, such as HubSpot's per-input association paging).
-- ``follow(fetch, what)``: calls ``fetch(token)`` → ``(page, next token)`` from ``None`` until the next token is
-  ``None``, yielding each page; guarded.
+- a vendor's opaque cursor: HubSpot ``after``, Stripe ``starting_after``, Salesforce ``nextRecordsUrl``,
+  PostHog's ``next`` URL (the PostHog client refuses one on another host);
+- an offset (PostHog's relationship definitions);
+- a position the listing computes itself: HubSpot's windowed search ``(lower bound, inclusive)`` and its
+  id-order drain (the last id), Stripe's customers ``(starting_after, created[lte])``;
+- the work still to do: HubSpot's association reads (the inputs whose links are not all read yet).
+
+A vendor (or a stand-in) that hands back a token already used would make a read loop forever; like Singer SDK's
+paginator, the guard raises ``PagingLoop`` (fatal: no retry fixes it) instead. ``LoopGuard`` is that guard on its
+own, for a token inside one page (HubSpot's per-input ``after``). ``tests/sync/test_paging.py`` checks that no
+module of ``connectors/`` (and no PostHog listing) has a loop of its own.
 """
 
 from __future__ import annotations

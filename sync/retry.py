@@ -51,6 +51,9 @@ class RetryPolicy:
     backoff_s: float = 0.5
     max_backoff_s: float = 30.0
     max_total_s: float = 120.0
+    jitter_floor: float = 0.0
+    """The share of the backoff ceiling always waited: 0 is full jitter (``uniform(0, ceiling)``), 0.5 waits
+    between half the ceiling and all of it (what HubSpot's connector and stripe-python's SDK do)."""
     rng: random.Random = field(default_factory=random.Random)
     sleep: Callable[[float], None] = time.sleep
 
@@ -60,7 +63,7 @@ class RetryPolicy:
         if retry_after is not None:
             return retry_after
         ceiling = min(self.max_backoff_s, self.backoff_s * (2 ** (retry_number - 1)))
-        return self.rng.uniform(0, ceiling)
+        return self.rng.uniform(ceiling * self.jitter_floor, ceiling)
 
     def next_delay(self, retry_number: int, retry_after: float | None, elapsed_s: float) -> float | None:
         """The wait before the next attempt, or None when the count or time budget is spent, or when the

@@ -3,8 +3,9 @@
 - ``retry_after(headers)``: the ``Retry-After`` header of any SDK's header mapping (a dict, urllib3's
   ``HTTPHeaderDict``, requests' ``CaseInsensitiveDict``), through the project's one parser
   (``sync.retry.parse_retry_after``: delta-seconds and the HTTP-date form RFC 9110 allows).
-- ``CallStats``: what one connector's calls cost (requests sent, 429s received, retries, per operation), the one
-  statistics shape the workers report to ``/metrics`` as ``crmsync_api_calls_total{vendor}`` and
+- ``CallStats``: what one vendor client's calls cost (requests sent, 429s received, retries, per operation), kept
+  by the one call path (``sync.calls``) for every connector and for the PostHog client (per method), the one
+  statistics class the workers report to ``/metrics`` as ``crmsync_api_calls_total{vendor}`` and
   ``crmsync_api_throttled_total{vendor}``.
 """
 
@@ -36,7 +37,7 @@ def retry_after(headers: Mapping[str, Any] | None, now: float | None = None) -> 
 
 @dataclass
 class CallStats:
-    """Counters of one connector's vendor calls since the last ``take``: every HTTP request sent (retries
+    """Counters of one vendor client's calls since the last ``take``: every HTTP request sent (retries
     included), the 429s among them, the retries the client made itself, and requests per operation."""
 
     requests: int = 0

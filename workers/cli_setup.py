@@ -32,7 +32,7 @@ def setup_posthog(
     try:
         with PostHogClient(runtime.settings) as client:
             lines = setup_definitions(client, declared, dry_run=dry_run)
-            requests = client.stats.total
+            requests = client.stats.requests
     except CrmsyncError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None

@@ -57,7 +57,7 @@ def pending_key(runtime: Runtime, source: str, obj: str) -> str:
 
 
 def _finish(runtime: Runtime, reports: list[RunReport]) -> dict[str, Any]:
-    calls = runtime.posthog.stats.total, runtime.posthog.stats.statuses[429]  # since the last task
+    calls = runtime.posthog.stats.take()  # requests and 429s since the last task
     for report in reports:
         record_run(runtime.redis, runtime.ledger.ns, report)
         log.info(
@@ -71,8 +71,6 @@ def _finish(runtime: Runtime, reports: list[RunReport]) -> dict[str, Any]:
         )
     record_api_calls(runtime.redis, runtime.ledger.ns, "posthog", *calls)
     dry_runs.remember(runtime.redis, runtime.ledger.ns, reports)  # a dry run's plan, for the status page
-    runtime.posthog.stats.requests.clear()
-    runtime.posthog.stats.statuses.clear()
     for source, connector in runtime.built_connectors().items():
         record_api_calls(runtime.redis, runtime.ledger.ns, source, *connector.call_stats.take())
     return {"runs": [r.as_dict() for r in reports]}

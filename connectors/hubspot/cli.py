@@ -19,6 +19,7 @@ from rich.table import Table
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.config import load_hubspot_config
 from connectors.hubspot.properties import ensure_properties, push_properties
+from sync.connector import StreamFields
 from sync.errors import CrmsyncError
 from sync.mapping import load_mapping_file
 
@@ -42,8 +43,9 @@ def setup_command(
     """Create the HubSpot properties crmsync writes back (deal) and reads (company external id)."""
     try:
         settings = load_hubspot_config({"access_token": SecretStr(token), "host": host})
-        mapping = load_mapping_file(config).object("hubspot", "deals") if config is not None else None
-        deal_names = list(push_properties(settings, mapping))
+        deals = load_mapping_file(config).object("hubspot", "deals") if config is not None else None
+        fields = StreamFields.of(deals, "mappings.hubspot.deals") if deals is not None else None
+        deal_names = list(push_properties(settings, fields))
         wanted = {
             "deals": (deal_names, settings.property_group),
             "companies": ([settings.external_id_property], "companyinformation"),

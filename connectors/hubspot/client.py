@@ -1,32 +1,36 @@
 """The official HubSpot SDK (``hubspot-api-client`` 12) behind one small typed surface.
 
-``HubSpotClient`` is the only place that calls the SDK. Every call:
+``HubSpotClient`` is the only place that calls the SDK, and every call goes through the one call path
+(``sync.calls.VendorCalls``, ``HubSpotClient._call``), filled in with HubSpot's parts:
 
-1. takes a token from the shared budget it draws on (``TokenBucket`` in Redis: the 10-second app budget, or the
-   separate search budget), so all workers together stay inside HubSpot's windows;
-2. runs with an explicit ``_request_timeout`` (the SDK has none by default);
-3. reads the ``X-HubSpot-RateLimit-*`` headers (a budget HubSpot reports spent is drained for every worker);
-4. on 429, 5xx and network errors retries up to ``max_retries`` times, waiting ``Retry-After`` when HubSpot sends
-   it and a jittered exponential backoff when it does not; a 429 also drains the shared budget. A ``Retry-After``
-   longer than ``max_backoff_s`` is not slept through: the error goes up with ``retry_after`` for a job retry;
-   A 429 on a search also halves the search page size (down to ``search_min_page_size``) for the retry and the
-   rest of the read (``reset_search_page`` starts the next read at ``search_page_size`` again);
-5. translates whatever still fails into the project's error tree (``connectors.hubspot.errors``).
+1. the budget: a token of the shared budget the call draws on (``connectors.hubspot.limits``: the 10-second app
+   budget, or the separate search budget, Redis token buckets), so all workers together stay inside HubSpot's
+   windows; a 429 empties it for every worker;
+2. an explicit ``_request_timeout`` on every call (the SDK has none by default);
+3. the rate headers: ``X-HubSpot-RateLimit-*`` (``RateLimitState.read``; a window HubSpot reports spent is drained
+   for every worker);
+4. transient: 429 on the rolling windows, 5xx and network errors (``RetryableError``), retried up to
+   ``max_retries`` times by the one policy (``sync.retry.RetryPolicy``: ``Retry-After`` when HubSpot sends it,
+   else a backoff jittered between half and all of ``backoff_s * 2**n``, capped at ``max_backoff_s``; a longer
+   ``Retry-After`` goes up with the error for a job retry);
+5. a response action: a 429 on a search halves the search page size (down to ``search_min_page_size``) for the
+   retry and the rest of the read (``reset_search_page`` starts the next read at ``search_page_size`` again);
+6. the error table ``connectors.hubspot.errors.ERRORS``.
 
-urllib3's own retries are switched off (``Retry(0)``) so that retrying lives here only. One SDK client (and one
-connection pool per API) per ``HubSpotClient``; no module globals.
+urllib3's own retries are switched off (``Retry(0)``, which hubspot-api-client hands to each API's urllib3 pool
+as ``Configuration.retries``: ``hubspot/discovery/discovery_base.py``, ``hubspot/crm/*/rest.py``) so that retrying
+lives in the one path only. One SDK client (and one connection pool per API) per ``HubSpotClient``; no module
+globals.
 """
 
 from __future__ import annotations
 
-import random
-import time
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-import urllib3
 from hubspot import HubSpot
 from hubspot.crm.associations.v4 import (
     BatchInputPublicFetchAssociationsBatchRequest,
@@ -48,17 +52,11 @@ from hubspot.crm.properties import PropertyCreate
 from urllib3.util.retry import Retry
 
 from connectors.hubspot.config import HubSpotConfig
-from connectors.hubspot.errors import (
-    SDK_EXCEPTIONS,
-    HubSpotPagingLoop,
-    HubSpotRateLimited,
-    HubSpotRequestError,
-    translate,
-)
-from sync.errors import CrmsyncError, RetryableError
+from connectors.hubspot.errors import ERRORS, SDK_EXCEPTIONS, HubSpotPagingLoop, HubSpotRateLimited, HubSpotRequestError
+from connectors.hubspot.limits import Budgets, RateLimitState, shared_budgets
+from sync.calls import BucketBudget, Failure, VendorCalls, VendorRules
 from sync.paging import LoopGuard, follow
-from sync.ratelimit import TokenBucket
-from sync.vendor import CallStats
+from sync.retry import RetryPolicy
 
 PRIMARY_DEAL_TO_COMPANY = 5
 """HubSpot-defined association type id of a deal's primary company (v4)."""
@@ -123,57 +121,21 @@ class BatchWrite:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class RateLimitState:
-    """The latest ``X-HubSpot-RateLimit-*`` values seen (None until a response carried them)."""
-
-    max: int | None = None
-    remaining: int | None = None
-    interval_ms: int | None = None
-    search_max: int | None = None
-    search_remaining: int | None = None
-    daily: int | None = None
-    daily_remaining: int | None = None
+def _answer_headers(answer: object) -> Mapping[str, Any] | None:
+    """The headers of a ``*_with_http_info`` answer ``(data, status, headers)`` or of an SDK ``ApiException``
+    (``{}`` when it came without: the rate figures then read as unknown); None for a transport error."""
+    if isinstance(answer, tuple):
+        return answer[2] if isinstance(answer[2], Mapping) else {}
+    if isinstance(answer, SDK_EXCEPTIONS):
+        headers = getattr(answer, "headers", None)
+        return headers if isinstance(headers, Mapping) else {}
+    return None
 
 
-@dataclass(frozen=True)
-class Budgets:
-    """The two shared budgets (None when no Redis was given: nothing is shared, 429s are still handled)."""
-
-    app: TokenBucket | None
-    search: TokenBucket | None
-
-
-def bucket_shape(limit: float, interval_s: float, share: float, burst: float) -> tuple[float, float]:
-    """(capacity, refill per second) of a token bucket that never exceeds ``limit * share`` in any window of
-    ``interval_s``: a burst of ``capacity`` plus ``refill * interval_s`` adds up to exactly that."""
-    usable = limit * share
-    capacity = max(1.0, usable * burst)
-    return capacity, (usable - capacity) / interval_s
-
-
-def shared_budgets(client: redis.Redis, config: HubSpotConfig) -> Budgets:
-    """The app and search buckets every worker using this app shares (keyed by ``config.budget_id``)."""
-    prefix = f"{config.budget_namespace}:hubspot:{config.budget_id}"
-    app_cap, app_rate = bucket_shape(config.app_limit_per_10s, 10.0, config.budget_share, config.budget_burst)
-    search_cap, search_rate = bucket_shape(config.search_limit_per_s, 1.0, config.budget_share, config.budget_burst)
-    return Budgets(
-        app=TokenBucket(client, f"{prefix}:app", app_cap, app_rate),
-        search=TokenBucket(client, f"{prefix}:search", search_cap, search_rate),
-    )
-
-
-def _headers(raw: Any) -> dict[str, str]:
-    if not raw:
-        return {}
-    return {str(k).lower(): str(v) for k, v in raw.items()}
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+RULES = VendorRules(name="hubspot", errors=ERRORS, headers=_answer_headers)
+"""HubSpot in the one call path: its error table; transient is the default (``RetryableError``: 429s on the
+rolling windows, 5xx, timeouts and dropped connections); the rate headers and the search's smaller pages are
+per call (``HubSpotClient._call``)."""
 
 
 def _properties(raw: Mapping[str, Any] | None) -> dict[str, str | None]:
@@ -210,10 +172,10 @@ class HubSpotClient:
         config: HubSpotConfig,
         redis_client: redis.Redis | None = None,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
+        """``sleep`` replaces the wait between retries (tests count the waits asked for instead of waiting)."""
         self.config = config
-        self.sleep = sleep
         sdk = HubSpot(
             access_token=config.access_token.get_secret_value(),
             host=config.base_url,
@@ -230,10 +192,19 @@ class HubSpotClient:
         self._owners = crm.owners.owners_api
         self._properties = crm.properties.core_api
         self.budgets = shared_budgets(redis_client, config) if redis_client is not None else Budgets(None, None)
-        self.stats = CallStats()
         self.limits = RateLimitState()
         self.search_page_limit = config.search_page_size
-        self._random = random.Random()
+        policy = RetryPolicy(
+            max_retries=config.max_retries,
+            backoff_s=config.backoff_s,
+            max_backoff_s=config.max_backoff_s,
+            max_total_s=math.inf,
+            jitter_floor=0.5,
+        )
+        if sleep is not None:
+            policy.sleep = sleep
+        self.calls = VendorCalls(RULES, policy)
+        self.stats = self.calls.stats
 
     def close(self) -> None:
         """Close every SDK API's thread pool and urllib3 connection pool (idle keep-alive sockets included)."""
@@ -254,62 +225,29 @@ class HubSpotClient:
     # -- the one call path ------------------------------------------------------------------------------------
 
     def _call(self, operation: str, fn: Callable[..., Any], *args: Any, search: bool = False, **kwargs: Any) -> Any:
-        """Run ``fn`` (an SDK ``*_with_http_info`` method); return its data. See the module docstring."""
-        attempt = 0
-        while True:
-            bucket = self.budgets.search if search else self.budgets.app
-            if bucket is not None:
-                bucket.take(1, max_wait_s=self.config.max_budget_wait_s)
-            self.stats.sent(operation)
-            error: CrmsyncError
-            try:
-                data, _status, headers = fn(*args, _request_timeout=self.config.request_timeout, **kwargs)
-            except SDK_EXCEPTIONS as exc:
-                self._observe(getattr(exc, "headers", None), search)
-                error = translate(exc, operation)
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                error = translate(exc, operation)
-            else:
-                self._observe(headers, search)
-                return data
-            if isinstance(error, HubSpotRateLimited):
-                self.stats.throttled += 1
-                if bucket is not None:
-                    bucket.drain()
-                if search:  # smaller pages for the rest of the read: a busy portal gets lighter searches
-                    self.search_page_limit = max(self.config.search_min_page_size, self.search_page_limit // 2)
-            if not isinstance(error, RetryableError) or attempt >= self.config.max_retries:
-                raise error
-            if error.retry_after is not None and error.retry_after > self.config.max_backoff_s:
-                raise error  # a long wait is the job's to take (a Celery retry), not a blocked worker's
-            delay = error.retry_after if error.retry_after is not None else self._backoff(attempt)
-            self.stats.retries += 1
-            self.sleep(delay)
-            attempt += 1
+        """Run ``fn`` (an SDK ``*_with_http_info`` method) through the one call path; return its data.
+        A search draws on the search budget, and a 429 on it halves the page (``_smaller_pages``)."""
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.config.max_backoff_s, self.config.backoff_s * (2**attempt))
-        return float(ceiling * self._random.uniform(0.5, 1.0))
+        def send() -> Any:
+            return fn(*args, _request_timeout=self.config.request_timeout, **kwargs)
 
-    def _observe(self, raw_headers: Any, search: bool) -> None:
-        """Remember the rate-limit headers; a budget HubSpot reports spent is drained for every worker."""
-        headers = _headers(raw_headers)
-        remaining = _int(headers.get("x-hubspot-ratelimit-remaining"))
-        limit = _int(headers.get("x-hubspot-ratelimit-max"))
-        if search:
-            self.limits.search_max = limit if limit is not None else self.limits.search_max
-            self.limits.search_remaining = remaining
-        else:
-            self.limits.max = limit if limit is not None else self.limits.max
-            self.limits.remaining = remaining
-            self.limits.interval_ms = _int(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
-            daily = _int(headers.get("x-hubspot-ratelimit-daily"))
-            if daily is not None:
-                self.limits.daily = daily
-                self.limits.daily_remaining = _int(headers.get("x-hubspot-ratelimit-daily-remaining"))
+        def rate(headers: Mapping[str, Any]) -> bool:
+            return self.limits.read(headers, search)
+
         bucket = self.budgets.search if search else self.budgets.app
-        if remaining == 0 and bucket is not None:
-            bucket.drain()
+        answer = self.calls.call(
+            operation,
+            send,
+            budget=BucketBudget(bucket, self.config.max_budget_wait_s) if bucket is not None else None,
+            rate=rate,
+            actions=(self._smaller_pages,) if search else (),
+        )
+        return answer[0]
+
+    def _smaller_pages(self, failure: Failure) -> None:
+        """After a 429 on a search: smaller pages for the rest of the read, a busy portal gets lighter searches."""
+        if isinstance(failure.error, HubSpotRateLimited):
+            self.search_page_limit = max(self.config.search_min_page_size, self.search_page_limit // 2)
 
     # -- deals ----------------------------------------------------------------------------------------------
 
@@ -426,9 +364,12 @@ class HubSpotClient:
         (association type 5)."""
         links: dict[str, list[Link]] = {}
         guard = LoopGuard(f"HubSpot associations.{from_type}.{to_type}", HubSpotPagingLoop)
-        pending: list[tuple[str, str | None]] = [(i, None) for i in dict.fromkeys(ids)]
-        while pending:
-            chunk, pending = pending[:ASSOCIATIONS_BATCH_MAX], pending[ASSOCIATIONS_BATCH_MAX:]
+        Pending = tuple[tuple[str, str | None], ...]
+
+        def batch(pending: Pending | None) -> tuple[None, Pending | None]:
+            """One request of up to 1,000 inputs; the next token is what is still unfinished (None: nothing)."""
+            waiting = pending if pending is not None else tuple((i, None) for i in dict.fromkeys(ids))
+            chunk, rest = waiting[:ASSOCIATIONS_BATCH_MAX], list(waiting[ASSOCIATIONS_BATCH_MAX:])
             body = BatchInputPublicFetchAssociationsBatchRequest(
                 inputs=[PublicFetchAssociationsBatchRequest(id=i, after=after) for i, after in chunk]
             )
@@ -448,7 +389,12 @@ class HubSpotClient:
                     targets.append(Link(str(target.to_object_id), primary))
                 after = _next_after(result)
                 if after is not None:
-                    pending.append((from_id, guard.check((from_id, after))[1]))
+                    rest.append((from_id, guard.check((from_id, after))[1]))
+            return None, tuple(rest) or None
+
+        if ids:
+            for _ in follow(batch, f"HubSpot associations.{from_type}.{to_type}", HubSpotPagingLoop):
+                pass
         return links
 
     def owners(self) -> dict[str, Owner]:

@@ -44,13 +44,13 @@ from sync.connector import (
     Page,
     PushResult,
     PushUpdate,
+    StreamFields,
     WebhookAck,
     WebhookEvent,
     WebhookRejected,
     WebhookRequest,
 )
 from sync.errors import ConfigError, RetryableError
-from sync.mapping import MappingConfig, ObjectMapping
 from sync.paging import follow
 from sync.vendor import CallStats
 from sync.vendor_facts import VendorFacts
@@ -73,13 +73,13 @@ class HubSpotConnector:
         config: HubSpotConfig,
         redis_client: redis.Redis | None = None,
         *,
-        mapping: ObjectMapping | None = None,
+        fields: StreamFields | None = None,
         key: str = "sources.hubspot.config",
         client: HubSpotClient | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.config = config
-        self.push_properties = push_properties(config, mapping, key)
+        self.push_properties = push_properties(config, fields, key)
         # every read asks for the configured deal properties plus those push-back writes (to see what a deal holds)
         self.read_properties = list(dict.fromkeys([*config.deal_properties, *self.push_properties]))
         self.client = client or HubSpotClient(config, redis_client)
@@ -97,15 +97,15 @@ class HubSpotConnector:
         cls,
         raw: Mapping[str, Any],
         redis_client: redis.Redis | None = None,
-        mapping: MappingConfig | None = None,
+        fields: Mapping[str, StreamFields] | None = None,
         key: str = "sources.hubspot.config",
     ) -> HubSpotConnector:
         """The connector for a ``sources.hubspot.config`` block (``connectors.registry``), validated (a bad entry
-        raises ``ConfigError`` naming ``<key>.<field>``), with the shared budgets in Redis and the
-        ``mappings.hubspot.deals`` section when there is one: it says which properties push-back writes (and
+        raises ``ConfigError`` naming ``<key>.<field>``), with the shared budgets in Redis and the fields of the
+        ``mappings.hubspot.deals`` section when there is one: they say which properties push-back writes (and
         every read asks for), see ``properties.push_properties``."""
-        mapped = mapping.mappings.get(SOURCE, {}).get(STREAM) if mapping is not None else None
-        return cls(load_hubspot_config(raw, key), redis_client, mapping=mapped, key=key)
+        deals = (fields or {}).get(STREAM)
+        return cls(load_hubspot_config(raw, key), redis_client, fields=deals, key=key)
 
     def close(self) -> None:
         """Close the SDK's connection pools (one per API this connector calls)."""

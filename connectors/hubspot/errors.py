@@ -1,9 +1,11 @@
 """HubSpot failures in the project's error tree. Every SDK sub-package has its own ``ApiException`` (no shared
-base), so ``translate`` is the one place that knows them all; nothing above this module sees an SDK exception.
+base), so ``ERRORS`` (the error table the one call path, ``sync.calls``, translates through) is the one place
+that knows them all; nothing above this module sees an SDK exception.
 
     RetryableError
     ├── HubSpotUnavailable        5xx, timeouts, dropped connections
-    └── HubSpotRateLimited        429 on the 10-second or the search budget (``retry_after`` when sent)
+    └── HubSpotRateLimited        429 on the 10-second or the search budget (``retry_after`` when sent;
+                                  a ``sync.errors.RateLimitedError``)
     FatalError
     ├── HubSpotAuthError          401: bad or revoked token
     ├── HubSpotForbidden          403: the token lacks a scope
@@ -27,7 +29,8 @@ from hubspot.crm.deals import ApiException as DealsApiException
 from hubspot.crm.owners import ApiException as OwnersApiException
 from hubspot.crm.properties import ApiException as PropertiesApiException
 
-from sync.errors import CrmsyncError, FatalError, RetryableError
+from sync.calls import ErrorTable
+from sync.errors import CrmsyncError, FatalError, RateLimitedError, RetryableError
 from sync.paging import PagingLoop
 from sync.vendor import retry_after
 
@@ -51,7 +54,7 @@ class HubSpotUnavailable(RetryableError):
         self.status = status
 
 
-class HubSpotRateLimited(RetryableError):
+class HubSpotRateLimited(RateLimitedError):
     """A 429 on a rolling budget (``policy``: ``TEN_SECONDLY_ROLLING``, ``SECONDLY``, ...)."""
 
     def __init__(self, message: str, policy: str | None, retry_after: float | None) -> None:
@@ -106,34 +109,52 @@ def error_fields(body: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+_STATUS_KINDS: dict[int, type[HubSpotFatal]] = {
+    401: HubSpotAuthError,
+    403: HubSpotForbidden,
+    404: HubSpotNotFound,
+}
+"""Fatal statuses with an error of their own; any other 4xx is a ``HubSpotRequestError``."""
+
+
+def _api_error(exc: Exception, operation: str) -> CrmsyncError:
+    """An SDK ``ApiException``: 0 (no answer) and 5xx retryable, 429 rate limited (``DAILY``: fatal), else fatal."""
+    status = int(getattr(exc, "status", 0) or 0)
+    fields = error_fields(getattr(exc, "body", None))
+    category = fields.get("category")
+    detail = str(fields.get("message") or getattr(exc, "reason", "") or "")[:_MESSAGE_MAX]
+    message = f"HubSpot {operation}: {status} {category or ''}: {detail}".replace("  ", " ")
+    wait = retry_after(getattr(exc, "headers", None))
+    if status == 0:
+        return HubSpotUnavailable(f"HubSpot {operation}: connection failed: {detail}")
+    if status == 429:
+        policy = fields.get("policyName")
+        if policy == "DAILY":
+            return HubSpotDailyLimit(message, status, category)
+        return HubSpotRateLimited(message, policy, wait)
+    if status >= 500:
+        return HubSpotUnavailable(message, status, wait)
+    return _STATUS_KINDS.get(status, HubSpotRequestError)(message, status, category)
+
+
+def _transport_error(exc: Exception, operation: str) -> CrmsyncError:
+    cause = getattr(exc, "reason", None)  # MaxRetryError wraps the timeout or connection error
+    name = type(cause).__name__ if isinstance(cause, BaseException) else type(exc).__name__
+    return HubSpotUnavailable(f"HubSpot {operation}: {name}")
+
+
+ERRORS = ErrorTable(
+    (
+        (SDK_EXCEPTIONS, _api_error),
+        ((urllib3.exceptions.HTTPError, OSError), _transport_error),
+    )
+)
+"""HubSpot's error table for the one call path (``sync.calls``): SDK answers, then urllib3 and socket errors."""
+
+
 def translate(exc: BaseException, operation: str) -> CrmsyncError:
     """The project error for an SDK or urllib3 exception raised by ``operation`` (e.g. ``deals.search``)."""
-    if isinstance(exc, SDK_EXCEPTIONS):
-        status = int(getattr(exc, "status", 0) or 0)
-        headers = getattr(exc, "headers", None)
-        fields = error_fields(getattr(exc, "body", None))
-        category = fields.get("category")
-        detail = str(fields.get("message") or getattr(exc, "reason", "") or "")[:_MESSAGE_MAX]
-        message = f"HubSpot {operation}: {status} {category or ''}: {detail}".replace("  ", " ")
-        wait = retry_after(headers)
-        if status == 0:
-            return HubSpotUnavailable(f"HubSpot {operation}: connection failed: {detail}")
-        if status == 429:
-            policy = fields.get("policyName")
-            if policy == "DAILY":
-                return HubSpotDailyLimit(message, status, category)
-            return HubSpotRateLimited(message, policy, wait)
-        if status >= 500:
-            return HubSpotUnavailable(message, status, wait)
-        if status == 401:
-            return HubSpotAuthError(message, status, category)
-        if status == 403:
-            return HubSpotForbidden(message, status, category)
-        if status == 404:
-            return HubSpotNotFound(message, status, category)
-        return HubSpotRequestError(message, status, category)
-    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-        cause = getattr(exc, "reason", None)  # MaxRetryError wraps the timeout or connection error
-        name = type(cause).__name__ if isinstance(cause, BaseException) else type(exc).__name__
-        return HubSpotUnavailable(f"HubSpot {operation}: {name}")
-    raise TypeError(f"not a HubSpot transport error: {type(exc).__name__}") from exc
+    error = ERRORS.translate(exc, operation)
+    if error is None:
+        raise TypeError(f"not a HubSpot transport error: {type(exc).__name__}") from exc
+    return error

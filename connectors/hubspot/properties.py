@@ -12,28 +12,27 @@ from collections.abc import Iterable
 
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.config import DEFAULT_PUSH_PROPERTIES, HubSpotConfig
-from connectors.hubspot.records import SOURCE, STREAM
 from connectors.mapped import check_setting
+from sync.connector import StreamFields
 from sync.errors import ConfigError
-from sync.mapping import ObjectMapping
 
 
 def push_properties(
-    config: HubSpotConfig, mapping: ObjectMapping | None, key: str = "sources.hubspot.config"
+    config: HubSpotConfig, fields: StreamFields | None, key: str = "sources.hubspot.config"
 ) -> tuple[str, ...]:
     """The deal properties push-back writes, which every read asks for too: the mapping's (the account id field,
-    the other systems' ids, the outbound fields: ``ObjectMapping.written``), or without a mapping the legacy
+    the other systems' ids, the outbound fields: ``StreamFields.write``), or without a mapping the legacy
     ``push_properties`` setting or its default. A ``push_properties`` setting naming other properties than the
     mapping raises ``ConfigError`` naming ``<key>.push_properties`` (``connectors.mapped``); so does a written
     path with a ``.`` (not a deal property), naming the mapping key."""
-    if mapping is None:
+    if fields is None:
         return DEFAULT_PUSH_PROPERTIES if config.push_properties is None else config.push_properties
-    nested = [name for name in mapping.written if "." in name]
+    nested = [name for name in fields.write if "." in name]
     if nested:
-        raise ConfigError(f"mappings.{SOURCE}.{STREAM}", f"{nested[0]!r}: only deal properties can be written")
-    where = f"mappings.{SOURCE}.{STREAM} (account_id_field, link_fields and fields with direction: outbound)"
-    check_setting(f"{key}.push_properties", config.push_properties, mapping.written, where)
-    return mapping.written
+        raise ConfigError(fields.key, f"{nested[0]!r}: only deal properties can be written")
+    where = f"{fields.key} (account_id_field, link_fields and fields with direction: outbound)"
+    check_setting(f"{key}.push_properties", config.push_properties, fields.write, where)
+    return fields.write
 
 
 def _label(name: str) -> str:

@@ -20,12 +20,13 @@ one import is an ordinary day). Edits made during the read move records forward,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from connectors.hubspot.client import HsObject, ObjectPage, SearchFilter
 from connectors.hubspot.errors import HubSpotPagingLoop
+from sync.paging import follow
 
 MODIFIED = "hs_lastmodifieddate"
 OBJECT_ID = "hs_object_id"
@@ -92,48 +93,59 @@ class WindowedSearch:
 
     def since(self, start: Checkpoint, inclusive: bool = True) -> Iterator[SearchBatch]:
         """Everything past ``start``: timestamps ``>= start.modified_ms`` when ``inclusive`` (and no id is
-        given), else the rest of that timestamp after ``start.object_id`` in id order, then everything later."""
-        lower = start.modified_ms
-        seen: set[str] = set()  # ids already read whose timestamp is ``lower``
+        given), else the rest of that timestamp after ``start.object_id`` in id order, then everything later.
+
+        Pages through ``sync.paging.follow``: the token is the window's position ``(lower, inclusive)``, which
+        every page moves strictly forward, so a repeated one (a server answering out of order) is a
+        ``HubSpotPagingLoop`` instead of a read that never ends."""
+        seen: set[str] = set()  # ids already read whose timestamp is the window's lower bound
         if start.object_id or not inclusive:
             if start.object_id:
-                yield from self._drain(lower, start.object_id, seen)
+                yield from self._drain(start.modified_ms, start.object_id, seen)
             inclusive = False
-        while True:
-            page = self.search([SearchFilter(MODIFIED, "GTE" if inclusive else "GT", str(lower))], MODIFIED, 0)
+
+        def window(position: tuple[int, bool] | None) -> tuple[Iterable[SearchBatch], tuple[int, bool] | None]:
+            nonlocal seen
+            lower, from_lower = position if position is not None else (start.modified_ms, inclusive)
+            page = self.search([SearchFilter(MODIFIED, "GTE" if from_lower else "GT", str(lower))], MODIFIED, 0)
             if not page.results:
-                return
+                return (), None
             stamps = [_modified(obj) for obj in page.results]
             last_ts = stamps[-1]
             full = len(page.results) >= (page.limit or self.page_size) and page.next_after is not None
-            if inclusive and last_ts == lower and full:
+            if from_lower and last_ts == lower and full:
                 # A page of nothing but ``lower``: the window cannot move. Read that timestamp in id order.
-                yield from self._drain(lower, 0, seen)
-                seen, inclusive = set(), False
-                continue
+                drained, seen = self._drain(lower, 0, seen), set()
+                return drained, (lower, False)
             fresh = [obj for obj, ts in zip(page.results, stamps, strict=True) if not (ts == lower and obj.id in seen)]
-            yield SearchBatch(fresh, Checkpoint(last_ts))
+            batch = SearchBatch(fresh, Checkpoint(last_ts))
             if not full:
-                return
+                return (batch,), None
             if last_ts != lower:
                 seen = set()
             seen.update(obj.id for obj, ts in zip(page.results, stamps, strict=True) if ts == last_ts)
-            lower, inclusive = last_ts, True
+            return (batch,), (last_ts, True)
+
+        for batches in follow(window, "HubSpot search", HubSpotPagingLoop):
+            yield from batches
 
     def _drain(self, ts: int, after_id: int, skip: set[str]) -> Iterator[SearchBatch]:
         """Every record modified exactly at ``ts`` with id > ``after_id``, in id order, minus ``skip``."""
-        lower_id = after_id
-        while True:
+
+        def ids_after(lower_id: int | None) -> tuple[list[SearchBatch], int | None]:
+            lower = after_id if lower_id is None else lower_id
             filters = [SearchFilter(MODIFIED, "EQ", str(ts))]
-            if lower_id:
-                filters.append(SearchFilter(OBJECT_ID, "GT", str(lower_id)))
+            if lower:
+                filters.append(SearchFilter(OBJECT_ID, "GT", str(lower)))
             page = self.search(filters, OBJECT_ID, 0)
             if not page.results:
-                return
+                return [], None
             last_id = int(page.results[-1].id)
-            if last_id <= lower_id:
-                raise HubSpotPagingLoop(f"HubSpot search: id {last_id} does not move past {lower_id}")
-            yield SearchBatch([obj for obj in page.results if obj.id not in skip], Checkpoint(ts, last_id))
-            if len(page.results) < (page.limit or self.page_size) or page.next_after is None:
-                return
-            lower_id = last_id
+            if last_id <= lower:
+                raise HubSpotPagingLoop(f"HubSpot search: id {last_id} does not move past {lower}")
+            batch = SearchBatch([obj for obj in page.results if obj.id not in skip], Checkpoint(ts, last_id))
+            more = len(page.results) >= (page.limit or self.page_size) and page.next_after is not None
+            return [batch], last_id if more else None
+
+        for batches in follow(ids_after, f"HubSpot search at {ts}", HubSpotPagingLoop):
+            yield from batches

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
         SessionAuth,
         load_salesforce_config,
     )
-    from connectors.salesforce.connector import SalesforceConnector, mapping_fields
+    from connectors.salesforce.connector import SalesforceConnector
     from connectors.salesforce.cursor import SalesforceCursor
+    from connectors.salesforce.fields import mapping_fields
 
 _EXPORTS: dict[str, str] = {
     "ClientCredentialsAuth": "connectors.salesforce.config",
@@ -30,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "SessionAuth": "connectors.salesforce.config",
     "load_salesforce_config": "connectors.salesforce.config",
     "SalesforceConnector": "connectors.salesforce.connector",
-    "mapping_fields": "connectors.salesforce.connector",
+    "mapping_fields": "connectors.salesforce.fields",
     "SalesforceCursor": "connectors.salesforce.cursor",
 }
 

@@ -6,12 +6,14 @@
   username-password flow; a session id with its instance URL is used as given. A refused login names the flow
   and what to check (``login_refused``).
 - **Timeouts** are explicit on every request, logins included (the SDK sets none).
-- **Budget**: every HTTP attempt first takes a token from the org's shared Redis token bucket, so all workers
-  together stay polite; a concurrent-request refusal empties the bucket, so every worker backs off.
-- **Short retries** of 5xx answers, timeouts and dropped connections, with jittered backoff bounded in count and
-  time (``sync.retry.RetryPolicy``). ``REQUEST_LIMIT_EXCEEDED`` is never retried here.
-- **Session refresh**: an expired session (401 ``INVALID_SESSION_ID``) logs in again once and the call is
-  retried once; a second 401, or a session id given in the config, is an authentication failure.
+- **The one call path** (``sync.calls.VendorCalls``) runs every call: a token of the org's shared Redis token
+  bucket first, so all workers together stay polite (a concurrent-request refusal empties the bucket, so every
+  worker backs off); short retries of 5xx answers, timeouts and dropped connections (``is_transient``) through
+  the one policy (``sync.retry.RetryPolicy``: jittered backoff bounded in count and time);
+  ``REQUEST_LIMIT_EXCEEDED`` is never retried here; errors through the table of ``connectors.salesforce.errors``.
+- **Session refresh** (a response action of the path): an expired session (401 ``INVALID_SESSION_ID``) logs in
+  again once and the call is retried at once; a second 401, or a session id given in the config, is an
+  authentication failure.
 - **Allowance**: a response hook reads ``Sforce-Limit-Info`` (and the server's ``Date``) from every response,
   errors included, into ``Allowance``; the same hook counts every request and refusal (429, or 403
   ``REQUEST_LIMIT_EXCEEDED``) in ``stats`` (``sync.vendor.CallStats``).
@@ -44,15 +46,12 @@ from connectors.salesforce.config import (
     SessionAuth,
     default_audience,
 )
-from connectors.salesforce.errors import (
-    SalesforceAuthFailed,
-    SalesforceRateLimited,
-    is_transient,
-    translate,
-)
+from connectors.salesforce.errors import SalesforceAuthFailed, is_transient, translate
+from sync.calls import BucketBudget, ErrorTable, Failure, VendorCalls, VendorRules, Verdict
+from sync.errors import CrmsyncError
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
-from sync.vendor import CallStats, retry_after
+from sync.vendor import retry_after
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -160,7 +159,18 @@ class SalesforceClient:
         self.last_retry_after: float | None = None
         self.logins = 0
         self.refreshes = 0
-        self.stats = CallStats()
+        rules = VendorRules(
+            name="salesforce",
+            errors=ErrorTable((((SalesforceError, requests.RequestException), self._translate),)),
+            transient=lambda exc, error: isinstance(exc, Exception) and is_transient(exc),
+            actions=(self._refresh_session,),
+            wait_hint=self._server_wait,
+            counted_by_transport=True,
+        )
+        self.calls = VendorCalls(
+            rules, self.retry, BucketBudget(budget, config.max_budget_wait_s) if budget is not None else None
+        )
+        self.stats = self.calls.stats
         self._sf: Salesforce | None = None
 
     # -- observation ---------------------------------------------------------------------------------------
@@ -236,10 +246,7 @@ class SalesforceClient:
     def request_overhead(self, extra_headers: Mapping[str, str]) -> tuple[str, int]:
         """``(REST base path, bytes of the headers a call will send)``: what a query's URI length is added to
         when checking it against Salesforce's limit on URI plus headers. Logs in first if needed."""
-        try:
-            sf = self.sdk()
-        except (SalesforceError, requests.RequestException) as exc:
-            raise translate(exc, "login", self.config.rate_limited_retry_after_s) from exc
+        sf = self.calls.call("login", self.sdk, budget=None)  # a login is not budgeted (nor is it in ``call``)
         parts = urlsplit(sf.base_url)
         headers = {**self.session.headers, **sf.headers, **extra_headers, "Host": parts.netloc}
         return parts.path, sum(len(str(k)) + len(str(v)) + 4 for k, v in headers.items())
@@ -252,38 +259,28 @@ class SalesforceClient:
     # -- calls ---------------------------------------------------------------------------------------------
 
     def call(self, what: str, fn: Callable[[Salesforce], T]) -> T:
-        """Run ``fn`` with the SDK client: budget token, short retries, one session refresh, translated errors."""
-        refreshed = False
-        retries = 0
-        started = time.monotonic()
-        while True:
-            if self.budget is not None:
-                self.budget.take(1, self.config.max_budget_wait_s)
-            try:
-                return fn(self.sdk())
-            except SalesforceExpiredSession as exc:
-                if refreshed or not self.can_refresh:
-                    reason = (
-                        "even after a fresh login" if refreshed else "and a configured session id cannot be renewed"
-                    )
-                    raise SalesforceAuthFailed(f"{what}: the session expired {reason}") from exc
-                refreshed = True
-                self.refreshes += 1
-                self._sf = None
-                log.info("salesforce session expired during %s; logging in again", what)
-            except (SalesforceError, requests.RequestException) as exc:
-                server_wait = self.last_retry_after if isinstance(exc, SalesforceError) else None
-                if is_transient(exc):
-                    retries += 1
-                    self.stats.retries += 1
-                    wait = self.retry.next_delay(retries, server_wait, time.monotonic() - started)
-                    if wait is not None:
-                        log.warning(
-                            "salesforce %s failed (%s); retry %d in %.1fs", what, type(exc).__name__, retries, wait
-                        )
-                        self.retry.sleep(wait)
-                        continue
-                error = translate(exc, what, server_wait or self.config.rate_limited_retry_after_s)
-                if isinstance(error, SalesforceRateLimited) and self.budget is not None:
-                    self.budget.drain()
-                raise error from exc
+        """Run ``fn`` with the SDK client through the one call path: budget token, short retries, one session
+        refresh, translated errors."""
+        return self.calls.call(what, lambda: fn(self.sdk()))
+
+    def _translate(self, exc: Exception, what: str) -> CrmsyncError:
+        return translate(exc, what, self._server_wait(exc) or self.config.rate_limited_retry_after_s)
+
+    def _server_wait(self, exc: BaseException, error: CrmsyncError | None = None) -> float | None:
+        """The ``Retry-After`` of the answer that failed (the response hook kept it); None for transport errors."""
+        return self.last_retry_after if isinstance(exc, SalesforceError) else None
+
+    def _refresh_session(self, failure: Failure) -> Verdict | None:
+        """An expired session logs in again once and the call is retried at once; a second expiry, or a session
+        id given in the config, is an authentication failure."""
+        if not isinstance(failure.exc, SalesforceExpiredSession):
+            return None
+        if failure.immediate or not self.can_refresh:
+            reason = (
+                "even after a fresh login" if failure.immediate else "and a configured session id cannot be renewed"
+            )
+            raise SalesforceAuthFailed(f"{failure.operation}: the session expired {reason}") from failure.exc
+        self.refreshes += 1
+        self._sf = None
+        log.info("salesforce session expired during %s; logging in again", failure.operation)
+        return Verdict.RETRY_NOW

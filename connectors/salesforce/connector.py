@@ -30,20 +30,13 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connectors.mapped import check_setting
 from connectors.salesforce import soql
 from connectors.salesforce.client import SalesforceClient
-from connectors.salesforce.config import (
-    FIELD_RE,
-    PATH_RE,
-    SYSTEM_FIELDS,
-    SalesforceConfig,
-    load_salesforce_config,
-    unique_paths,
-)
+from connectors.salesforce.config import FIELD_RE, SYSTEM_FIELDS, SalesforceConfig, load_salesforce_config, unique_paths
 from connectors.salesforce.cursor import ReadProgress, SalesforceCursor, position
 from connectors.salesforce.errors import SalesforceRequestFailed, error_items
 from connectors.salesforce.facts import FACTS
+from connectors.salesforce.fields import mapping_fields, written_fields
 from connectors.salesforce.records import SOURCE, epoch_ms, gone, modstamp_ms, parse_datetime, to_record
 from connectors.salesforce.webhooks import ACK_CONTENT_TYPE, NotAnOutboundMessage, ack_body, message_of, same_org
 from sync.connector import (
@@ -54,14 +47,14 @@ from sync.connector import (
     Page,
     PushResult,
     PushUpdate,
+    StreamFields,
     WebhookAck,
     WebhookEvent,
     WebhookRejected,
     WebhookRequest,
 )
 from sync.errors import ConfigError, RetryableError
-from sync.mapping import MappingConfig, ObjectMapping
-from sync.paging import LoopGuard, follow
+from sync.paging import follow
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
 from sync.vendor import CallStats
@@ -76,53 +69,6 @@ ORIGIN = position(0, "")
 SYSTEM_NAMES = frozenset(name.lower() for name in SYSTEM_FIELDS)
 
 
-def mapping_fields(mapping: ObjectMapping, source: str = SOURCE, stream: str = "Account") -> tuple[set[str], set[str]]:
-    """The field paths a mapping section reads and the fields it writes, checked against what SOQL can address.
-
-    A path that is not ``Field`` or ``Relationship.Field`` raises ``ConfigError`` naming the mapping key.
-    """
-    key = f"mappings.{source}.{stream}"
-    written = set(mapping.written)
-    for name in written:
-        if not FIELD_RE.match(name):
-            raise ConfigError(key, f"{name!r}: only plain Salesforce fields can be written")
-    read: set[str] = set(written)
-    for n, fm in enumerate(mapping.fields):
-        for path in fm.paths:
-            if not PATH_RE.match(path):
-                raise ConfigError(f"{key}.fields.{n}.source", f"{path!r}: expected Field or Relationship.Field")
-            read.add(path)
-    return read, written
-
-
-def written_fields(
-    config: SalesforceConfig, mapping: ObjectMapping | None, key: str = "sources.salesforce.config"
-) -> tuple[str, ...]:
-    """The fields push-back writes, which every read selects too: the mapping's (``ObjectMapping.written``), or
-    without a mapping the config's legacy settings or their defaults. A legacy ``account_id_field`` or
-    ``outbound_fields`` that names other fields than the mapping raises ``ConfigError`` naming ``<key>.<setting>``
-    (``connectors.mapped``)."""
-    if mapping is None:
-        return config.default_written
-    where = f"mappings.{SOURCE}.Account"
-    check_setting(
-        f"{key}.account_id_field",
-        config.account_id_field,
-        mapping.account_id_field,
-        f"{where}.account_id_field",
-        fold_case=True,
-    )
-    others = [name for name in mapping.written if name != mapping.account_id_field]
-    check_setting(
-        f"{key}.outbound_fields",
-        config.outbound_fields,
-        others,
-        f"{where} (link_fields and fields with direction: outbound)",
-        fold_case=True,
-    )
-    return unique_paths(mapping.written)
-
-
 def _batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -131,8 +77,9 @@ def _batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class SalesforceConnector:
     """Accounts of one Salesforce org. One instance per org and worker; ``close()`` releases its connections.
 
-    ``mapping`` (the ``mappings.salesforce.Account`` section) says what push-back writes (``written_fields``)
-    and adds the fields it reads to those of ``config``, so the records always carry what the mapping addresses;
+    ``fields`` (what the ``mappings.salesforce.Account`` section reads and writes, ``sync.connector.StreamFields``)
+    says what push-back writes (``written_fields``) and adds the fields the mapping reads to those of ``config``,
+    so the records always carry what the mapping addresses;
     ``key`` is where ``config`` came from, for errors. ``redis_client`` enables the shared request budget
     (``config.requests_per_s``).
     """
@@ -146,20 +93,20 @@ class SalesforceConnector:
         self,
         config: SalesforceConfig,
         redis_client: redis.Redis | None = None,
-        mapping: ObjectMapping | None = None,
+        fields: StreamFields | None = None,
         retry: RetryPolicy | None = None,
         *,
         key: str = "sources.salesforce.config",
     ) -> None:
         self.config = config
-        self.written = written_fields(config, mapping, key)
+        self.written = written_fields(config, fields, key)
         budget = (
             TokenBucket(redis_client, config.bucket_key, config.burst, config.requests_per_s)
             if redis_client is not None
             else None
         )
         self.client = SalesforceClient(config, budget, retry)
-        read, _ = mapping_fields(mapping) if mapping is not None else (set(), set())
+        read, _ = mapping_fields(fields) if fields is not None else (set(), set())
         self.fields: tuple[str, ...] = unique_paths([*config.read_fields, *self.written, *sorted(read)])
         self._batch_header = {"Sforce-Query-Options": f"batchSize={config.page_size}"}
         self._system: str | None = None
@@ -171,15 +118,16 @@ class SalesforceConnector:
         cls,
         raw: Mapping[str, Any],
         redis_client: redis.Redis | None = None,
-        mapping: MappingConfig | None = None,
+        fields: Mapping[str, StreamFields] | None = None,
         key: str = "sources.salesforce.config",
     ) -> SalesforceConnector:
         """The connector for a ``sources.salesforce.config`` block (``connectors.registry``): the block validated
         (a bad entry raises ``ConfigError`` naming ``<key>.<field>``), the shared request budget in Redis, and the
-        ``mappings.salesforce.Account`` section when there is one, so every field it addresses is read, a bad
-        field path fails at start-up, and so does a legacy setting that disagrees with it (``written_fields``)."""
-        mapped = mapping.mappings.get(SOURCE, {}).get("Account") if mapping is not None else None
-        return cls(load_salesforce_config(raw, key), redis_client, mapped, key=key)
+        fields the ``mappings.salesforce.Account`` section reads and writes when there is one, so every field it
+        addresses is read, a bad field path fails at start-up, and so does a legacy setting that disagrees with it
+        (``written_fields``)."""
+        account = (fields or {}).get("Account")
+        return cls(load_salesforce_config(raw, key), redis_client, account, key=key)
 
     def close(self) -> None:
         """Close the HTTP session (its pooled TLS connections)."""
@@ -222,34 +170,42 @@ class SalesforceConnector:
         if reason is not None:
             yield Page((), start, (reason,))
             return
-        page, progress = self._open_query(stream, start)
-        guard = LoopGuard(f"salesforce: query {stream}")
+        progress: ReadProgress | None = None
+        committed = start
         restarts = 0
-        while True:
-            rows: list[Mapping[str, Any]] = list(page.get("records") or [])
+
+        def step(url: str | None) -> tuple[Page, str | None]:
+            """One page: the query's first (``url`` None) or the one at ``nextRecordsUrl``; an expired query
+            locator opens the query again after the committed position (at most ``MAX_LOCATOR_RESTARTS`` times)."""
+            nonlocal progress, committed, restarts
+            if url is None:
+                answer, progress = self._open_query(stream, start)
+            else:
+                reason = allowance.stop_reason()
+                if reason is not None:
+                    return Page((), committed, (reason,)), None
+                try:
+                    answer = self._next_page(f"query {stream} (next page)", url)
+                except SalesforceRequestFailed as exc:
+                    if exc.code != "INVALID_QUERY_LOCATOR" or restarts >= MAX_LOCATOR_RESTARTS:
+                        raise
+                    restarts += 1
+                    log.warning("salesforce query locator expired; querying again after the committed position")
+                    answer, progress = self._open_query(stream, committed)
+            rows: list[Mapping[str, Any]] = list(answer.get("records") or [])
             records = [to_record(row, stream) for row in rows]
-            done = bool(page.get("done"))
+            done = bool(answer.get("done"))
+            assert progress is not None  # every branch above opened or continued a query
             progress.advance(records, [modstamp_ms(row) for row in rows], done)
             committed = progress.cursor()
-            yield Page(records, committed)
             if done:
-                return
-            next_url = page.get("nextRecordsUrl")
+                return Page(records, committed), None
+            next_url = answer.get("nextRecordsUrl")
             if not isinstance(next_url, str) or not next_url:
                 raise SalesforceRequestFailed(f"query {stream}: a page not done has no nextRecordsUrl", None, None)
-            guard.check(next_url)
-            reason = allowance.stop_reason()
-            if reason is not None:
-                yield Page((), committed, (reason,))
-                return
-            try:
-                page = self._next_page(f"query {stream} (next page)", next_url)
-            except SalesforceRequestFailed as exc:
-                if exc.code != "INVALID_QUERY_LOCATOR" or restarts >= MAX_LOCATOR_RESTARTS:
-                    raise
-                restarts += 1
-                log.warning("salesforce query locator expired; querying again after the committed position")
-                page, progress = self._open_query(stream, committed)
+            return Page(records, committed), next_url
+
+        yield from follow(step, f"salesforce: query {stream}")
 
     def _open_query(self, stream: str, start: SalesforceCursor | None) -> tuple[dict[str, Any], ReadProgress]:
         where = None

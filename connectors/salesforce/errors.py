@@ -23,7 +23,7 @@ from typing import Any
 import requests
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
 
-from sync.errors import CrmsyncError, FatalError, RetryableError
+from sync.errors import CrmsyncError, FatalError, RateLimitedError, RetryableError
 
 MESSAGE_MAX = 300
 
@@ -32,7 +32,7 @@ class SalesforceUnavailable(RetryableError):
     """A 5xx, a timeout or a dropped connection, still failing after the client's short retries."""
 
 
-class SalesforceRateLimited(RetryableError):
+class SalesforceRateLimited(RateLimitedError):
     """Salesforce refused the call for too many concurrent long requests; try the job again later."""
 
 

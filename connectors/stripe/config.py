@@ -39,8 +39,9 @@ class StripeConfig(BaseModel):
     - ``api_key``: a secret or restricted key (read customers, subscriptions and events; write customers).
     - ``api_base``: the API host (a stand-in in tests and the demo).
     - ``connect_timeout_s`` / ``read_timeout_s``: per HTTP attempt; the SDK has no sensible default (80 s).
-    - ``max_network_retries``: the SDK's own retries (409, 5xx, connection errors, and 429 when Stripe sends
-      ``Stripe-Should-Retry: true``), each attempt paying from the shared budget; 0 turns them off.
+    - ``max_network_retries``: retries of one call (409, 5xx, connection errors, and 429 when Stripe sends
+      ``Stripe-Should-Retry: true``: stripe-python's rule), made by the one call path (``sync.calls``; the SDK's
+      own retries are off), each attempt paying from the shared budget; 0 turns them off.
     - ``requests_per_s`` / ``burst``: the shared request budget of this Stripe account across all workers
       (Stripe allows 100 requests/s in live mode and 25 in test mode); ``budget_key`` names the Redis bucket
       (default: derived from the key, so connectors for one account share it); ``max_budget_wait_s`` is how long

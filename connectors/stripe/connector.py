@@ -15,7 +15,8 @@ One stream, ``customers``. How each promise of ``sync.connector.Connector`` is k
 - ``push`` — ``metadata.<key>`` and a few top-level fields, one idempotent request per customer (``push.py``).
 - ``verify_webhook``/``parse_webhook`` — ``Stripe-Signature`` with several secrets and a tolerance (``webhooks.py``).
 
-Every HTTP attempt pays one token from the account's shared Redis budget; SDK errors become ``sync.errors``.
+Every request goes through the one call path (``connectors.stripe.client``, ``sync.calls``): one token of the
+account's shared Redis budget per attempt, Stripe's retry rule, SDK errors translated into ``sync.errors``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from typing import Any, ClassVar
 import redis
 
 from connectors.stripe import webhooks
-from connectors.stripe.client import make_client
+from connectors.stripe.client import StripeCalls
 from connectors.stripe.config import ENDED_STATUSES, StripeConfig, load_stripe_config
 from connectors.stripe.cursor import StripeCursor
-from connectors.stripe.errors import StripeRequestFailed, translated
+from connectors.stripe.errors import StripeRequestFailed
 from connectors.stripe.events import EventWindow
 from connectors.stripe.facts import FACTS
 from connectors.stripe.push import StripePusher
@@ -44,12 +45,12 @@ from sync.connector import (
     Page,
     PushResult,
     PushUpdate,
+    StreamFields,
     WebhookAck,
     WebhookEvent,
     WebhookRequest,
 )
 from sync.errors import ConfigError, RetryableError
-from sync.mapping import MappingConfig
 from sync.ratelimit import TokenBucket
 from sync.vendor import CallStats
 from sync.vendor_facts import VendorFacts
@@ -78,7 +79,7 @@ class StripeConnector:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.client, self.transport = make_client(config, budget)
+        self.client = StripeCalls(config, budget)
         self.reader = StripeReader(self.client, config)
         self.pusher = StripePusher(self.client, config.idempotency_prefix)
         self._system: str | None = None
@@ -90,12 +91,12 @@ class StripeConnector:
         cls,
         raw: Mapping[str, Any],
         redis_client: redis.Redis | None = None,
-        mapping: MappingConfig | None = None,
+        fields: Mapping[str, StreamFields] | None = None,
         key: str = "sources.stripe.config",
     ) -> StripeConnector:
         """The connector for a ``sources.stripe.config`` block (``connectors.registry``), validated (a bad entry
         raises ``ConfigError`` naming ``<key>.<field>``), paying from the account's shared budget when Redis is
-        given. The mapping is not needed: the customer fields read are the SDK's whole object."""
+        given. The mapped fields are not needed: the customer fields read are the SDK's whole object."""
         config = load_stripe_config(raw, key)
         return cls(config) if redis_client is None else cls.with_shared_budget(config, redis_client)
 
@@ -107,8 +108,8 @@ class StripeConnector:
 
     @property
     def call_stats(self) -> CallStats:
-        """HTTP attempts sent to Stripe (SDK retries included) and 429s, since the worker last reported them."""
-        return self.transport.stats
+        """HTTP attempts sent to Stripe (retries included) and 429s, since the worker last reported them."""
+        return self.client.calls.stats
 
     def _check(self, stream: str) -> None:
         if stream not in self.streams:
@@ -298,8 +299,7 @@ class StripeConnector:
         """``acct_... (test mode)``: the account the key belongs to (``GET /v1/account``, once, then cached) and
         the key's mode, since test and live data of one account are separate."""
         if self._system is None:
-            with translated("retrieve account"):
-                account = self.client.v1.accounts.retrieve_current()
+            account = self.client.call("retrieve account", lambda sdk: sdk.v1.accounts.retrieve_current())
             key = self.config.api_key.get_secret_value()
             mode = "live" if key.startswith(("sk_live_", "rk_live_")) else "test"
             self._system = f"{account.id} ({mode} mode)"
@@ -319,4 +319,4 @@ class StripeConnector:
 
     def close(self) -> None:
         """Close the HTTP sessions of this connector's client."""
-        self.transport.close()
+        self.client.close()

@@ -1,6 +1,6 @@
 """Stripe SDK exceptions translated, once, into the project's error tree (``sync.errors``).
 
-    stripe.RateLimitError (429, after the SDK's own retries)   → StripeRateLimited   (RetryableError)
+    stripe.RateLimitError (429)                                → StripeRateLimited   (RateLimitedError)
     stripe.APIConnectionError (timeouts, dropped connections)  → StripeUnavailable   (RetryableError)
     stripe.APIError and any 5xx, and 409 lock conflicts        → StripeUnavailable   (RetryableError)
     stripe.AuthenticationError (401)                           → StripeAuthFailed    (FatalError)
@@ -14,17 +14,15 @@ and ``param``; never the API key (Stripe's own 401 message masks it, and it is n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import stripe
 
-from sync.errors import CrmsyncError, FatalError, RetryableError
+from sync.calls import ErrorTable
+from sync.errors import CrmsyncError, FatalError, RateLimitedError, RetryableError
 from sync.vendor import retry_after
 
 
-class StripeRateLimited(RetryableError):
-    """Stripe answered 429 and the SDK's retries (if any) did not get through."""
+class StripeRateLimited(RateLimitedError):
+    """Stripe answered 429 (and, when it said to retry, the retries did not get through)."""
 
 
 class StripeUnavailable(RetryableError):
@@ -87,13 +85,19 @@ def translate(error: stripe.StripeError, action: str) -> CrmsyncError:
     return StripeRequestFailed(what, status, error_code(error))
 
 
-@contextmanager
-def translated(action: str) -> Iterator[None]:
-    """Run SDK calls with every ``stripe.StripeError`` re-raised as the matching project error."""
-    try:
-        yield
-    except stripe.StripeError as error:
-        raise translate(error, action) from error
+ERRORS = ErrorTable((((stripe.StripeError,), translate),))
+"""Stripe's error table for the one call path (``sync.calls``): every SDK error through ``translate``."""
+
+
+def missing(error: CrmsyncError) -> bool:
+    """A translated 404 ``resource_missing``: the object never existed (or is gone for good)."""
+    return isinstance(error, StripeRequestFailed) and (error.status == 404 or error.code == "resource_missing")
+
+
+def described(error: CrmsyncError) -> str:
+    """The secret-free description of the Stripe error behind a translated one (``describe``)."""
+    cause = error.__cause__
+    return describe(cause) if isinstance(cause, stripe.StripeError) else str(error)
 
 
 def is_missing(error: stripe.StripeError) -> bool:

@@ -23,10 +23,11 @@ from typing import Any, cast
 
 import stripe
 
-from connectors.stripe.errors import StripeRateLimited, describe, is_missing, translate
+from connectors.stripe.client import StripeCalls
+from connectors.stripe.errors import StripeRequestFailed, StripeUnavailable, described, missing
 from connectors.stripe.records import JSON
 from sync.connector import PushResult, PushUpdate
-from sync.errors import FatalError, RetryableError
+from sync.errors import CrmsyncError, RetryableError
 from sync.mapping import get_path
 
 WRITABLE: tuple[str, ...] = ("name", "email", "description", "phone")
@@ -139,7 +140,7 @@ def holds(customer: Mapping[str, Any], fields: Mapping[str, str | None]) -> bool
 class StripePusher:
     """Sends ``PushUpdate``s, one idempotent request each."""
 
-    def __init__(self, client: stripe.StripeClient, prefix: str) -> None:
+    def __init__(self, client: StripeCalls, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
         self.stats = PushStats()
@@ -178,7 +179,7 @@ class StripePusher:
                     state = json.dumps({p: get_path(found, p) for p in sorted(update.fields)}, sort_keys=True)
                     self._send(customer_id, params, idempotency_key(self.prefix, customer_id, params, state))
                     self.stats.rewritten += 1
-        except stripe.StripeError as error:
+        except (StripeUnavailable, StripeRequestFailed) as error:  # bad keys, 429s and the budget stop the push
             return self._failed(customer_id, error)
         if existing is not None and metadata:
             self.remember(customer_id, dict.fromkeys(keys_after(existing, metadata)))
@@ -187,8 +188,11 @@ class StripePusher:
     def _send(self, customer_id: str, params: JSON, key: str) -> bool:
         """POST the update under ``key``; True when Stripe replayed an earlier response for that key."""
         self.stats.sent += 1
-        customer = self.client.v1.customers.update(
-            customer_id, params=cast(stripe.params.CustomerUpdateParams, params), options={"idempotency_key": key}
+        customer = self.client.call(
+            f"update customer {customer_id}",
+            lambda sdk: sdk.v1.customers.update(
+                customer_id, params=cast(stripe.params.CustomerUpdateParams, params), options={"idempotency_key": key}
+            ),
         )
         response = customer.last_response
         replayed = response is not None and str(response.headers.get("Idempotent-Replayed", "")).lower() == "true"
@@ -197,15 +201,15 @@ class StripePusher:
 
     def _current(self, customer_id: str) -> JSON:
         self.stats.checks += 1
-        return self.client.v1.customers.retrieve(customer_id).to_dict()
+        return self.client.call(
+            f"retrieve customer {customer_id}", lambda sdk: sdk.v1.customers.retrieve(customer_id)
+        ).to_dict()
 
-    def _failed(self, customer_id: str, error: stripe.StripeError) -> PushResult:
-        translated = translate(error, f"update customer {customer_id}")
-        if isinstance(translated, FatalError) and error.http_status in (401, 403):
-            raise translated from error
-        if isinstance(translated, StripeRateLimited):
-            raise translated from error
-        if isinstance(error, stripe.InvalidRequestError) and is_missing(error):
-            return PushResult(customer_id, ok=False, error=f"customer is gone: {describe(error)}")
-        retryable = isinstance(translated, RetryableError)
-        return PushResult(customer_id, ok=False, error=str(translated), retryable=retryable)
+    @staticmethod
+    def _failed(customer_id: str, error: CrmsyncError) -> PushResult:
+        """A failure of this record only (a missing customer, a refused value, a transient failure left after the
+        retries); bad keys and rate limits were raised, they stop the whole push."""
+        if missing(error):
+            return PushResult(customer_id, ok=False, error=f"customer is gone: {described(error)}")
+        retryable = isinstance(error, RetryableError)
+        return PushResult(customer_id, ok=False, error=str(error), retryable=retryable)

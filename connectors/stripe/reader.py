@@ -19,10 +19,11 @@ from typing import Any, cast
 
 import stripe
 
+from connectors.stripe.client import StripeCalls
 from connectors.stripe.config import StripeConfig
-from connectors.stripe.errors import is_missing, translate, translated
+from connectors.stripe.errors import StripeRequestFailed, missing
 from connectors.stripe.records import JSON, newest_ended
-from sync.paging import LoopGuard, follow
+from sync.paging import follow
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def _age(subscription: Mapping[str, Any]) -> tuple[int, str]:
 class StripeReader:
     """Reads customers, subscriptions and events of one Stripe account."""
 
-    def __init__(self, client: stripe.StripeClient, config: StripeConfig) -> None:
+    def __init__(self, client: StripeCalls, config: StripeConfig) -> None:
         self.client = client
         self.config = config
         self.stats = ReadStats()
@@ -75,11 +76,11 @@ class StripeReader:
         ``created[lte]`` the vanished customer's ``created``, skipping those of that second already listed.
         ``resume_created`` is that time for a ``starting_after`` taken from an earlier run.
         """
-        after, upto = starting_after, None
-        guard = LoopGuard("stripe: list customers")
         last_created = resume_created
         same_second: set[str] = {starting_after} if starting_after is not None else set()
-        while True:
+        Position = tuple[str | None, int | None]  # (starting_after, created[lte])
+
+        def listed(after: str | None, upto: int | None) -> Any:
             params: stripe.params.CustomerListParams = {
                 "limit": self.config.page_size,
                 "expand": ["data.subscriptions"],
@@ -89,41 +90,45 @@ class StripeReader:
             if upto is not None:
                 params["created"] = {"lte": upto}
             try:
-                page = self.client.v1.customers.list(params=params)
-            except stripe.InvalidRequestError as error:
-                if after is None or last_created is None or not is_missing(error):
-                    raise translate(error, "list customers") from error
-                after, upto = None, last_created  # the cursor customer is gone: continue by creation time
-                continue
-            except stripe.StripeError as error:
-                raise translate(error, "list customers") from error
+                return self.client.call("list customers", lambda sdk: sdk.v1.customers.list(params=params))
             finally:
                 self.stats.customer_pages += 1
-            customers = [_dict(c) for c in page.data]
+
+        def page(position: Position | None) -> tuple[CustomerPage, Position | None]:
+            nonlocal last_created, same_second
+            after, upto = position if position is not None else (starting_after, None)
+            try:
+                answer = listed(after, upto)
+            except StripeRequestFailed as error:
+                if after is None or last_created is None or not missing(error):
+                    raise
+                after, upto = None, last_created  # the cursor customer is gone: continue by creation time
+                answer = listed(after, upto)
+            customers = [_dict(c) for c in answer.data]
             fresh = [c for c in customers if not (c.get("created") == upto and c["id"] in same_second)]
             for customer in customers:
                 created = int(customer.get("created") or 0)
                 if created != last_created:
                     last_created, same_second = created, set()
                 same_second.add(str(customer["id"]))
-            more = bool(page.has_more) and bool(customers)
+            more = bool(answer.has_more) and bool(customers)
             last_id = str(customers[-1]["id"]) if customers else after
-            yield CustomerPage(fresh, more, last_id, last_created)
-            if not more:
-                return
-            after = guard.check((last_id, upto))[0]
+            return CustomerPage(fresh, more, last_id, last_created), (last_id, upto) if more else None
+
+        yield from follow(page, "stripe: list customers")
 
     def retrieve(self, customer_id: str) -> JSON | None:
         """One customer with its current subscriptions; ``None`` if it was deleted or never existed."""
         self.stats.customer_retrieves += 1
         try:
-            customer = self.client.v1.customers.retrieve(customer_id, params={"expand": ["subscriptions"]})
-        except stripe.InvalidRequestError as error:
-            if is_missing(error):
+            customer = self.client.call(
+                f"retrieve customer {customer_id}",
+                lambda sdk: sdk.v1.customers.retrieve(customer_id, params={"expand": ["subscriptions"]}),
+            )
+        except StripeRequestFailed as error:
+            if missing(error):
                 return None
-            raise translate(error, f"retrieve customer {customer_id}") from error
-        except stripe.StripeError as error:
-            raise translate(error, f"retrieve customer {customer_id}") from error
+            raise
         data = _dict(customer)
         return None if data.get("deleted") else data
 
@@ -143,8 +148,7 @@ class StripeReader:
             query: stripe.params.SubscriptionListParams = {**params, "limit": 100}
             if after is not None:
                 query["starting_after"] = after
-            with translated("list subscriptions"):
-                listed = self.client.v1.subscriptions.list(params=query)
+            listed = self.client.call("list subscriptions", lambda sdk: sdk.v1.subscriptions.list(params=query))
             self.stats.subscription_pages += 1
             data = [_dict(s) for s in listed.data]
             return data, str(data[-1]["id"]) if listed.has_more and data else None
@@ -167,8 +171,10 @@ class StripeReader:
 
     def ended_for(self, customer_id: str) -> JSON | None:
         """The newest ended subscription of one customer (one request)."""
-        with translated(f"list subscriptions of {customer_id}"):
-            page = self.client.v1.subscriptions.list(params={"customer": customer_id, "status": "ended", "limit": 1})
+        page = self.client.call(
+            f"list subscriptions of {customer_id}",
+            lambda sdk: sdk.v1.subscriptions.list(params={"customer": customer_id, "status": "ended", "limit": 1}),
+        )
         self.stats.subscription_pages += 1
         chosen = newest_ended([_dict(s) for s in page.data])
         return dict(chosen) if chosen is not None else None
@@ -186,8 +192,7 @@ class StripeReader:
             }
             if after is not None:
                 params["starting_after"] = after
-            with translated("list events"):
-                listed = self.client.v1.events.list(params=params)
+            listed = self.client.call("list events", lambda sdk: sdk.v1.events.list(params=params))
             self.stats.event_pages += 1
             data = [_dict(e) for e in listed.data]
             return data, str(data[-1]["id"]) if listed.has_more and data else None

@@ -13,21 +13,22 @@
   400/401/403/404/409 never are. A POST is retried after a 5xx or a lost connection only when the caller says
   a repeat cannot create a duplicate (``create_account`` does so when an ``external_id`` is set: a repeat then
   answers 409, which the caller resolves). A 429 is always safe to retry: the request was not processed.
+  All of it is the one path every vendor call takes (``sync.calls``); ``stats`` counts what it sent.
 - The API key is sent as ``Authorization: Bearer`` and never appears in errors, logs or ``repr``.
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr
 
 from sync.budget import RequestBudget
+from sync.calls import ErrorTable, VendorCalls, VendorRules, WindowBudget
+from sync.errors import CrmsyncError, RetryableError
+from sync.paging import follow
 from sync.posthog.errors import PostHogError, PostHogRateLimited, PostHogTransportError, error_for_response
 from sync.posthog.models import (
     Account,
@@ -40,6 +41,7 @@ from sync.posthog.models import (
 )
 from sync.retry import RetryPolicy, parse_retry_after, parse_throttle_detail
 from sync.settings import PostHogSettings
+from sync.vendor import CallStats
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,17 +55,8 @@ UNSET: Any = _Unset()
 """Marks an update argument as "leave this field out of the PATCH"."""
 
 
-@dataclass
-class ClientStats:
-    """What this client sent: requests by method, retries made, errors by status (for tests and metrics)."""
-
-    requests: Counter[str] = field(default_factory=Counter)
-    retries: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)
-
-    @property
-    def total(self) -> int:
-        return sum(self.requests.values())
+ClientStats = CallStats
+"""What this client sent (``sync.vendor.CallStats``): requests (per method in ``by_operation``), 429s, retries."""
 
 
 class PostHogClient:
@@ -94,7 +87,8 @@ class PostHogClient:
             max_total_s=settings.retry_max_total_s,
         )
         self.budget = budget
-        self.stats = ClientStats()
+        self.calls = VendorCalls(RULES, self.retry, WindowBudget(budget) if budget is not None else None)
+        self.stats = self.calls.stats
         self._organization_id: str | None = None
 
     def __repr__(self) -> str:
@@ -285,21 +279,22 @@ class PostHogClient:
     # -- plumbing --------------------------------------------------------------------------------------
 
     def _pages(self, model: type[M], page: Page[Any]) -> Iterator[list[M]]:
-        """Follow ``next`` from ``page``, refusing to loop on a repeated URL."""
-        seen: set[str] = set()
-        while True:
-            yield [item if isinstance(item, model) else model.model_validate(item) for item in page.results]
-            if not page.next:
-                return
-            if page.next in seen:
-                raise PostHogError(f"PostHog pagination loop detected at {page.next}")
-            if not self._same_host(page.next):
+        """Follow ``next`` from ``page`` (``sync.paging.follow``: a repeated URL is a ``PagingLoop``); a next page
+        on another host is refused, the API key is only ever sent to the configured host."""
+
+        def fetch(url: str | None) -> tuple[Page[Any], str | None]:
+            if url is None:
+                return page, page.next or None
+            if not self._same_host(url):
                 raise PostHogError(
-                    f"PostHog answered a next page on another host ({httpx.URL(page.next).host or '?'}, configured "
+                    f"PostHog answered a next page on another host ({httpx.URL(url).host or '?'}, configured "
                     f"{self._http.base_url.host}): refused, the API key is only ever sent to the configured host"
                 )
-            seen.add(page.next)
-            page = Page[model].model_validate(self._request("GET", page.next))  # type: ignore[valid-type]
+            found = Page[model].model_validate(self._request("GET", url))  # type: ignore[valid-type]
+            return found, found.next or None
+
+        for found in follow(fetch, "PostHog pagination"):
+            yield [item if isinstance(item, model) else model.model_validate(item) for item in found.results]
 
     def _same_host(self, url: str) -> bool:
         """Whether ``url`` (absolute, or relative to the configured base) points at the configured PostHog host."""
@@ -317,54 +312,44 @@ class PostHogClient:
         json: Any = None,
         idempotent: bool | None = None,
     ) -> Any:
-        """Send one logical request, retrying what is safe to retry; return the decoded JSON body."""
+        """Send one logical request through the one call path (``sync.calls``); return the decoded JSON body.
+        A POST is repeated after a 5xx or a lost connection only when ``idempotent``; a 429 always is."""
         safe_to_repeat = method in ("GET", "HEAD") if idempotent is None else idempotent
-        path = httpx.URL(url).path
         headers = {"Authorization": f"Bearer {self._key.get_secret_value()}", "Accept": "application/json"}
-        spent_s = 0.0  # time in requests plus time waited between them: the retry budget
-        retry_number = 0
-        while True:
-            if self.budget is not None:
-                self.budget.acquire()  # may wait; BudgetExhausted (retryable) when the wait would be too long
-            self.stats.requests[method] += 1
-            error: PostHogError
-            sent_at = time.monotonic()
-            try:
-                response = self._http.request(method, url, params=params, json=json, headers=headers)
-            except httpx.TransportError as exc:
-                error = PostHogTransportError(
-                    f"PostHog {method} {path}: {type(exc).__name__}", method=method, path=path
-                )
-                retry_after = None
-                retryable = safe_to_repeat
-            else:
-                self.stats.statuses[response.status_code] += 1
-                if response.status_code < 400:
-                    return response.json() if response.content else None
-                body = _json_or_none(response)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                if retry_after is None and response.status_code == 429 and isinstance(body, dict):
-                    retry_after = parse_throttle_detail(body.get("detail"))  # PostHog sends no Retry-After
-                error = error_for_response(response.status_code, body, method, path, retry_after)
-                retryable = response.status_code == 429 or (response.status_code >= 500 and safe_to_repeat)
-            if not retryable:
-                raise error
-            retry_number += 1
-            spent_s += time.monotonic() - sent_at
-            if self.budget is not None and isinstance(error, PostHogRateLimited):
-                if retry_number > self.retry.max_retries:
-                    raise error
-                # Spent for every worker until the server's Retry-After has passed; the next acquire waits for
-                # it, or raises BudgetExhausted carrying the true wait when that is longer than it may wait.
-                self.budget.block(retry_after if retry_after is not None else self.retry.delay(retry_number, None))
-                self.stats.retries += 1
-                continue
-            wait = self.retry.next_delay(retry_number, retry_after, spent_s)
-            if wait is None:
-                raise error
-            self.stats.retries += 1
-            spent_s += wait
-            self.retry.sleep(wait)
+
+        def send() -> httpx.Response:
+            response = self._http.request(method, url, params=params, json=json, headers=headers)
+            response.raise_for_status()
+            return response
+
+        def transient(exc: BaseException, error: CrmsyncError) -> bool:
+            return isinstance(error, PostHogRateLimited) or (safe_to_repeat and isinstance(error, RetryableError))
+
+        response = self.calls.call(method, send, transient=transient)
+        return response.json() if response.content else None
+
+
+def _refused(exc: httpx.HTTPStatusError, operation: str) -> PostHogError:
+    """A non-2xx answer as the error of ``sync.posthog.errors`` (PostHog's 429 sends its wait in ``detail``)."""
+    response = exc.response
+    path = response.request.url.path
+    body = _json_or_none(response)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if retry_after is None and response.status_code == 429 and isinstance(body, dict):
+        retry_after = parse_throttle_detail(body.get("detail"))  # PostHog sends no Retry-After
+    return error_for_response(response.status_code, body, response.request.method, path, retry_after)
+
+
+def _unreachable(exc: httpx.TransportError, operation: str) -> PostHogTransportError:
+    method, path = exc.request.method, exc.request.url.path
+    return PostHogTransportError(f"PostHog {method} {path}: {type(exc).__name__}", method=method, path=path)
+
+
+RULES = VendorRules(
+    name="posthog",
+    errors=ErrorTable((((httpx.HTTPStatusError,), _refused), ((httpx.TransportError,), _unreachable))),
+)
+"""PostHog in the one call path: two rows of errors; what is transient depends on the method (``_request``)."""
 
 
 def _properties_payload(properties: AccountProperties | dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,9 @@ from sync.custom_values import DisplayType
 from sync.errors import BadRecordError, ConfigError, RetryableError
 from sync.ledger import AccountEntry
 from sync.mapping import AccountPatch, MappingConfig, Provenance, fingerprint_of, may_write
+from sync.paging import follow
 from sync.posthog.client import PostHogClient
-from sync.posthog.errors import PostHogError, PostHogNotFound, PostHogRateLimited, PostHogValidationError
+from sync.posthog.errors import PostHogNotFound, PostHogRateLimited, PostHogValidationError
 from sync.report import PlannedChange, RunReport
 
 Declared = Mapping[str, tuple[DisplayType, tuple[str, ...]]]
@@ -61,18 +62,14 @@ def list_definitions(client: PostHogClient) -> list[Definition] | None:
         answer = client.call("GET", _definitions_path(client), params={"limit": "1000"})
     except PostHogNotFound:
         return None
-    found: list[Definition] = []
-    seen: set[str] = set()
-    while True:
-        items = answer if isinstance(answer, list) else answer.get("results", [])
-        found.extend(Definition.of(d) for d in items if d.get("target_type", "account") == "account")
-        nxt = answer.get("next") if isinstance(answer, dict) else None
-        if not nxt:
-            return found
-        if nxt in seen:
-            raise PostHogError(f"PostHog pagination loop detected at {nxt}")
-        seen.add(nxt)
-        answer = client.call("GET", nxt)
+
+    def page(url: str | None) -> tuple[list[Definition], str | None]:
+        got = answer if url is None else client.call("GET", url)
+        items = got if isinstance(got, list) else got.get("results", [])
+        nxt = got.get("next") if isinstance(got, dict) else None
+        return [Definition.of(d) for d in items if d.get("target_type", "account") == "account"], nxt or None
+
+    return [d for found in follow(page, "PostHog custom property definitions") for d in found]
 
 
 def create_definition(

@@ -6,7 +6,7 @@
     ├── PostHogForbidden         (403)  missing scope (``scope``) or project access  FatalError (not retried)
     ├── PostHogNotFound          (404)                                                        (not retried)
     ├── PostHogConflict          (409)  e.g. duplicate ``external_id``                        (not retried)
-    ├── PostHogRateLimited       (429)  ``retry_after`` seconds when sent           RetryableError
+    ├── PostHogRateLimited       (429)  ``retry_after`` seconds when sent           RateLimitedError
     ├── PostHogServerError       (5xx)                                              RetryableError
     └── PostHogTransportError           timeout, refused or dropped connection      RetryableError
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sync.errors import CrmsyncError, FatalError, RetryableError
+from sync.errors import CrmsyncError, FatalError, RateLimitedError, RetryableError
 
 _SCOPE_RE = re.compile(r"required scope '([^']+)'")
 
@@ -71,7 +71,7 @@ class PostHogConflict(PostHogError):
     """409: e.g. an account with this ``external_id`` already exists."""
 
 
-class PostHogRateLimited(PostHogError, RetryableError):
+class PostHogRateLimited(PostHogError, RateLimitedError):
     """429: throttled; ``retry_after`` is the server's hint in seconds, if it sent one."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sync.paging import follow
 from sync.posthog.generation import Caller, definitions_path
 
 
@@ -28,17 +29,16 @@ class RelationshipApi:
 
     def list_definitions(self) -> list[dict[str, Any]]:
         """Every relationship definition of the project (following ``next``: a project has a handful)."""
-        found: list[dict[str, Any]] = []
-        offset = 0
-        while True:
-            params = {"limit": "100", "offset": str(offset)}
-            page = self.client.call("GET", definitions_path(self.client.project_id), params=params)
-            results = page.get("results") if isinstance(page, dict) else page
+
+        def page(offset: int | None) -> tuple[list[dict[str, Any]], int | None]:
+            params = {"limit": "100", "offset": str(offset or 0)}
+            answer = self.client.call("GET", definitions_path(self.client.project_id), params=params)
+            results = answer.get("results") if isinstance(answer, dict) else answer
             batch = [d for d in results or [] if isinstance(d, dict)]
-            found += batch
-            if not isinstance(page, dict) or not page.get("next") or not batch:
-                return found
-            offset += len(batch)
+            more = isinstance(answer, dict) and answer.get("next") and batch
+            return batch, (offset or 0) + len(batch) if more else None
+
+        return [d for batch in follow(page, "PostHog relationship definitions") for d in batch]
 
     def create_definition(self, name: str) -> dict[str, Any]:
         body = {"name": name, "is_single_holder": True}

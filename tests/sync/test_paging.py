@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -51,25 +52,44 @@ def test_the_guard_raises_the_vendors_error_which_is_a_fatal_paging_loop() -> No
     assert isinstance(caught.value, PagingLoop) and isinstance(caught.value, FatalError)
 
 
-def test_every_paging_loop_in_connectors_goes_through_the_helper() -> None:
-    """No hand-written ``while True`` paging loop is left outside ``sync/paging.py`` (the windowed search
-    and the Salesforce pull, which re-open queries, guard their tokens with ``LoopGuard``)."""
-    root = Path(__file__).resolve().parents[2] / "connectors"
-    loops = {
-        str(path.relative_to(root)): path.read_text().count("while True")
-        for path in root.rglob("*.py")
-        if "while True" in path.read_text()
+ROOT = Path(__file__).resolve().parents[2]
+LISTINGS = (
+    "connectors/hubspot/client.py",  # deal pages, owners, associations (a token per unfinished input)
+    "connectors/hubspot/connector.py",  # full reads
+    "connectors/hubspot/search.py",  # windowed search (the window's position) and its id-order drain
+    "connectors/salesforce/connector.py",  # the pull (re-opening an expired locator) and fetch reads
+    "connectors/stripe/reader.py",  # customers (falling back to creation time), subscriptions, events
+    "sync/posthog/client.py",  # accounts, usage metrics, members (next URLs on the configured host only)
+    "sync/posthog/custom_properties.py",
+    "sync/posthog/relationships.py",
+)
+
+
+def loops(path: Path) -> list[int]:
+    """Line numbers of the ``while`` loops of a module (in code: docstrings and comments do not count)."""
+    return [node.lineno for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.While)]
+
+
+def test_no_module_of_the_connectors_has_a_loop_of_its_own() -> None:
+    """Paging goes through ``sync.paging.follow`` and retrying through ``sync.calls``: no ``while`` loop is left in
+    ``connectors/``, whatever it pages by (a token, a window's position, a list of unfinished inputs)."""
+    found = {
+        str(path.relative_to(ROOT)): loops(path)
+        for path in (ROOT / "connectors").rglob("*.py")
+        if "zendesk" not in path.parts and loops(path)
     }
-    # paging.follow itself; HubSpot's and Salesforce's call paths retry in a loop; WindowedSearch moves its window
-    # (each request strictly past the last, raising otherwise); the Salesforce pull and Stripe's customer listing
-    # re-open their reads and guard every token with a LoopGuard.
-    assert set(loops) <= {
-        "paging.py",
-        "hubspot/client.py",
-        "hubspot/search.py",
-        "salesforce/client.py",
-        "salesforce/connector.py",
-        "stripe/reader.py",
-    }
-    for name in ("salesforce/connector.py", "stripe/reader.py"):
-        assert "LoopGuard(" in (root / name).read_text()
+    assert found == {}
+
+
+@pytest.mark.parametrize("name", LISTINGS)
+def test_every_listing_pages_through_the_one_helper(name: str) -> None:
+    path = ROOT / name
+    assert loops(path) == [], f"{name} has a paging loop of its own"
+    assert "follow(" in path.read_text()
+
+
+def test_the_only_vendor_loops_are_the_helper_and_the_call_path() -> None:
+    """In ``sync/``, the paging helper's loop and the one call path's retry loop are the vendor-facing loops;
+    the budgets' waits (``sync.budget``, ``sync.ratelimit``) are the others the call path uses."""
+    assert len(loops(ROOT / "sync" / "paging.py")) == 1
+    assert len(loops(ROOT / "sync" / "calls.py")) == 1

@@ -7,6 +7,7 @@ import math
 import redis
 
 from connectors.hubspot import HubSpotConnector
+from connectors.registry import stream_fields
 from sync.connector import PushUpdate
 from sync.engine import SyncEngine
 from sync.ledger import Ledger
@@ -101,7 +102,7 @@ def test_the_properties_push_back_writes_and_reads_back_come_from_the_mapping(
             field["source"] = "crm_csm_email"
     moved = load_mapping_config(raw)
     config = make_config(hubspot.url, budget_namespace)
-    connector = HubSpotConnector(config, redis_client, mapping=moved.object("hubspot", "deals"))
+    connector = HubSpotConnector(config, redis_client, fields=stream_fields("hubspot", moved)["deals"])
     assert connector.push_properties == ("crm_account_ref", "crm_csm_email")
     ids = hubspot.seed(3)
 

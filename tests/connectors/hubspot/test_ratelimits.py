@@ -11,13 +11,14 @@ import pytest
 import redis
 
 from connectors.hubspot import HubSpotConnector
-from connectors.hubspot.client import HubSpotClient, SearchFilter, bucket_shape
+from connectors.hubspot.client import HubSpotClient, SearchFilter
 from connectors.hubspot.errors import (
     HubSpotAuthError,
     HubSpotDailyLimit,
     HubSpotRateLimited,
     HubSpotUnavailable,
 )
+from connectors.hubspot.limits import bucket_shape
 from connectors.hubspot.search import MODIFIED
 from sync.engine import SyncEngine
 from sync.errors import FatalError, RetryableError
@@ -80,7 +81,7 @@ def test_retry_after_is_honoured_and_exhausted_retries_are_retryable(
         client.list_deals(None, ["dealname"])
 
     assert isinstance(caught.value, RetryableError) and caught.value.retry_after == 0.25
-    assert isinstance(client.sleep, Sleeps) and client.sleep.asked == [0.25, 0.25, 0.25]
+    assert isinstance(client.calls.policy.sleep, Sleeps) and client.calls.policy.sleep.asked == [0.25, 0.25, 0.25]
     assert hubspot.count("<fault>", status=429) == 4 and client.stats.throttled == 4
 
     # A wait longer than the client's own backoff is handed up at once, for the job to retry later.
@@ -88,7 +89,7 @@ def test_retry_after_is_honoured_and_exhausted_retries_are_retryable(
     hubspot.faults(rate_429=1.0, retry_after_s=120)
     with pytest.raises(HubSpotRateLimited) as long_wait:
         client.list_deals(None, ["dealname"])
-    assert long_wait.value.retry_after == 120 and client.sleep.asked == [0.25, 0.25, 0.25]
+    assert long_wait.value.retry_after == 120 and client.calls.policy.sleep.asked == [0.25, 0.25, 0.25]
     assert hubspot.count("<fault>", status=429) == 1
 
 
@@ -99,11 +100,12 @@ def test_without_retry_after_the_backoff_grows_and_is_capped(hubspot: HubSpotSan
     with pytest.raises(HubSpotUnavailable):
         client.list_deals(None, ["dealname"])
 
-    assert isinstance(client.sleep, Sleeps)
+    assert isinstance(client.calls.policy.sleep, Sleeps)
     ceilings = [1.0, 2.0, 4.0, 4.0, 4.0]
-    assert [ceiling / 2 <= asked <= ceiling for asked, ceiling in zip(client.sleep.asked, ceilings, strict=True)] == [
-        True
-    ] * 5
+    assert [
+        ceiling / 2 <= asked <= ceiling
+        for asked, ceiling in zip(client.calls.policy.sleep.asked, ceilings, strict=True)
+    ] == [True] * 5
     assert hubspot.count("<fault>", status=500) == 6
 
 

@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request, Response
 from pydantic import SecretStr
 from simple_salesforce.api import Salesforce
 
+from connectors.registry import stream_fields
 from connectors.salesforce import PasswordAuth, SalesforceConfig, SalesforceConnector
 from sandbox.identities import sales_rep_email
 from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig
@@ -142,8 +143,8 @@ class StandIn:
         mapping: MappingConfig | None = None,
         **overrides: Any,
     ) -> SalesforceConnector:
-        object_mapping = mapping.object("salesforce", "Account") if mapping is not None else None
-        connector = SalesforceConnector(self.config(**overrides), redis_client, object_mapping, retry=NO_WAIT)
+        fields = stream_fields("salesforce", mapping).get("Account") if mapping is not None else None
+        connector = SalesforceConnector(self.config(**overrides), redis_client, fields, retry=NO_WAIT)
         self.connectors.append(connector)
         return connector
 

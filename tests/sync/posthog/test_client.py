@@ -249,7 +249,7 @@ def test_flaky_server_converges_with_exact_request_counts(posthog: PostHogSandbo
         listed = list(client.iter_accounts(page_size=5))
     assert sorted(a.id for a in listed) == sorted(a.id for a in created)
     stats = posthog.stats()
-    assert stats["total"] == client.stats.total  # every attempt reached the server and was counted
+    assert stats["total"] == client.stats.requests  # every attempt reached the server and was counted
     assert sum(stats["faults_injected"].values()) == client.stats.retries
     assert client.stats.retries > 0
 
@@ -259,10 +259,10 @@ def test_post_without_external_id_is_not_retried_after_5xx(posthog: PostHogSandb
     with posthog.client() as client:
         with pytest.raises(PostHogServerError):
             client.create_account("No external id")
-        assert client.stats.requests["POST"] == 1
+        assert client.stats.by_operation["POST"] == 1
         with pytest.raises(PostHogServerError):
             client.create_account("With external id", "ext-1")
-        assert client.stats.requests["POST"] == 1 + 4  # 1 try + max_retries=3, retried: a repeat would 409
+        assert client.stats.by_operation["POST"] == 1 + 4  # 1 try + max_retries=3, retried: a repeat would 409
 
 
 def test_client_errors_are_never_retried(ph: PostHogClient, posthog: PostHogSandbox) -> None:
@@ -283,7 +283,7 @@ def test_connection_errors_are_transport_errors_and_retried() -> None:
     with PostHogClient(settings, retry=RetryPolicy(max_retries=2, sleep=lambda _s: None)) as client:
         with pytest.raises(PostHogTransportError):
             client.list_accounts()
-        assert client.stats.requests["GET"] == 3
+        assert client.stats.by_operation["GET"] == 3
 
 
 # -- usage metrics and members -------------------------------------------------------------------------------
