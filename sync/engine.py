@@ -206,7 +206,7 @@ class SyncEngine:
                     self.apply_records(connector, stream, records, report)
         return report
 
-    def sync_outbound(self, connector: Connector, stream: str, dry_run: bool = False) -> RunReport:
+    def push_back_pass(self, connector: Connector, stream: str, dry_run: bool = False) -> RunReport:
         """The push-back pass: push what changed in PostHog since the last pass to the linked records of
         ``connector``'s ``stream`` (``PushBackWriter.push_back_pass``). Its reports' mode is ``outbound``."""
         report = RunReport(connector.source, stream, "outbound", dry_run=dry_run)

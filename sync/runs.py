@@ -1,7 +1,7 @@
 """How every run ends: one scope that finishes its reports and records them, and the cursors runs advance.
 
 Every run (``SyncEngine.run``, ``refresh``, ``replay_dead_letters``, ``reconcile_deletes``, ``reconcile_accounts``,
-``sync_outbound``, a plan's staging) opens ``reported`` around its work. Leaving it normally, each report still
+``push_back_pass``, a plan's staging) opens ``reported`` around its work. Leaving it normally, each report still
 running finishes ``succeeded`` (``partial`` when it left records unapplied); a ``FatalError`` ends it ``failed`` with
 the reason and stops there; a retryable error (a throttle among them: ``THROTTLES``) propagates, so the task is
 re-queued. Either way the reports are recorded in the runs stream, except a dry run's (it wrote nothing).

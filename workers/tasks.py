@@ -281,7 +281,7 @@ def sync_outbound(self: Task, source: str | None = None) -> dict[str, Any]:
     def work(rt: Runtime) -> list[RunReport]:
         sources = [source] if source else rt.config.enabled_sources()
         with rt.engine.queries.sharing():  # the passes share their change-feed reads (sync/posthog/changes.py)
-            return [rt.engine.sync_outbound(rt.connector(s), stream) for s in sources for stream in rt.streams(s)]
+            return [rt.engine.push_back_pass(rt.connector(s), stream) for s in sources for stream in rt.streams(s)]
 
     return _guarded(self, work, source or "outbound")
 

@@ -96,8 +96,8 @@ def test_custom_properties_both_ways(stack: SandboxStack) -> None:
             set_value(ph, account.id, health.id, score)  # a CSM sets the score in PostHog
         queries = posthog_posts(stack, "/query/")
         with engine.queries.sharing():  # as the crmsync.sync_outbound task runs its passes
-            sf = engine.sync_outbound(runtime.connector("salesforce"), "Account")
-            hs = engine.sync_outbound(runtime.connector("hubspot"), "deals")
+            sf = engine.push_back_pass(runtime.connector("salesforce"), "Account")
+            hs = engine.push_back_pass(runtime.connector("hubspot"), "deals")
         assert sf.status == hs.status == "succeeded"
         # one query for both passes (their reads are shared), not one request per account
         assert posthog_posts(stack, "/query/") == queries + 1

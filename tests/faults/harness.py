@@ -126,7 +126,7 @@ def sync_all(runtime: Runtime, mode: str = "full", sources: tuple[str, ...] = SO
         for stream in runtime.streams(source):
             for _ in range(MAX_ATTEMPTS):
                 try:
-                    reports.append(runtime.engine.sync_outbound(runtime.connector(source), stream))
+                    reports.append(runtime.engine.push_back_pass(runtime.connector(source), stream))
                     break
                 except RetryableError:
                     continue

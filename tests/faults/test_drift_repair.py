@@ -111,7 +111,7 @@ def _planned(runtime: Runtime, mode: str) -> list[RunReport]:
     """``sync all`` (plan before write), then the outbound passes beat runs between syncs."""
     connectors = {s: runtime.connector(s) for s in LINK_FIELDS}
     reports = runtime.engine.run_planned(connectors, {s: runtime.streams(s) for s in LINK_FIELDS}, mode)
-    return reports + [runtime.engine.sync_outbound(connectors[s], runtime.streams(s)[0]) for s in LINK_FIELDS]
+    return reports + [runtime.engine.push_back_pass(connectors[s], runtime.streams(s)[0]) for s in LINK_FIELDS]
 
 
 def _per_source(runtime: Runtime, mode: str) -> list[RunReport]:

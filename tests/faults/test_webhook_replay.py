@@ -109,7 +109,7 @@ def test_duplicated_and_reordered_webhooks_apply_each_change_once() -> None:
             set_runtime(None)
         for source in SOURCES:
             for stream in dep.runtime.streams(source):
-                dep.runtime.engine.sync_outbound(dep.runtime.connector(source), stream)
+                dep.runtime.engine.push_back_pass(dep.runtime.connector(source), stream)
         faulty = final_state(dep.runtime)
         again = sync_all(dep.runtime)
 

@@ -148,7 +148,7 @@ def test_posthog_owned_value_reaches_the_crm_with_one_query_per_run(
         set_value(ph, accounts[ext].id, health.id, score)  # a CSM sets it in PostHog
 
     posthog.reset_counters()
-    report = engine.sync_outbound(conn, "accounts")
+    report = engine.push_back_pass(conn, "accounts")
     assert report.status == "succeeded", report.as_dict()
     assert crm.records["r2"]["health"] == "80" and crm.records["r7"]["health"] == "35.5"
     assert "health" not in crm.records["r3"]
@@ -156,11 +156,11 @@ def test_posthog_owned_value_reaches_the_crm_with_one_query_per_run(
     assert posthog.count("GET", VALUES) == 0
 
     posthog.reset_counters()
-    again = engine.sync_outbound(conn, "accounts")  # the lookback re-reads both events: nothing pushed again
+    again = engine.push_back_pass(conn, "accounts")  # the lookback re-reads both events: nothing pushed again
     assert again.counts["pushed"] == 0 and posthog.count("POST", "/query/") == 1
 
     set_value(ph, accounts["e2"].id, health.id, 81)
-    engine.sync_outbound(conn, "accounts")
+    engine.push_back_pass(conn, "accounts")
     assert crm.records["r2"]["health"] == "81"
 
     # posthog_wins: the CRM may no longer fill a value PostHog holds

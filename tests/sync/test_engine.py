@@ -217,14 +217,14 @@ def test_outbound_push_and_its_echo_cause_no_further_writes(
     api = RelationshipApi(ph)
     api.assign(account.id, str(api.create_definition("CSM")["id"]), 7)  # a person sets the CSM in PostHog
 
-    out = engine.sync_outbound(conn, "accounts")
+    out = engine.push_back_pass(conn, "accounts")
     assert out.counts["pushed"] == 1
     assert crm.records["001A"]["csm_email"] == "ana@example.com"
     pushes = crm.pushed_records
     posthog.reset_counters()
     echo = engine.run(conn, "accounts")  # the CRM now shows our push as a change
     assert writes(posthog) == 0
-    assert engine.sync_outbound(conn, "accounts").counts["pushed"] == 0
+    assert engine.push_back_pass(conn, "accounts").counts["pushed"] == 0
     assert crm.pushed_records == pushes and writes(posthog) == 0
     assert echo.counts["failed"] == 0
 
@@ -413,13 +413,13 @@ def test_two_way_field_echo_writes_nothing_either_way(
     (account,) = list(ph.iter_accounts())
     assert account.properties.billing_id == "b-1"
     ph.update_account(account.id, properties={**account.properties.payload(), "billing_id": "b-2"})  # in PostHog
-    assert engine.sync_outbound(conn, "accounts").counts["pushed"] == 1
+    assert engine.push_back_pass(conn, "accounts").counts["pushed"] == 1
     assert crm.records["001A"]["billing"] == "b-2"
     pushes = crm.pushed_records
     posthog.reset_counters()
     for _ in range(2):  # the CRM shows the pushed value; PostHog shows our earlier writes
         engine.run(conn, "accounts")
-        engine.sync_outbound(conn, "accounts")
+        engine.push_back_pass(conn, "accounts")
     assert writes(posthog) == 0 and crm.pushed_records == pushes
 
 

@@ -52,7 +52,7 @@ def outbound_run(runtime: Runtime) -> dict[str, RunReport]:
     """What ``crmsync.sync_outbound`` does: one pass per source and stream, the feed's reads shared."""
     engine = runtime.engine
     with engine.queries.sharing():
-        return {s: engine.sync_outbound(runtime.connector(s), stream) for s, stream in STREAMS.items()}
+        return {s: engine.push_back_pass(runtime.connector(s), stream) for s, stream in STREAMS.items()}
 
 
 def field(fields: dict[str, Any], path: str) -> Any:

@@ -158,7 +158,7 @@ def test_a_csm_reassigned_in_posthog_reaches_the_crm_with_one_query(
     conn = MemoryConnector(crm)
     engine = _engine(current, ledger, mapping)
     engine.run(conn, "accounts", mode="full")
-    engine.sync_outbound(conn, "accounts")  # the first pass reads the feed from its start
+    engine.push_back_pass(conn, "accounts")  # the first pass reads the feed from its start
     client = _client(current)
     account = next(a for a in client.iter_accounts() if a.external_id == "acct-3")
     api = RelationshipApi(client)
@@ -166,7 +166,7 @@ def test_a_csm_reassigned_in_posthog_reaches_the_crm_with_one_query(
     api.assign(account.id, str(definition["id"]), 9)  # a person makes Cy the CSM in PostHog
 
     current.reset_counters()
-    report = engine.sync_outbound(conn, "accounts")
+    report = engine.push_back_pass(conn, "accounts")
     assert report.status == "succeeded", report.as_dict()
     assert crm.records["00100003"]["csm_email"] == "cy@example.com"
     assert report.counts["pushed"] == 1
@@ -176,7 +176,7 @@ def test_a_csm_reassigned_in_posthog_reaches_the_crm_with_one_query(
     assert entry.roles["csm"] == {"id": 9, "email": "cy@example.com"}
 
     current.reset_counters()
-    quiet = engine.sync_outbound(conn, "accounts")
+    quiet = engine.push_back_pass(conn, "accounts")
     assert quiet.counts["pushed"] == 0 and crm.push_requests >= 1
 
 

@@ -126,7 +126,7 @@ def test_refresh_outbound_and_replay_bind_too(ph: PostHogClient, ledger: Ledger,
     engine.run(MemoryConnector(first), "accounts")
     second = MemoryCrm()
     seed(second, 3, "new")
-    assert engine.sync_outbound(MemoryConnector(second), "accounts").state_reset[0]["was"] == first.system
+    assert engine.push_back_pass(MemoryConnector(second), "accounts").state_reset[0]["was"] == first.system
     third = MemoryCrm()
     seed(third, 3, "third")
     refreshed = engine.refresh(MemoryConnector(third), "accounts", ["00100001"])

@@ -217,13 +217,13 @@ def test_a_csm_reassigned_in_posthog_reaches_the_deal(
     assigns the CSM on PostHog's relationship endpoint and the next outbound pass writes it to the deal."""
     hubspot.seed(4)
     engine.run(connector, "deals", "full")
-    engine.sync_outbound(connector, "deals")
+    engine.push_back_pass(connector, "deals")
     account = accounts_by_external_id(ph_reps)[company(2).external_id]
     assign_in_posthog(ph_reps, account.id, "csm", 103)
 
     with engine.queries.sharing():  # as the crmsync.sync_outbound task runs its passes
-        report = engine.sync_outbound(connector, "deals")
+        report = engine.push_back_pass(connector, "deals")
 
     assert report.status == "succeeded" and report.counts["pushed"] == 1, report.as_dict()
     assert hubspot.property_value(str(deal_id(2)), "posthog_csm_email") == sales_rep_email(3)
-    assert engine.sync_outbound(connector, "deals").counts["pushed"] == 0  # pushed once
+    assert engine.push_back_pass(connector, "deals").counts["pushed"] == 0  # pushed once

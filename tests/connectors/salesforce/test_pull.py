@@ -224,14 +224,14 @@ def test_a_csm_reassigned_in_posthog_reaches_the_salesforce_account(
     ids = standin.seed(3)
     connector = standin.connector(mapping=engine.mapping)
     assert engine.run(connector, "Account", "full").counts["created"] == 3
-    engine.sync_outbound(connector, "Account")
+    engine.push_back_pass(connector, "Account")
     account = next(a for a in sf_ph.iter_accounts() if a.properties.sfdc_id == ids[1])
     rep = REPS[2]
     assign_in_posthog(sf_ph, account.id, "csm", rep.id)
     sf_posthog.reset_counters()
 
     with engine.queries.sharing():  # as the crmsync.sync_outbound task runs its passes
-        report = engine.sync_outbound(connector, "Account")
+        report = engine.push_back_pass(connector, "Account")
 
     assert report.status == "succeeded" and report.counts["pushed"] == 1, report.as_dict()
     row = standin.sdk().query(f"SELECT PostHog_CSM_Email__c FROM Account WHERE Id = '{ids[1]}'")["records"][0]
