@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from connectors.hubspot.config import HubSpotConfig
+from sync.keys import crm_budget
 from sync.ratelimit import TokenBucket
 
 
@@ -67,7 +68,7 @@ def bucket_shape(limit: float, interval_s: float, share: float, burst: float) ->
 
 def shared_budgets(client: redis.Redis, config: HubSpotConfig) -> Budgets:
     """The app and search buckets every worker using this app shares (keyed by ``config.budget_id``)."""
-    prefix = f"{config.budget_namespace}:hubspot:{config.budget_id}"
+    prefix = crm_budget("hubspot", config.budget_id, config.budget_namespace)
     app_cap, app_rate = bucket_shape(config.app_limit_per_10s, 10.0, config.budget_share, config.budget_burst)
     search_cap, search_rate = bucket_shape(config.search_limit_per_s, 1.0, config.budget_share, config.budget_burst)
     return Budgets(

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from sync.errors import ConfigError
+from sync.keys import crm_budget
 
 FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 PATH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
@@ -329,14 +330,14 @@ class SalesforceConfig(BaseModel):
     def bucket_key(self) -> str:
         """The Redis key of the org's shared request budget (a digest of host and user, never a secret)."""
         if self.budget_key:
-            return f"crmsync:budget:salesforce:{self.budget_key}"
+            return crm_budget("salesforce", self.budget_key)
         if isinstance(self.auth, SessionAuth):
             who = self.auth.instance_url
         elif isinstance(self.auth, ClientCredentialsAuth):
             who = f"{self.login_url}|{self.auth.client_id}"
         else:
             who = f"{self.login_url}|{self.auth.username}"
-        return f"crmsync:budget:salesforce:{hashlib.sha256(who.encode()).hexdigest()[:16]}"
+        return crm_budget("salesforce", hashlib.sha256(who.encode()).hexdigest()[:16])
 
 
 def unique_paths(paths: Iterable[str]) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from sync.errors import ConfigError
+from sync.keys import crm_budget
 
 SubscriptionStatus = Literal[
     "active", "trialing", "past_due", "unpaid", "paused", "incomplete", "canceled", "incomplete_expired"
@@ -132,9 +133,9 @@ class StripeConfig(BaseModel):
     def bucket_key(self) -> str:
         """The Redis key of this account's request budget (never contains the API key itself)."""
         if self.budget_key:
-            return f"crmsync:budget:stripe:{self.budget_key}"
+            return crm_budget("stripe", self.budget_key)
         digest = hashlib.sha256(self.api_key.get_secret_value().encode()).hexdigest()[:16]
-        return f"crmsync:budget:stripe:{digest}"
+        return crm_budget("stripe", digest)
 
 
 def load_stripe_config(raw: Mapping[str, Any], prefix: str = "sources.stripe.config") -> StripeConfig:

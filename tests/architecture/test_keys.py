@@ -13,8 +13,8 @@ from tests.architecture.test_imports import GRAPH
 ROOT = Path(__file__).resolve().parents[2]
 START = "<!-- key table: rendered by sync.keys.key_table(); tests/architecture/test_keys.py checks it -->\n"
 END = "<!-- end key table -->\n"
-NAMESPACED = re.compile(r"""f["'][^"']*(\{[\w.]*\bns\}:|:budget:)""")
-"""An f-string building a key of the namespace (``f"{self.ns}:..."``) or of PostHog's budget."""
+NAMESPACED = re.compile(r"""f["'][^"']*(\{[\w.]*\bns\}:|:budget:|crmsync:budget)""")
+"""An f-string building a key of the namespace (``f"{self.ns}:..."``) or of a budget (PostHog's or a CRM's)."""
 
 
 def test_the_docs_key_table_is_the_one_the_key_module_renders() -> None:
@@ -26,7 +26,7 @@ def test_the_docs_key_table_is_the_one_the_key_module_renders() -> None:
 
 def test_no_other_module_builds_a_key_of_the_namespace() -> None:
     builders = []
-    for package in ("sync", "workers"):
+    for package in ("sync", "workers", "connectors"):
         for path in sorted((ROOT / package).rglob("*.py")):
             if path.relative_to(ROOT).as_posix() == "sync/keys.py":
                 continue
