@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from sync.paging import follow
 from sync.posthog.errors import PostHogError
 
 CUSTOM_PROPERTY_CHANGED = "$account_custom_property_changed"
@@ -132,28 +133,32 @@ def read_changes(
     after the events are handled."""
     start = EPOCH if watermark is None else (datetime.fromisoformat(watermark) - LOOKBACK).isoformat()
     batch = ChangeBatch(watermark=watermark)
-    since = start
-    at_since: set[str] = set()
-    while True:
+
+    def fetch(token: tuple[str, frozenset[str]] | None) -> tuple[list[ChangeEvent], tuple[str, frozenset[str]] | None]:
+        """One page from ``since`` on (events at ``since`` itself already read are skipped by uuid); the next
+        token is where the newest event of this page left off, None when the feed is drained."""
+        since, at_since = token or (start, frozenset())
         answer = client.query_hogql(CHANGES_QUERY, {"events": list(events), "since": since})
         batch.requests += 1
         rows = _rows(answer)
-        fresh = 0
+        seen, page = set(at_since), []
         for row in rows:
             uuid, ts = str(row["uuid"]), _iso(row["timestamp"])
-            if ts == since and uuid in at_since:
+            if ts == since and uuid in seen:
                 continue
             props = row.get("properties")
             props = json.loads(props) if isinstance(props, str) else dict(props or {})
-            batch.events.append(ChangeEvent(uuid, str(row["event"]), ts, props))
-            fresh += 1
+            page.append(ChangeEvent(uuid, str(row["event"]), ts, props))
             if ts != since:
-                since, at_since = ts, set()
-            at_since.add(uuid)
-        if len(rows) < PAGE and not answer.get("hasMore"):
-            break
-        if fresh == 0:
-            raise PostHogError(f"PostHog change feed loop detected at {since} (more than {PAGE} events at once)")
+                since, seen = ts, set()
+            seen.add(uuid)
+        more = len(rows) >= PAGE or bool(answer.get("hasMore"))
+        return page, (since, frozenset(seen)) if more else None
+
+    # a page that brings nothing new hands back the token it was asked with: more than PAGE events at one
+    # timestamp, which the guard stops instead of asking again forever
+    for page in follow(fetch, "PostHog change feed"):
+        batch.events.extend(page)
     if batch.events:
         newest = max(e.timestamp for e in batch.events)
         batch.watermark = newest if watermark is None or newest > watermark else watermark
