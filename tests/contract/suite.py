@@ -63,7 +63,8 @@ class ConnectorContract:
             pytest.skip(f"{source} is not a registered source: it has no vendor facts")
         facts = vendor_facts(source)
         assert vars(type(harness.connector)).get("facts") is facts and facts.link_key in ID_KEYS and facts.host_key
-        links = {"hubspot_portal": 7, "salesforce_instance": "https://acme.my.salesforce.com"}
+        links: dict[str, Any] = {"hubspot_portal": 7, "salesforce_instance": "https://acme.my.salesforce.com"}
+        links.update({setting.name: setting.example for setting in facts.ui_links})
         url = facts.record_url(harness.stream, "rec%2F1", links)
         assert url is not None and url.startswith("https://") and url.endswith("/rec%2F1")
         assert isinstance(facts.precedence, int)
