@@ -11,8 +11,9 @@ anything else is 401 ``{"error": "Couldn't authenticate you"}``):
 - ``PUT /api/v2/organizations/update_many``: the batch form ``{"organizations": [{"id", ...}]}`` or the bulk form
   ``?ids=`` with ``{"organization": {...}}``, up to 100, answered with a queued ``job_status``;
   ``GET /api/v2/job_statuses/{id}``: ``working`` for ``job_polls`` reads, then ``completed`` with ``results``;
-- ``GET /api/v2/incremental/organizations?start_time=``: the time-based export, ``export_page_size`` a page,
-  ``end_time``, ``next_page``, ``end_of_stream``, ``count``; its own per-minute limit on top of the account's;
+- ``GET /api/v2/incremental/organizations?start_time=``: the time-based export, ``export_page_size`` a page (then
+  the rest of its last second: a page never splits a second), ``end_time`` (past that second, never past the
+  current one), ``next_page``, ``end_of_stream``, ``count``; its own per-minute limit on top of the account's;
 - ``GET|POST /api/v2/organization_fields`` (cursor pagination; ``key`` unique). Writing a custom field key that
   does not exist is refused (422 ``RecordInvalid``), so push-back needs ``crmsync setup zendesk`` first.
 
@@ -24,6 +25,7 @@ Responses carry ``X-Rate-Limit`` and ``X-Rate-Limit-Remaining``. Unrouted paths 
 Admin endpoints (exempt from faults, counters and limits): the shared ``/_sandbox/health``, ``stats``, ``faults``,
 ``reset`` (``sandbox.common``), and ``POST /_sandbox/seed`` ``{"count", "start"}``, ``POST /_sandbox/organizations``
 (create), ``PATCH|DELETE /_sandbox/organizations/{id}`` (a person's edit in the agent UI: it sends its events),
+``POST /_sandbox/organizations/{id}/updated_at`` ``{"at": epoch}`` (moves a change back in time),
 ``POST /_sandbox/fields`` ``{"key"}``, ``POST /_sandbox/limits`` ``{"requests_per_minute"?,
 "export_requests_per_minute"?, "export_page_size"?, "job_polls"?}``, ``GET|PUT /_sandbox/webhooks``,
 ``POST /_sandbox/webhooks/drain?timeout_s=10``.
@@ -302,8 +304,7 @@ def create_app(config: ZendeskSandboxConfig) -> FastAPI:
         if raw is None:
             raise ZendeskError(400, "InvalidValue", "start_time is required")
         start_time = _int(raw, "start_time")
-        orgs, end_time, done = store.changed_since(start_time, app.state.config.export_page_size)
-        end = end_time if end_time is not None else start_time
+        orgs, end, done = store.changed_since(start_time, app.state.config.export_page_size)
         base = f"{store.base_url}/api/v2/incremental/organizations.json"
         return {
             "organizations": orgs,
@@ -374,6 +375,14 @@ def create_app(config: ZendeskSandboxConfig) -> FastAPI:
             return store.delete(org_id(raw_id))
         except Unknown:
             raise ZendeskError(404, "RecordNotFound", "Not found") from None
+
+    @app.post("/_sandbox/organizations/{raw_id}/updated_at")
+    async def admin_backdate(raw_id: str, request: Request) -> dict[str, Any]:
+        try:
+            store.backdate(org_id(raw_id), float((await _json(request))["at"]))
+        except Unknown:
+            raise ZendeskError(404, "RecordNotFound", "Not found") from None
+        return store.get(org_id(raw_id))
 
     @app.post("/_sandbox/fields")
     async def admin_field(request: Request) -> dict[str, Any]:

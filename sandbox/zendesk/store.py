@@ -161,15 +161,30 @@ class ZendeskStore:
             chunk = ids[:size]
             return [self.get(i) for i in chunk], (chunk[-1] if len(ids) > size else None)
 
-    def changed_since(self, start_time: int, limit: int) -> tuple[list[JSON], int | None, bool]:
-        """The time-based export: organizations with ``updated_at >= start_time`` ordered by it, up to ``limit``;
-        ``end_time`` (the last one's ``updated_at``) and whether that was all."""
+    def changed_since(self, start_time: int, limit: int) -> tuple[list[JSON], int, bool]:
+        """The time-based export: organizations with ``updated_at >= start_time`` ordered by it, ``limit`` of them
+        and then the rest of the last one's second (a page never splits a second, so paging cannot loop);
+        ``end_time``, the next page's ``start_time``: past that second, but never past the current one (a change
+        later in this second is then read again, not lost); and whether that was all."""
         with self._lock:
             ordered = sorted((int(ts), i) for i, ts in self.updated.items() if int(ts) >= start_time)
             chunk = ordered[:limit]
+            if chunk:
+                last = chunk[-1][0]
+                chunk = [item for item in ordered if item[0] <= last]
             orgs = [self.get(i) for _, i in chunk]
-            end_time = chunk[-1][0] if chunk else None
-            return orgs, end_time, len(ordered) <= limit
+            if not chunk:
+                return orgs, start_time, True
+            end_time = min(chunk[-1][0] + 1, int(self.clock()))
+            return orgs, max(end_time, start_time), len(chunk) == len(ordered)
+
+    def backdate(self, org_id: int, when: float) -> None:
+        """Set an organization's ``updated_at`` (for tests of the export's paging by time)."""
+        with self._lock:
+            if org_id not in self.orgs:
+                raise Unknown(org_id)
+            self.orgs[org_id]["updated_at"] = iso(when)
+            self.updated[org_id] = when
 
     # -- organization fields --------------------------------------------------------------------------------
 
