@@ -29,7 +29,7 @@ import redis
 
 from connectors.zendesk.config import ZendeskConfig
 from connectors.zendesk.errors import ZendeskRateLimited, translate, transport_error
-from sync.errors import CrmsyncError, RetryableError
+from sync.errors import RetryableError
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
 from sync.vendor import CallStats
@@ -109,37 +109,39 @@ class ZendeskClient:
     ) -> Answer:
         """One Zendesk request (``path`` relative to the account URL, or a ``next_page`` URL on it), with the
         policies above; ``export``: the incremental export, which also pays from its own budget."""
-        retries = 0
         started = time.monotonic()
-        while True:
+        error: RetryableError | None = None
+        for retries in range(self.retry.max_retries + 1):  # the first attempt, then at most max_retries more
+            if error is not None:  # the last attempt failed in a way worth one more try
+                wait = self.retry.next_delay(retries, error.retry_after, time.monotonic() - started)
+                if wait is None:
+                    break
+                self.stats.retries += 1
+                self.retry.sleep(wait)
             budgets = [b for b in (self.budgets.api, self.budgets.export if export else None) if b is not None]
             for bucket in budgets:
                 bucket.take(1, self.config.max_budget_wait_s)
-            error: CrmsyncError
             try:
                 response = self.http.request(method, path, params=params, json=json)
             except httpx.TransportError as exc:
                 self.stats.sent(operation)
                 error = transport_error(exc, operation)
-            else:
-                self.stats.sent(operation)
-                if response.is_success:
-                    return Answer(response.json() if response.content else {}, _server_time(response))
-                if response.status_code == 429:
-                    self.stats.throttled += 1
-                    for bucket in budgets[-1:]:  # the export's own limit when it is an export, else the account's
-                        bucket.drain()
-                error = translate(response, operation)
-            if not isinstance(error, RetryableError):
-                raise error
-            retries += 1
-            wait = self.retry.next_delay(retries, error.retry_after, time.monotonic() - started)
-            if wait is None:
-                if isinstance(error, ZendeskRateLimited) and error.retry_after is None:
-                    error.retry_after = 60.0  # Zendesk's limits are per minute
-                raise error
-            self.stats.retries += 1
-            self.retry.sleep(wait)
+                continue
+            self.stats.sent(operation)
+            if response.is_success:
+                return Answer(response.json() if response.content else {}, _server_time(response))
+            if response.status_code == 429:
+                self.stats.throttled += 1
+                for bucket in budgets[-1:]:  # the export's own limit when it is an export, else the account's
+                    bucket.drain()
+            failure = translate(response, operation)
+            if not isinstance(failure, RetryableError):
+                raise failure
+            error = failure
+        assert error is not None  # the loop ran at least once and only ends early by returning or raising
+        if isinstance(error, ZendeskRateLimited) and error.retry_after is None:
+            error.retry_after = 60.0  # Zendesk's limits are per minute
+        raise error
 
 
 def _server_time(response: httpx.Response) -> float | None:

@@ -56,7 +56,7 @@ from sync.connector import (
 )
 from sync.errors import ConfigError, CrmsyncError, RetryableError
 from sync.mapping import MappingConfig
-from sync.paging import LoopGuard
+from sync.paging import follow
 from sync.retry import RetryPolicy
 from sync.vendor import CallStats
 from sync.vendor_facts import VendorFacts
@@ -132,43 +132,50 @@ class ZendeskConnector:
             yield from self._pull_since(cursor)
 
     def _pull_full(self, resume: ZendeskCursor | None) -> Iterator[Page]:
-        guard = LoopGuard("zendesk organizations")
-        after = resume.after if resume is not None else None
+        """Cursor pagination from the start, or from a committed page of an interrupted full read."""
         start_time = resume.start_time if resume is not None else None
         pages = resume.pages if resume is not None else 0
-        while True:
+
+        def fetch(after: str | None) -> tuple[Page, str | None]:
+            nonlocal start_time, pages
+            token = after if after is not None else (resume.after if resume is not None else None)
             params: dict[str, str | int] = {"page[size]": self.config.page_size}
-            if after is not None:
-                params["page[after]"] = guard.check(after)
+            if token is not None:
+                params["page[after]"] = token
             answer = self.client.call("list organizations", "GET", "/api/v2/organizations", params=params)
-            if start_time is None:
+            if start_time is None:  # the export takes over from Zendesk's clock at the first answer, less an overlap
                 seen_at = answer.server_time if answer.server_time is not None else self.clock()
                 start_time = max(0, int(seen_at) - self.config.full_read_overlap_s)
             meta = answer.body.get("meta") or {}
-            after = meta.get("after_cursor") if meta.get("has_more") else None
+            next_after = str(meta["after_cursor"]) if meta.get("has_more") and meta.get("after_cursor") else None
             pages += 1
             records = [organization_record(org) for org in answer.body.get("organizations") or ()]
-            if after is None:
-                yield Page(records, ZendeskCursor(start_time=start_time))
-                return
-            yield Page(records, ZendeskCursor(start_time=start_time, after=str(after), pages=pages))
+            if next_after is None:
+                return Page(records, ZendeskCursor(start_time=start_time)), None
+            return Page(records, ZendeskCursor(start_time=start_time, after=next_after, pages=pages)), next_after
+
+        yield from follow(fetch, "zendesk organizations")
 
     def _pull_since(self, cursor: ZendeskCursor) -> Iterator[Page]:
-        guard = LoopGuard("zendesk incremental organizations")
-        start_time = cursor.start_time
-        while True:
-            params = {"start_time": guard.check(start_time)}
+        """The time-based export from the cursor's ``start_time``, each page's ``end_time`` the next one's start."""
+
+        def fetch(start: int | None) -> tuple[Page, int | None]:
+            start_time = cursor.start_time if start is None else start
             answer = self.client.call(
-                "export organizations", "GET", "/api/v2/incremental/organizations", params=params, export=True
+                "export organizations",
+                "GET",
+                "/api/v2/incremental/organizations",
+                params={"start_time": start_time},
+                export=True,
             )
             body = answer.body
             end_time = body.get("end_time")
             next_start = max(start_time, int(end_time)) if isinstance(end_time, int | float) else start_time
             records = [organization_record(org) for org in body.get("organizations") or ()]
-            yield Page(records, ZendeskCursor(start_time=next_start))
-            if body.get("end_of_stream", True) or next_start == start_time:
-                return
-            start_time = next_start
+            done = bool(body.get("end_of_stream", True)) or next_start == start_time
+            return Page(records, ZendeskCursor(start_time=next_start)), None if done else next_start
+
+        yield from follow(fetch, "zendesk incremental organizations")
 
     def fetch(self, stream: str, ids: Sequence[str]) -> list[CrmRecord]:
         """Current state by id, 100 a request; ids Zendesk does not answer come back ``deleted=True``."""

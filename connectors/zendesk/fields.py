@@ -12,7 +12,7 @@ from __future__ import annotations
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.records import field_key
 from sync.mapping import ObjectMapping
-from sync.paging import LoopGuard
+from sync.paging import follow
 
 DEFAULT_KEYS = ("posthog_account_id",)
 
@@ -26,16 +26,17 @@ def wanted_keys(mapping: ObjectMapping | None) -> tuple[str, ...]:
 
 def existing_keys(client: ZendeskClient) -> set[str]:
     """Keys of the account's organization fields (every page)."""
-    keys: set[str] = set()
-    guard = LoopGuard("zendesk organization fields")
-    params: dict[str, str | int] = {"page[size]": 100}
-    while True:
+
+    def fetch(after: str | None) -> tuple[list[str], str | None]:
+        params: dict[str, str | int] = {"page[size]": 100}
+        if after is not None:
+            params["page[after]"] = after
         body = client.call("list organization fields", "GET", "/api/v2/organization_fields", params=params).body
-        keys.update(str(field["key"]) for field in body.get("organization_fields") or () if field.get("key"))
+        keys = [str(field["key"]) for field in body.get("organization_fields") or () if field.get("key")]
         meta = body.get("meta") or {}
-        if not meta.get("has_more"):
-            return keys
-        params = {"page[size]": 100, "page[after]": guard.check(str(meta.get("after_cursor")))}
+        return keys, str(meta["after_cursor"]) if meta.get("has_more") and meta.get("after_cursor") else None
+
+    return {key for keys in follow(fetch, "zendesk organization fields") for key in keys}
 
 
 def ensure_fields(client: ZendeskClient, keys: tuple[str, ...]) -> list[str]:
