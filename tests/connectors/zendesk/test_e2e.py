@@ -16,7 +16,7 @@ import redis
 
 from connectors.registry import CONNECTORS
 from sandbox.identities import company
-from sandbox.stack import SandboxStack, ranges
+from sandbox.stack import Credentials, SandboxStack, ranges
 from sandbox.zendesk.store import ORG_BASE
 from sync.ledger import delete_keys
 from tests.conftest import REDIS_URL
@@ -24,6 +24,9 @@ from workers.config import parse_config
 from workers.runtime import Runtime
 
 SEED = 30
+TAG = uuid.uuid4().hex
+TOKEN = f"zd-token-LEAKCHECK-{TAG}"
+HOOK_SECRET = f"zd-hook-LEAKCHECK-{TAG}"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,10 @@ def stack() -> Iterator[SandboxStack]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POSTHOG_PERSONAL_API_KEY", "phx_sandbox")
         prefix = f"crmsync-zendesk-{uuid.uuid4().hex[:8]}"
-        with SandboxStack(seed=SEED, redis_url=REDIS_URL, webhooks=False, ledger_prefix=prefix) as running:
+        credentials = Credentials(more={"zendesk": {"token": TOKEN, "webhook_secret": HOOK_SECRET}})
+        with SandboxStack(
+            seed=SEED, redis_url=REDIS_URL, webhooks=False, ledger_prefix=prefix, credentials=credentials
+        ) as running:
             yield running
         delete_keys(redis.Redis.from_url(REDIS_URL), f"{prefix}:*")
 
@@ -60,7 +66,7 @@ def count(stack: SandboxStack, name: str, method: str, route: str) -> int:
 
 
 def organizations(stack: SandboxStack) -> dict[str, dict[str, Any]]:
-    auth = ("admin@sandbox.example/token", "zendesk-sandbox-token")
+    auth = ("admin@sandbox.example/token", TOKEN)
     orgs: dict[str, dict[str, Any]] = {}
     params: dict[str, Any] = {"page[size]": 100}
     while True:
@@ -135,4 +141,28 @@ def test_a_full_sync_over_four_stand_ins_links_joins_and_pushes_back_then_writes
         assert all(r.status == "succeeded" for r in again)
         assert {name: writes(stack, name) for name in ("posthog", *CONNECTORS)} == before  # nothing written anywhere
     finally:
+        runtime.close()
+
+
+def test_the_token_and_the_webhook_secret_never_reach_logs_or_reports(
+    stack: SandboxStack, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from workers.logs import configure_logging
+
+    configure_logging("DEBUG", json=True)
+    config = stack.config()
+    assert config["sources"]["zendesk"]["config"]["api_token"] == TOKEN  # the stack hands its own secrets over
+    runtime = Runtime(parse_config(config))
+    wrong_config = stack.config()
+    wrong_config["sources"]["zendesk"]["config"]["api_token"] = f"wrong-{TOKEN}"
+    wrong = Runtime(parse_config(wrong_config))
+    try:
+        report = runtime.engine.run(runtime.connector("zendesk"), "organizations", "full")
+        refused = wrong.engine.run(wrong.connector("zendesk"), "organizations", "full")
+        assert report.status == "succeeded" and refused.status == "failed" and "401" in str(refused.as_dict())
+        seen = capfd.readouterr()
+        text = " ".join([seen.out, seen.err, str(report.as_dict()), str(refused.as_dict())])
+        assert TAG not in text  # neither the token, the wrong token nor the webhook secret
+    finally:
+        wrong.close()
         runtime.close()
