@@ -34,7 +34,7 @@ from connectors.zendesk import webhooks
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig, load_zendesk_config
 from connectors.zendesk.cursor import ZendeskCursor
-from connectors.zendesk.errors import ZendeskNotFound
+from connectors.zendesk.errors import ZendeskNotFound, ZendeskRequestFailed
 from connectors.zendesk.facts import FACTS
 from connectors.zendesk.records import (
     SOURCE,
@@ -54,7 +54,7 @@ from sync.connector import (
     WebhookEvent,
     WebhookRequest,
 )
-from sync.errors import ConfigError, CrmsyncError, RetryableError
+from sync.errors import ConfigError, RetryableError
 from sync.mapping import MappingConfig
 from sync.paging import follow
 from sync.retry import RetryPolicy
@@ -223,6 +223,8 @@ class ZendeskConnector:
             self.client.call("update organization", "PUT", f"/api/v2/organizations/{record_id}", json=update)
         except ZendeskNotFound:
             return PushResult(record_id, ok=False, error="the organization no longer exists")
+        except ZendeskRequestFailed as exc:  # refused as invalid (422: e.g. a field `crmsync setup zendesk` makes)
+            return PushResult(record_id, ok=False, error=str(exc))
         except RetryableError as exc:
             return PushResult(record_id, ok=False, error=str(exc), retryable=True)
         return PushResult(record_id, ok=True)
@@ -253,7 +255,7 @@ class ZendeskConnector:
                 )
         except RetryableError as exc:
             return [PushResult(i, ok=False, error=str(exc), retryable=True) for i in ids]
-        except CrmsyncError as exc:
+        except (ZendeskRequestFailed, ZendeskNotFound) as exc:  # auth failures go up: they stop the run
             return [PushResult(i, ok=False, error=str(exc)) for i in ids]
         return job_results(job, ids)
 

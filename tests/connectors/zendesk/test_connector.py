@@ -171,3 +171,13 @@ def test_bad_settings_name_their_key(standin: ZendeskStandIn) -> None:
     assert connector.system_id() == f"zendesk:{standin.url.split('//')[1]}"  # no request: the account is its host
     assert standin.count() == 0
     connector.close()
+
+
+def test_a_field_that_does_not_exist_fails_that_record_not_the_push(
+    standin: ZendeskStandIn, connector: ZendeskConnector
+) -> None:
+    ids = [standin.create() for _ in range(2)]
+    (one,) = connector.push("organizations", [PushUpdate(ids[0], {"organization_fields.nope": "x"}, "fp")])
+    assert not one.ok and not one.retryable and "422" in str(one.error)
+    both = connector.push("organizations", [PushUpdate(i, {"organization_fields.nope": "x"}, "fp") for i in ids])
+    assert [r.ok for r in both] == [False, False] and all("no such field" in str(r.error) for r in both)
