@@ -46,6 +46,7 @@ CONNECTORS: dict[str, str] = {
     "hubspot": "connectors.hubspot.connector:HubSpotConnector",
     "stripe": "connectors.stripe.connector:StripeConnector",
     "salesforce": "connectors.salesforce.connector:SalesforceConnector",
+    "zendesk": "connectors.zendesk.connector:ZendeskConnector",
 }
 """Source name → ``module:class`` of its connector (imported on first use)."""
 

@@ -1,15 +1,18 @@
-"""All four stand-ins in one process, seeded with overlapping identities, plus the config that points at them.
+"""The PostHog stand-in and every registered source's stand-in in one process, seeded with overlapping identities,
+plus the config that points at them.
 
-Used by ``crmsync sandbox up``, ``make demo``, end-to-end tests and benchmarks. With ``seed = N``:
+Used by ``crmsync sandbox up``, ``make demo``, end-to-end tests and benchmarks. Each CRM stand-in describes itself
+in ``sandbox/<source>/standin.py`` (``sandbox.standin.StandIn``): the stack names no CRM. With ``seed = N``:
 
 | system | identities (``sandbox.identities.company(i)``) |
 |---|---|
 | Salesforce | ``[0, N)`` |
 | HubSpot | ``[N/3, N/3 + N)`` (a deal per company, some companies with two) |
 | Stripe | ``[2N/3, 2N/3 + N)`` (a customer per company, with a subscription) |
+| each other source | what its ``StandIn.seed_range`` says |
 | PostHog | ``[0, N/5)`` already exist as accounts (same ``external_id``) |
 
-so ``[2N/3, N)`` is in all three CRMs, and every CRM shares some companies with PostHog. The ten sales reps
+so ``[2N/3, N)`` is in the first three CRMs, and every CRM shares some companies with PostHog. The ten sales reps
 (``sales_rep_email(k)``) are CRM owners and PostHog organisation members (user ids 101..110).
 
 ``posthog_throttle`` turns on the PostHog stand-in's throttles (e.g. PostHog's own 480/60 and 4800/3600, or
@@ -35,6 +38,7 @@ from sandbox.identities import sales_rep_email
 from sandbox.posthog.config import Generation
 from sandbox.posthog.throttle import ThrottleRate
 from sandbox.salesforce.ids import random_org_id
+from sandbox.standin import standins
 from workers import data
 from workers.serving import ServerThread, free_port
 
@@ -78,6 +82,9 @@ class Credentials:
     salesforce_client_secret: str = SALESFORCE_LOGIN["client_secret"]
     ui_username: str = UI_LOGIN["username"]
     ui_password: str = UI_LOGIN["password"]
+    more: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Secrets of the other stand-ins, by source (``{"zendesk": {"token": ...}}``): each ``StandIn`` reads its own
+    here, and takes its module's defaults for what is missing."""
 
     @property
     def salesforce_login(self) -> dict[str, str]:
@@ -92,12 +99,7 @@ class Credentials:
 
 def ranges(seed: int) -> dict[str, tuple[int, int]]:
     """(start, count) of the identities each system is seeded with."""
-    return {
-        "salesforce": (0, seed),
-        "hubspot": (seed // 3, seed),
-        "stripe": (2 * seed // 3, seed),
-        "posthog": (0, seed // 5),
-    }
+    return {**{s.name: s.seed_range(seed) for s in standins()}, "posthog": (0, seed // 5)}
 
 
 @dataclass
@@ -128,18 +130,12 @@ class SandboxStack:
         return self.servers[name].url
 
     def start(self) -> SandboxStack:
-        from sandbox.hubspot.app import create_app as hubspot_app
-        from sandbox.hubspot.config import HubSpotSandboxConfig
         from sandbox.posthog.app import ApiKey, Member, PostHogSandboxConfig
         from sandbox.posthog.app import create_app as posthog_app
-        from sandbox.salesforce.app import create_app as salesforce_app
-        from sandbox.salesforce.config import SalesforceSandboxConfig, make_tls
-        from sandbox.stripe.app import create_app as stripe_app
-        from sandbox.stripe.config import StripeSandboxConfig
 
         if not self.webhook_port:
             self.webhook_port = free_port()
-        hooks = self.webhooks_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         creds = self.credentials
         members = tuple(Member(101 + k, sales_rep_email(k), f"Rep {k}") for k in range(10))
         posthog = PostHogSandboxConfig(
@@ -150,45 +146,16 @@ class SandboxStack:
             generation=self.posthog_generation,
             proxy_retry_after=self.posthog_proxy_retry_after,
         )
-        at = ranges(self.seed)
-        hubspot = HubSpotSandboxConfig(
-            token=creds.hubspot_token,
-            app_secret=creds.hubspot_app_secret,
-            webhook_url=f"{hooks}/webhooks/hubspot" if self.webhooks else None,
-            webhook_format=self.hubspot_webhook_format,
-            seed=at["hubspot"][1],
-            seed_start=at["hubspot"][0],
-        )
-        stripe = StripeSandboxConfig(
-            api_key=creds.stripe_key,
-            webhook_url=f"{hooks}/webhooks/stripe" if self.webhooks else None,
-            webhook_secret=creds.stripe_webhook_secret,
-        )
-        cert, key, ca = make_tls(self.data_dir / "salesforce")
-        self.ca_file = ca
-        salesforce = SalesforceSandboxConfig(
-            username=creds.salesforce_username,
-            password=creds.salesforce_password,
-            client_id=creds.salesforce_client_id,
-            client_secret=creds.salesforce_client_secret,
-            org_id=creds.salesforce_org,
-            outbound_url=f"{hooks}/webhooks/salesforce/{creds.salesforce_webhook_token}" if self.webhooks else None,
-            seed=at["salesforce"][1],
-            seed_start=at["salesforce"][0],
-            data_dir=self.data_dir / "salesforce",
-        )
-        self.servers = {
-            "posthog": ServerThread(posthog_app(posthog)),
-            "hubspot": ServerThread(hubspot_app(hubspot)),
-            "stripe": ServerThread(stripe_app(stripe)),
-            "salesforce": ServerThread(salesforce_app(salesforce), ssl_certfile=str(cert), ssl_keyfile=str(key)),
-        }
+        crms = standins()
+        self.servers = {"posthog": ServerThread(posthog_app(posthog))}
+        self.servers.update({standin.name: standin.server(self) for standin in crms})
         for server in self.servers.values():
             server.start()
         with httpx.Client(timeout=60) as http:
-            start, count = at["stripe"]
-            http.post(f"{self.url('stripe')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
-            start, count = at["posthog"]
+            for standin in crms:
+                if standin.seed is not None:
+                    standin.seed(self, http)
+            start, count = ranges(self.seed)["posthog"]
             http.post(f"{self.url('posthog')}/_sandbox/seed", json={"count": count, "start": start}).raise_for_status()
             if self.posthog_generation == "current":  # older generations have no custom properties
                 self._define_custom_properties(http)
@@ -214,14 +181,9 @@ class SandboxStack:
 
     def wire_webhooks(self) -> None:
         """Point every CRM stand-in's webhooks at the receiver (for a stack started with ``webhooks=False``)."""
-        hooks = self.webhooks_url
-        with httpx.Client(timeout=10, verify=str(self.ca_file)) as http:
-            http.put(f"{self.url('hubspot')}/_sandbox/webhook", json={"url": f"{hooks}/webhooks/hubspot"})
-            http.put(f"{self.url('stripe')}/_sandbox/webhooks", json={"url": f"{hooks}/webhooks/stripe"})
-            http.post(
-                f"{self.url('salesforce')}/_sandbox/outbound",
-                json={"url": f"{hooks}/webhooks/salesforce/{self.credentials.salesforce_webhook_token}"},
-            )
+        with httpx.Client(timeout=10, verify=str(self.ca_file) if self.ca_file else True) as http:
+            for standin in standins():
+                standin.wire_webhooks(self, http)
         self.webhooks = True
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
@@ -256,40 +218,7 @@ class SandboxStack:
             },
             "redis_url": self.redis_url,
             "ledger_prefix": self.ledger_prefix,
-            "sources": {
-                "salesforce": {
-                    "stand_in": True,
-                    "schedule": {"every_s": 60},
-                    "config": {
-                        "auth": {"flow": "password", **creds.salesforce_login},
-                        "login_url": self.url("salesforce"),
-                        "ca_bundle": str(self.ca_file),
-                        "trust_env": False,
-                        "organization_id": creds.salesforce_org,
-                        "webhook_token": creds.salesforce_webhook_token,
-                    },
-                },
-                "hubspot": {
-                    "stand_in": True,
-                    "schedule": {"every_s": 60},
-                    "config": {
-                        "access_token": creds.hubspot_token,
-                        "host": self.url("hubspot"),
-                        "client_secret": creds.hubspot_app_secret,
-                    },
-                },
-                "stripe": {
-                    "stand_in": True,
-                    "schedule": {"every_s": 60},
-                    "config": {
-                        "requests_per_s": 100,  # Stripe's live-mode rate; the stand-in takes it
-                        "burst": 100,
-                        "api_key": creds.stripe_key,
-                        "api_base": self.url("stripe"),
-                        "webhook_secrets": [creds.stripe_webhook_secret],
-                    },
-                },
-            },
+            "sources": {standin.name: standin.source_block(self) for standin in standins()},
             "outbound": {"schedule": {"every_s": 60}},
             "webhooks": {"coalesce_s": 1.0},
             "ui": {"username": creds.ui_username},
@@ -301,9 +230,7 @@ class SandboxStack:
         creds = self.credentials
         return {
             "posthog": {"url": self.url("posthog"), "api_key": creds.posthog_key, "project_id": 1},
-            "hubspot": {"url": self.url("hubspot"), "token": creds.hubspot_token},
-            "stripe": {"url": self.url("stripe"), "api_key": creds.stripe_key},
-            "salesforce": {"url": self.url("salesforce"), "ca_file": str(self.ca_file), **creds.salesforce_login},
+            **{standin.name: standin.endpoints(self) for standin in standins()},
             "webhooks": {"url": self.webhooks_url},
             **(
                 {"ui": {"url": f"{self.url('ui')}/ui/", "username": creds.ui_username, "password": creds.ui_password}}

@@ -26,6 +26,8 @@ class VendorFacts:
     - ``setup_command``: ``module:function`` of its one-time set-up command (a typer command the CLI registers as
       ``crmsync setup <name>``), or None when there is none.
     - ``precedence``: rank in the default ownership order (lower wins).
+    - ``ui_links``: the ``ui.links`` settings its ``record_url`` reads besides the ones the config names itself
+      (``hubspot_portal``, ``salesforce_instance``); the config accepts them and checks each value's pattern.
     """
 
     link_key: str
@@ -33,3 +35,15 @@ class VendorFacts:
     record_url: RecordUrl
     setup_command: str | None
     precedence: int
+    ui_links: tuple[UiLinkSetting, ...] = ()
+
+
+@dataclass(frozen=True)
+class UiLinkSetting:
+    """A ``ui.links`` setting a source declares: its name, the pattern a value must match (whole), what it means,
+    and an example value (the registry test and the contract suite build sample links from it)."""
+
+    name: str
+    pattern: str
+    description: str
+    example: str

@@ -1,4 +1,5 @@
-"""``crmsync sandbox up``: the four stand-ins and the webhook receiver, wired together, until Ctrl-C."""
+"""``crmsync sandbox up``: PostHog's and every registered source's stand-in and the webhook receiver, wired together,
+until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def sandbox_up(
         ),
     ] = "current",
 ) -> None:
-    """Start all four stand-ins, seeded, the webhook receiver and the status page; write a config that works at once
+    """Start every stand-in, seeded, the webhook receiver and the status page; write a config that works at once
     with ``crmsync --config PATH sync all --inline --json``."""
     from workers.ui.server import serve_ui
     from workers.webhooks import create_webhook_app
@@ -90,8 +91,9 @@ def sandbox_up(
         creds = stack.credentials
         stack.servers["ui"] = serve_ui(runtime, creds.ui_username, creds.ui_password, ui_port)
         stack.write(config_out, endpoints_out)  # the endpoints now include the status page
-        for name in ("posthog", "hubspot", "stripe", "salesforce"):
-            console.print(f"[bold]{name:<10}[/] {stack.url(name)}")
+        for name in stack.servers:
+            if name not in ("webhooks", "ui"):
+                console.print(f"[bold]{name:<10}[/] {stack.url(name)}")
         console.print(f"[bold]{'webhooks':<10}[/] {receiver.url}")
         login = f"user {stack.credentials.ui_username}, password {stack.credentials.ui_password}"
         console.print(f"[bold]{'ui':<10}[/] {stack.url('ui')}/ui/  ({login})")

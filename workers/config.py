@@ -162,7 +162,7 @@ class WebhookBlock(BaseModel):
 class UiLinks(BaseModel):
     """What the status page needs to link a record to the system that holds it; a link is shown only when known."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
     posthog_account: str | None = Field(
         None, pattern=r"\{id\}", description="URL of an account page in PostHog, with {id} for the account id"
@@ -171,6 +171,21 @@ class UiLinks(BaseModel):
     salesforce_instance: str | None = Field(
         None, pattern=r"^https://[^/?#]+/?$", description="the org's instance URL, e.g. https://acme.my.salesforce.com"
     )
+
+    @model_validator(mode="after")
+    def _declared_settings(self) -> UiLinks:
+        """A setting not named above must be one a registered source declares (``VendorFacts.ui_links``), with a
+        string value matching its pattern: a new source's record URL needs no edit here."""
+        declared = {setting.name: setting for name in CONNECTORS for setting in vendor_facts(name).ui_links}
+        for key, value in (self.model_extra or {}).items():
+            setting = declared.get(key)
+            if setting is None:
+                raise ValueError(
+                    f"{key}: unknown setting; one of {', '.join(sorted([*type(self).model_fields, *declared]))}"
+                )
+            if not isinstance(value, str) or not re.fullmatch(setting.pattern, value):
+                raise ValueError(f"{key}: must match {setting.pattern} ({setting.description})")
+        return self
 
 
 class UiBlock(BaseModel):

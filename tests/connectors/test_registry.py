@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -28,14 +29,9 @@ from workers.cli import setup_app
 from workers.config import UiLinks
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "crmsync.yaml"
-BLOCKS: dict[str, dict[str, Any]] = {
-    "hubspot": {"access_token": "pat-x"},
-    "stripe": {"api_key": "sk_test_x"},
-    "salesforce": {
-        "auth": {"flow": "client_credentials", "client_id": "app", "client_secret": "s3cret"},
-        "login_url": "https://acme.my.salesforce.com",
-    },
-}
+BLOCKS: dict[str, dict[str, Any]] = {name: import_module(f"tests.connectors.{name}").BLOCK for name in CONNECTORS}
+"""A minimal valid config block of each registered source, declared by its test package
+(``tests/connectors/<name>/__init__.py``'s ``BLOCK``), so a new source brings its own."""
 
 
 @pytest.mark.parametrize(
@@ -125,8 +121,9 @@ SAMPLE_LINKS = UiLinks(
     posthog_account="https://app.posthog.com/accounts/{id}",
     hubspot_portal=7,
     salesforce_instance="https://acme.my.salesforce.com",
+    **{s.name: s.example for name in CONNECTORS for s in vendor_facts(name).ui_links},
 ).model_dump()
-"""Every ``ui.links`` setting filled in, so each source's record URL can be built."""
+"""Every ``ui.links`` setting filled in (those the sources declare too), so each source's record URL can be built."""
 
 
 @pytest.mark.parametrize("name", sorted(CONNECTORS))
@@ -153,9 +150,19 @@ def test_every_registered_source_declares_its_vendor_facts(name: str, redis_clie
 def test_the_default_precedence_is_the_declared_ranks() -> None:
     ranks = [vendor_facts(name).precedence for name in CONNECTORS]
     assert len(set(ranks)) == len(ranks)  # a total order: no two sources share a rank
-    assert default_precedence() == ("salesforce", "hubspot", "stripe")
+    assert default_precedence()[:3] == ("salesforce", "hubspot", "stripe")  # then sources ranked after them
     assert load_mapping_config({"mappings": {}}, default_precedence()).default_rule.order == default_precedence()
     assert OwnerRule().order == ()
     with pytest.raises(ConfigError) as info:
         vendor_facts("pipedrive")
     assert info.value.key == "sources.pipedrive"
+
+
+def test_ui_links_take_the_settings_sources_declare_and_no_other() -> None:
+    with pytest.raises(ValueError, match="no_such_link: unknown setting"):
+        UiLinks.model_validate({"no_such_link": "x"})
+    for name in CONNECTORS:
+        for setting in vendor_facts(name).ui_links:
+            assert UiLinks.model_validate({setting.name: setting.example}).model_dump()[setting.name] == setting.example
+            with pytest.raises(ValueError, match=setting.name):
+                UiLinks.model_validate({setting.name: "not a valid value / ?"})

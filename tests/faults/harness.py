@@ -80,8 +80,11 @@ class Deployment:
 
 
 def stack_config(stack: SandboxStack, fast_retries: bool = True) -> dict[str, Any]:
-    """The stack's config, with short connector retries (the PostHog ones come from the environment)."""
+    """The stack's config for ``SOURCES`` (the sources whose records the fault suites edit and compare; the other
+    registered sources' stand-ins run idle), with short connector retries (the PostHog ones come from the
+    environment)."""
     raw = stack.config()
+    raw["sources"] = {source: raw["sources"][source] for source in SOURCES}
     if fast_retries:
         for source, extra in FAST_CONNECTOR_RETRIES.items():
             raw["sources"][source]["config"].update(extra)

@@ -34,7 +34,7 @@ def obj(*fields: dict[str, Any], link: str = "sfdc_id") -> dict[str, Any]:
 
 def test_example_config_loads() -> None:
     config = load_mapping_file(EXAMPLE)
-    assert config.rule_for("name").order == ("salesforce", "hubspot", "stripe")
+    assert config.rule_for("name").order == ("salesforce", "hubspot", "stripe", "zendesk")
     assert config.object("hubspot", "deals").link == "hubspot_deal_id"
     assert config.rule_for("roles.csm").rule is RuleKind.POSTHOG_WINS
 

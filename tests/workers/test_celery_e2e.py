@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from connectors.registry import CONNECTORS
 from sandbox.stack import POSTHOG_KEY, SandboxStack
 from sync.ledger import delete_keys
 from sync.posthog import AccountFilter
@@ -98,7 +99,7 @@ def test_manual_sync_through_the_cli_on_the_worker(deployment: Deployment) -> No
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     runs = {r["source"]: r for r in report["runs"]}
-    assert set(runs) == {"salesforce", "hubspot", "stripe", "all"}  # three read and staged, then one plan written
+    assert set(runs) == {*CONNECTORS, "all"}  # every source read and staged, then one plan written
     assert all(r["status"] == "succeeded" and r["counts"]["failed"] == 0 for r in runs.values())
     assert runs["all"]["counts"]["created"] > 0 and runs["all"]["counts"]["pushed"] > 0
     assert set(runs["hubspot"]["counts"]) >= {

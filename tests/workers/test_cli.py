@@ -15,6 +15,7 @@ import httpx
 import redis
 import yaml
 
+from connectors.registry import CONNECTORS
 from sync.ledger import delete_keys
 from tests.conftest import REDIS_URL
 from workers.processes import stop_process
@@ -64,7 +65,7 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
         assert written["ledger_prefix"] == prefix
         assert written["posthog"]["budget"] == ["1000/60"]  # the stand-in's throttle, as the config's budget
         described = json.loads(endpoints.read_text())
-        assert set(described) == {"posthog", "hubspot", "stripe", "salesforce", "webhooks", "ui"}
+        assert set(described) == {"posthog", *CONNECTORS, "webhooks", "ui"}
         ui = described["ui"]
         assert httpx.get(ui["url"]).status_code == 401  # the status page, behind its login
         assert httpx.get(ui["url"], auth=(ui["username"], ui["password"])).status_code == 200
@@ -72,7 +73,7 @@ def test_sandbox_up_writes_a_config_that_syncs_at_once(tmp_path: Path) -> None:
         result = crmsync("--config", str(config), "sync", "all", "--inline", "--json", env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         runs = json.loads(result.stdout)["runs"]
-        assert {r["source"] for r in runs} == {"salesforce", "hubspot", "stripe", "all"}  # read, then written
+        assert {r["source"] for r in runs} == {*CONNECTORS, "all"}  # read, then written
         assert all(r["status"] == "succeeded" and r["counts"]["failed"] == 0 for r in runs)
         assert sum(r["counts"]["created"] for r in runs) > 0
 

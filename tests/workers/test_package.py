@@ -66,7 +66,7 @@ def test_the_installed_wheel_runs_the_demo(installed: Path, tmp_path: Path) -> N
     )
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 0, output[-4000:]
-    assert "Full sync of all three CRMs" in output and "PostHog showed the new name" in output
+    assert "Full sync of every CRM" in output and "PostHog showed the new name" in output
 
 
 @pytest.mark.slow

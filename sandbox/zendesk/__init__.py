@@ -1,0 +1,1 @@
+"""The Zendesk Support stand-in (organizations, organization fields, bulk jobs, incremental export, webhooks)."""
