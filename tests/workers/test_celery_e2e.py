@@ -80,12 +80,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     app = configure(E2E_REDIS)
     app.control.purge()
     worker = start_worker(config_path, env, (workdir / "worker.log").open("wb"))
-    receiver = ServerThread(create_webhook_app(runtime), port=stack.webhook_port).start()
-    try:
+    receiver = None
+    try:  # from the worker's start on: a receiver that fails to build must not leave the worker running
+        receiver = ServerThread(create_webhook_app(runtime), port=stack.webhook_port).start()
         wait_for_worker(app, worker)
         yield Deployment(stack, runtime, config_path, env)
     finally:
-        receiver.stop()
+        if receiver is not None:
+            receiver.stop()
         stop_process(worker)
         app.control.purge()
         delete_keys(runtime.redis, f"{prefix}:*")
