@@ -31,7 +31,7 @@ import httpx
 import redis
 
 from connectors.zendesk import webhooks
-from connectors.zendesk.client import ZendeskClient
+from connectors.zendesk.client import JOB_DONE, ZendeskClient
 from connectors.zendesk.config import ZendeskConfig, load_zendesk_config
 from connectors.zendesk.cursor import ZendeskCursor
 from connectors.zendesk.errors import ZendeskNotFound, ZendeskRequestFailed
@@ -63,7 +63,6 @@ from sync.vendor_facts import VendorFacts
 
 MAX_IDS = 100
 """``show_many`` and ``update_many`` take up to 100 organizations a request."""
-JOB_DONE = frozenset({"completed", "failed", "killed"})
 
 
 class ZendeskConnector:
@@ -240,19 +239,8 @@ class ZendeskConnector:
                 json={"organizations": [body for _, body in chunk]},
             )
             job = answer.body.get("job_status") or {}
-            polls = 0
-            while str(job.get("status")) not in JOB_DONE:
-                if polls >= self.config.job_max_polls:
-                    return [PushResult(i, ok=False, error="the update job did not finish", retryable=True) for i in ids]
-                if polls:
-                    self.client.retry.sleep(self.client.retry.delay(polls, None))
-                polls += 1
-                job = (
-                    self.client.call("show job status", "GET", f"/api/v2/job_statuses/{job.get('id')}").body.get(
-                        "job_status"
-                    )
-                    or {}
-                )
+            if str(job.get("status")) not in JOB_DONE:
+                job = self.client.job_status(str(job.get("id")))
         except RetryableError as exc:
             return [PushResult(i, ok=False, error=str(exc), retryable=True) for i in ids]
         except (ZendeskRequestFailed, ZendeskNotFound) as exc:  # auth failures go up: they stop the run
