@@ -50,12 +50,12 @@ from sync.connector import (
     Page,
     PushResult,
     PushUpdate,
+    StreamFields,
     WebhookAck,
     WebhookEvent,
     WebhookRequest,
 )
 from sync.errors import ConfigError, RetryableError
-from sync.mapping import MappingConfig
 from sync.paging import follow
 from sync.retry import RetryPolicy
 from sync.vendor import CallStats
@@ -91,18 +91,17 @@ class ZendeskConnector:
         cls,
         raw: Mapping[str, Any],
         redis_client: redis.Redis | None = None,
-        mapping: MappingConfig | None = None,
+        fields: Mapping[str, StreamFields] | None = None,
         key: str = "sources.zendesk.config",
     ) -> ZendeskConnector:
         """The connector for a ``sources.zendesk.config`` block (``connectors.registry``), validated (a bad entry
-        raises ``ConfigError`` naming ``<key>.<field>``); a mapping whose push-back writes anything but custom
-        organization fields fails here, naming ``mappings.zendesk.organizations``."""
-        mapped = mapping.mappings.get(SOURCE, {}).get(STREAM) if mapping is not None else None
-        for path in mapped.written if mapped is not None else ():
-            if field_key(path) is None:
-                raise ConfigError(
-                    f"mappings.{SOURCE}.{STREAM}", f"{path}: push-back writes organization_fields.<key> only"
-                )
+        raises ``ConfigError`` naming ``<key>.<field>``), paying from the account's shared budgets when Redis is
+        given; a mapping whose push-back writes anything but custom organization fields fails here, naming
+        ``mappings.zendesk.organizations``."""
+        mapped = (fields or {}).get(STREAM)
+        refused = [path for path in (mapped.write if mapped is not None else ()) if field_key(path) is None]
+        if mapped is not None and refused:
+            raise ConfigError(mapped.key, f"{refused[0]}: push-back writes organization_fields.<key> only")
         return cls(load_zendesk_config(raw, key), redis_client)
 
     def close(self) -> None:

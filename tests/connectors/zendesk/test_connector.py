@@ -10,6 +10,7 @@ import redis
 import yaml
 from typer.testing import CliRunner
 
+from connectors.registry import stream_fields
 from connectors.zendesk import ZendeskConnector, ZendeskCursor, load_zendesk_config
 from connectors.zendesk.errors import ZendeskAuthFailed, ZendeskRateLimited
 from sync.connector import PushUpdate
@@ -46,7 +47,9 @@ def test_push_refuses_fields_that_are_not_organization_fields(connector: Zendesk
             {"mappings": {"zendesk": {"organizations": {"link": "zendesk_id", "account_id_field": "notes"}}}}
         )
         ZendeskConnector.from_config(
-            {"url": "https://acme.zendesk.com", "email": "a@b.c", "api_token": "t"}, None, mapping
+            {"url": "https://acme.zendesk.com", "email": "a@b.c", "api_token": "t"},
+            None,
+            stream_fields("zendesk", mapping),
         )
     assert info.value.key == "mappings.zendesk.organizations"
 
