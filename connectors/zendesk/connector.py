@@ -18,7 +18,8 @@ One stream, ``organizations``. How each promise of ``sync.connector.Connector`` 
 - ``system_id`` — the account's host (``acme.zendesk.com``): a Zendesk account is its subdomain.
 - ``verify_webhook``/``parse_webhook`` — signed organization events (``webhooks.py``).
 
-Every request goes through ``ZendeskClient.call`` (budgets, retries, statistics, one error table).
+Every request goes through ``ZendeskClient`` and so through the one call path of every vendor (``sync.calls``: budgets,
+rate headers, retries, statistics, one error table); ``from_config`` takes the mapped ``StreamFields``.
 """
 
 from __future__ import annotations
