@@ -1,9 +1,10 @@
-"""The one path every vendor call takes: PostHog's, HubSpot's, Stripe's and Salesforce's alike.
+"""The one path every vendor call takes: PostHog's, HubSpot's, Stripe's, Salesforce's and Zendesk's alike.
 
 ``VendorCalls.call(operation, send)`` runs ``send`` (an SDK call, wrapped in a callable; the SDKs stay) and:
 
 1. takes a slot of the vendor's shared budget, when it has one (``Budget``: ``BucketBudget`` for a Redis token bucket,
-   ``WindowBudget`` for PostHog's sliding-window log), waiting for it or raising ``BudgetExhausted``;
+   ``WindowBudget`` for PostHog's sliding-window log, ``JointBudget`` for a call that pays from two), waiting for
+   it or raising ``BudgetExhausted``;
 2. counts the attempt in ``stats`` (``sync.vendor.CallStats``; unless the vendor counts in its transport because
    one SDK call may send several requests, as simple-salesforce's logins do: ``VendorRules.counted_by_transport``);
 3. sends it and reads the vendor's rate headers from the answer or the error (``VendorRules.rate``: a budget the
@@ -165,6 +166,28 @@ class BucketBudget:
 
     def drain(self) -> None:
         self.tokens.drain()
+
+
+@dataclass
+class JointBudget:
+    """A call that pays from two budgets: the account's shared one and the call's own, lower one (Zendesk's
+    incremental export pays from the account's per-minute budget and the export's). A slot is taken from each,
+    the shared one first; a 429 spends the call's own (its lower limit is the one a refusal is about); rate headers,
+    which report the account's figures, spend the shared one."""
+
+    shared: Budget
+    own: Budget
+    holds_back: bool = False
+
+    def take(self) -> None:
+        self.shared.take()
+        self.own.take()
+
+    def throttled(self, retry_after: float) -> None:
+        self.own.throttled(retry_after)
+
+    def drain(self) -> None:
+        self.shared.drain()
 
 
 @dataclass

@@ -1,25 +1,35 @@
-"""The one call path of the Zendesk connector: every request to Zendesk goes through ``ZendeskClient.call``.
+"""The one Zendesk HTTP client, and the one call path every Zendesk request takes (``sync.calls.VendorCalls``).
 
-1. takes a token from the account's shared budget (``TokenBucket`` in Redis: ``requests_per_minute``), and for the
-   incremental export one from the export's own budget too (``export_requests_per_minute``), so every worker
-   together stays inside the plan's limits;
-2. sends the request with API token authentication (basic auth, ``{email}/token`` and the token);
-3. counts it (``sync.vendor.CallStats``: every attempt, the 429s among them, the retries, per operation);
-4. on 429, 5xx and network errors retries with the one retry policy (``sync.retry.RetryPolicy``: ``Retry-After``
-   when Zendesk sends it, jittered backoff otherwise, bounded in count and time); a ``Retry-After`` longer than
-   ``max_backoff_s`` is not slept through here but goes up with the error for a job retry; a 429 drains the
-   budget it was spent from, so every worker backs off;
-5. translates every other error answer through ``connectors.zendesk.errors.translate`` (one table).
+``ZendeskClient.call`` sends one request with API token authentication (basic auth, ``{email}/token`` and the token)
+through the path, filled in with Zendesk's parts:
+
+- the budgets: a token of the account's shared per-minute budget (a Redis token bucket, ``requests_per_minute``)
+  per attempt, and for the incremental export one of the export's own lower budget too
+  (``export_requests_per_minute``: a ``JointBudget``), so every worker together stays inside the plan's limits; a
+  429 empties the budget the refusal is about (the export's for an export, else the account's) for every worker;
+- the rate headers: ``X-Rate-Limit-Remaining`` (or ``ratelimit-remaining``) of ``0`` reports the account's minute
+  spent, and the path drains the account's budget for every worker (``spent``);
+- transient: 429, 5xx (and 409, a conflicting concurrent update) and transport errors, the ``RetryableError``s of
+  the error table ``connectors.zendesk.errors.ERRORS``, retried by the one policy (``sync.retry.RetryPolicy``:
+  ``Retry-After`` when Zendesk sends it, jittered backoff otherwise, bounded in count and time); a ``Retry-After``
+  longer than ``max_backoff_s`` goes up with the error for a job retry, and a 429 that goes up without one carries
+  60 s (Zendesk's limits are per minute);
+- a bulk update's job status (``job_status``) is read through the path too, with a policy of its own: a job still
+  running is a transient failure (``JobRunning``), read again after the policy's backoff, ``job_max_polls`` reads
+  at most.
 
 httpx rather than zenpy: zenpy's ``BaseApi._call_api`` sleeps through any ``Retry-After`` itself, one second at a
 time, without bound, and builds ``https://<subdomain>.zendesk.com`` URLs itself; crmsync keeps one retry policy and
-one place that waits, and points the client at a stand-in (``docs/connectors/zendesk.md``).
+one place that waits, and points the client at a stand-in (``docs/connectors/zendesk.md``). httpx itself retries
+nothing (its transport's ``retries`` stays 0).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -28,11 +38,31 @@ import httpx
 import redis
 
 from connectors.zendesk.config import ZendeskConfig
-from connectors.zendesk.errors import ZendeskRateLimited, translate, transport_error
-from sync.errors import RetryableError
+from connectors.zendesk.errors import ERRORS, JobRunning, ZendeskRateLimited
+from sync.calls import BucketBudget, Budget, JointBudget, VendorCalls, VendorRules
 from sync.ratelimit import TokenBucket
 from sync.retry import RetryPolicy
-from sync.vendor import CallStats
+from sync.vendor import CallStats, header
+
+JOB_DONE = frozenset({"completed", "failed", "killed"})
+"""The states a bulk update job ends in."""
+RATE_LIMIT_WAIT_S = 60.0
+"""The wait a 429 without ``Retry-After`` goes up with: Zendesk's limits are per minute."""
+
+
+def headers_of(answer: object) -> Mapping[str, Any] | None:
+    """The headers of an answer, or of the error answer an ``httpx.HTTPStatusError`` carries."""
+    response = answer.response if isinstance(answer, httpx.HTTPStatusError) else answer
+    return response.headers if isinstance(response, httpx.Response) else None
+
+
+def spent(headers: Mapping[str, Any]) -> bool:
+    """Whether Zendesk reports the account's minute spent (``X-Rate-Limit-Remaining: 0``)."""
+    remaining = header(headers, "X-Rate-Limit-Remaining") or header(headers, "ratelimit-remaining")
+    return remaining is not None and remaining.strip() == "0"
+
+
+RULES = VendorRules(name="zendesk", errors=ERRORS, rate=spent, headers=headers_of)
 
 
 @dataclass(frozen=True)
@@ -67,7 +97,7 @@ class Answer:
 
 
 class ZendeskClient:
-    """Authenticated calls to one Zendesk account, with budgets, retries, statistics and translated errors."""
+    """Authenticated calls to one Zendesk account through the one call path (see the module docstring)."""
 
     def __init__(
         self,
@@ -78,13 +108,22 @@ class ZendeskClient:
     ) -> None:
         self.config = config
         self.budgets = shared_budgets(redis_client, config) if redis_client is not None else Budgets(None, None)
-        self.retry = retry or RetryPolicy(
+        api: Budget | None = None
+        self.export_budget: Budget | None = None
+        if self.budgets.api is not None and self.budgets.export is not None:
+            api = BucketBudget(self.budgets.api, config.max_budget_wait_s)
+            self.export_budget = JointBudget(api, BucketBudget(self.budgets.export, config.max_budget_wait_s))
+        policy = retry or RetryPolicy(
             max_retries=config.max_retries,
             backoff_s=config.backoff_s,
             max_backoff_s=config.max_backoff_s,
             max_total_s=config.max_retry_total_s,
         )
-        self.stats = CallStats()
+        self.calls = VendorCalls(RULES, policy, api)
+        self.stats: CallStats = self.calls.stats
+        # A job's status reads: the same path, budget and counts, read again up to job_max_polls times in all.
+        job_policy = dataclasses.replace(policy, max_retries=config.job_max_polls - 1, max_total_s=math.inf)
+        self.job_calls = VendorCalls(RULES, job_policy, api, self.stats)
         self.http = httpx.Client(
             base_url=config.url,
             auth=(f"{config.email}/token", config.api_token.get_secret_value()),
@@ -107,41 +146,44 @@ class ZendeskClient:
         json: Any = None,
         export: bool = False,
     ) -> Answer:
-        """One Zendesk request (``path`` relative to the account URL, or a ``next_page`` URL on it), with the
-        policies above; ``export``: the incremental export, which also pays from its own budget."""
-        started = time.monotonic()
-        error: RetryableError | None = None
-        for retries in range(self.retry.max_retries + 1):  # the first attempt, then at most max_retries more
-            if error is not None:  # the last attempt failed in a way worth one more try
-                wait = self.retry.next_delay(retries, error.retry_after, time.monotonic() - started)
-                if wait is None:
-                    break
-                self.stats.retries += 1
-                self.retry.sleep(wait)
-            budgets = [b for b in (self.budgets.api, self.budgets.export if export else None) if b is not None]
-            for bucket in budgets:
-                bucket.take(1, self.config.max_budget_wait_s)
-            try:
-                response = self.http.request(method, path, params=params, json=json)
-            except httpx.TransportError as exc:
-                self.stats.sent(operation)
-                error = transport_error(exc, operation)
-                continue
-            self.stats.sent(operation)
-            if response.is_success:
-                return Answer(response.json() if response.content else {}, _server_time(response))
-            if response.status_code == 429:
-                self.stats.throttled += 1
-                for bucket in budgets[-1:]:  # the export's own limit when it is an export, else the account's
-                    bucket.drain()
-            failure = translate(response, operation)
-            if not isinstance(failure, RetryableError):
-                raise failure
-            error = failure
-        assert error is not None  # the loop ran at least once and only ends early by returning or raising
-        if isinstance(error, ZendeskRateLimited) and error.retry_after is None:
-            error.retry_after = 60.0  # Zendesk's limits are per minute
-        raise error
+        """One Zendesk request (``path`` relative to the account URL, or a ``next_page`` URL on it) through the one
+        call path; ``export``: the incremental export, which also pays from its own budget."""
+
+        def send() -> httpx.Response:
+            return self.http.request(method, path, params=params, json=json).raise_for_status()
+
+        with _per_minute():
+            return _answer(self.calls.call(operation, send, budget=self.export_budget if export else True))
+
+    def job_status(self, job_id: str) -> dict[str, Any]:
+        """A bulk update job, read until it ends (``JOB_DONE``); ``ZendeskJobUnfinished`` (retryable) when it is
+        still running after ``job_max_polls`` reads."""
+
+        def send() -> httpx.Response:
+            response = self.http.get(f"/api/v2/job_statuses/{job_id}").raise_for_status()
+            job = _answer(response).body.get("job_status") or {}
+            if str(job.get("status")) not in JOB_DONE:
+                raise JobRunning(job)
+            return response
+
+        with _per_minute():
+            job: dict[str, Any] = _answer(self.job_calls.call("show job status", send)).body.get("job_status") or {}
+        return job
+
+
+@contextmanager
+def _per_minute() -> Iterator[None]:
+    """A 429 that goes up without a ``Retry-After`` carries a minute's wait (Zendesk's limits are per minute)."""
+    try:
+        yield
+    except ZendeskRateLimited as exc:
+        if exc.retry_after is None:
+            exc.retry_after = RATE_LIMIT_WAIT_S
+        raise
+
+
+def _answer(response: httpx.Response) -> Answer:
+    return Answer(response.json() if response.content else {}, _server_time(response))
 
 
 def _server_time(response: httpx.Response) -> float | None:

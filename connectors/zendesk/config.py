@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from sync.errors import ConfigError
+from sync.keys import crm_budget
 
 
 class ZendeskConfig(BaseModel):
@@ -75,7 +76,7 @@ class ZendeskConfig(BaseModel):
     def budget_key(self) -> str:
         """The Redis key stem of this account's budgets (the host: every worker of one account shares them)."""
         digest = hashlib.sha256(self.host.encode()).hexdigest()[:16]
-        return f"crmsync:budget:zendesk:{digest}"
+        return crm_budget("zendesk", digest)
 
 
 def load_zendesk_config(raw: Mapping[str, Any], prefix: str = "sources.zendesk.config") -> ZendeskConfig:

@@ -18,7 +18,8 @@ One stream, ``organizations``. How each promise of ``sync.connector.Connector`` 
 - ``system_id`` — the account's host (``acme.zendesk.com``): a Zendesk account is its subdomain.
 - ``verify_webhook``/``parse_webhook`` — signed organization events (``webhooks.py``).
 
-Every request goes through ``ZendeskClient.call`` (budgets, retries, statistics, one error table).
+Every request goes through ``ZendeskClient`` and so through the one call path of every vendor (``sync.calls``: budgets,
+rate headers, retries, statistics, one error table); ``from_config`` takes the mapped ``StreamFields``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import httpx
 import redis
 
 from connectors.zendesk import webhooks
-from connectors.zendesk.client import ZendeskClient
+from connectors.zendesk.client import JOB_DONE, ZendeskClient
 from connectors.zendesk.config import ZendeskConfig, load_zendesk_config
 from connectors.zendesk.cursor import ZendeskCursor
 from connectors.zendesk.errors import ZendeskNotFound, ZendeskRequestFailed
@@ -50,12 +51,12 @@ from sync.connector import (
     Page,
     PushResult,
     PushUpdate,
+    StreamFields,
     WebhookAck,
     WebhookEvent,
     WebhookRequest,
 )
 from sync.errors import ConfigError, RetryableError
-from sync.mapping import MappingConfig
 from sync.paging import follow
 from sync.retry import RetryPolicy
 from sync.vendor import CallStats
@@ -63,7 +64,6 @@ from sync.vendor_facts import VendorFacts
 
 MAX_IDS = 100
 """``show_many`` and ``update_many`` take up to 100 organizations a request."""
-JOB_DONE = frozenset({"completed", "failed", "killed"})
 
 
 class ZendeskConnector:
@@ -92,18 +92,17 @@ class ZendeskConnector:
         cls,
         raw: Mapping[str, Any],
         redis_client: redis.Redis | None = None,
-        mapping: MappingConfig | None = None,
+        fields: Mapping[str, StreamFields] | None = None,
         key: str = "sources.zendesk.config",
     ) -> ZendeskConnector:
         """The connector for a ``sources.zendesk.config`` block (``connectors.registry``), validated (a bad entry
-        raises ``ConfigError`` naming ``<key>.<field>``); a mapping whose push-back writes anything but custom
-        organization fields fails here, naming ``mappings.zendesk.organizations``."""
-        mapped = mapping.mappings.get(SOURCE, {}).get(STREAM) if mapping is not None else None
-        for path in mapped.written if mapped is not None else ():
-            if field_key(path) is None:
-                raise ConfigError(
-                    f"mappings.{SOURCE}.{STREAM}", f"{path}: push-back writes organization_fields.<key> only"
-                )
+        raises ``ConfigError`` naming ``<key>.<field>``), paying from the account's shared budgets when Redis is
+        given; a mapping whose push-back writes anything but custom organization fields fails here, naming
+        ``mappings.zendesk.organizations``."""
+        mapped = (fields or {}).get(STREAM)
+        refused = [path for path in (mapped.write if mapped is not None else ()) if field_key(path) is None]
+        if mapped is not None and refused:
+            raise ConfigError(mapped.key, f"{refused[0]}: push-back writes organization_fields.<key> only")
         return cls(load_zendesk_config(raw, key), redis_client)
 
     def close(self) -> None:
@@ -240,19 +239,8 @@ class ZendeskConnector:
                 json={"organizations": [body for _, body in chunk]},
             )
             job = answer.body.get("job_status") or {}
-            polls = 0
-            while str(job.get("status")) not in JOB_DONE:
-                if polls >= self.config.job_max_polls:
-                    return [PushResult(i, ok=False, error="the update job did not finish", retryable=True) for i in ids]
-                if polls:
-                    self.client.retry.sleep(self.client.retry.delay(polls, None))
-                polls += 1
-                job = (
-                    self.client.call("show job status", "GET", f"/api/v2/job_statuses/{job.get('id')}").body.get(
-                        "job_status"
-                    )
-                    or {}
-                )
+            if str(job.get("status")) not in JOB_DONE:
+                job = self.client.job_status(str(job.get("id")))
         except RetryableError as exc:
             return [PushResult(i, ok=False, error=str(exc), retryable=True) for i in ids]
         except (ZendeskRequestFailed, ZendeskNotFound) as exc:  # auth failures go up: they stop the run

@@ -10,9 +10,6 @@ Scanned over the source tree of ``connectors/`` (and the PostHog client):
 - every SDK call is made inside a function or lambda handed to the path (``call``/``_call``): HubSpot's
   ``*_with_http_info`` methods and ``call_api``, Stripe's ``sdk.v1...`` services, and the simple-salesforce client
   the path passes in (``sf``).
-
-Zendesk's connector (built in parallel on the interface of before the path) is ported onto it after its merge; until
-then it is the one named exception.
 """
 
 from __future__ import annotations
@@ -25,23 +22,19 @@ import pytest
 from connectors.registry import CONNECTORS
 
 ROOT = Path(__file__).resolve().parents[2]
-NOT_YET_ON_THE_PATH = frozenset({"zendesk"})
 PATH_CALLS = frozenset({"call", "_call"})
 BUDGET_METHODS = frozenset({"take", "drain", "acquire", "block", "try_take", "try_acquire"})
 CLIENTS = {
     "hubspot": "connectors/hubspot/client.py",
     "stripe": "connectors/stripe/client.py",
     "salesforce": "connectors/salesforce/client.py",
+    "zendesk": "connectors/zendesk/client.py",
 }
 """The module of each connector that builds its SDK client, and so its one call path."""
 
 
 def modules() -> list[Path]:
-    return [
-        path
-        for path in sorted((ROOT / "connectors").rglob("*.py"))
-        if not NOT_YET_ON_THE_PATH & set(path.relative_to(ROOT / "connectors").parts)
-    ]
+    return sorted((ROOT / "connectors").rglob("*.py"))
 
 
 def tree(path: Path) -> ast.Module:
@@ -154,7 +147,7 @@ def test_every_sdk_call_is_handed_to_the_one_path(path: Path) -> None:
     assert outside == [], f"SDK calls outside the call path at lines {outside}"
 
 
-@pytest.mark.parametrize("name", sorted(set(CONNECTORS) - NOT_YET_ON_THE_PATH))
+@pytest.mark.parametrize("name", sorted(CONNECTORS))
 def test_each_connector_client_builds_the_one_path(name: str) -> None:
     text = (ROOT / CLIENTS[name]).read_text()
     assert "VendorCalls(" in text

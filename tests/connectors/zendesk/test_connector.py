@@ -10,6 +10,7 @@ import redis
 import yaml
 from typer.testing import CliRunner
 
+from connectors.registry import stream_fields
 from connectors.zendesk import ZendeskConnector, ZendeskCursor, load_zendesk_config
 from connectors.zendesk.errors import ZendeskAuthFailed, ZendeskRateLimited
 from sync.connector import PushUpdate
@@ -38,6 +39,26 @@ def test_one_changed_organization_is_one_put_many_are_bulk_jobs(
     assert all(standin.org(i)["organization_fields"][FIELD] == f"acct-{i}" for i in ids)
 
 
+def test_a_job_still_running_after_its_last_allowed_read_leaves_its_organizations_retryable(
+    standin: ZendeskStandIn, redis_client: redis.Redis
+) -> None:
+    ids = [standin.create() for _ in range(2)]
+    standin.limits(job_polls=5)  # the stand-in's job is working for five status reads
+    config = load_zendesk_config(block(standin, job_max_polls=3))
+    redis_client.delete(f"{config.budget_key}:api", f"{config.budget_key}:export")
+    connector = ZendeskConnector(config, redis_client, retry=fast_retry())
+    try:
+        standin.reset_counters()
+        results = connector.push("organizations", [PushUpdate(i, {PATH: "x"}, "fp") for i in ids])
+        assert [(r.ok, r.retryable) for r in results] == [(False, True), (False, True)]
+        assert all("did not finish" in str(r.error) for r in results)
+        assert standin.count("GET", "/api/v2/job_statuses/{job_id}") == 3
+        assert connector.call_stats.requests == 4  # the update_many and three status reads
+    finally:
+        redis_client.delete(f"{config.budget_key}:api", f"{config.budget_key}:export")
+        connector.close()
+
+
 def test_push_refuses_fields_that_are_not_organization_fields(connector: ZendeskConnector) -> None:
     (result,) = connector.push("organizations", [PushUpdate("1", {"name": "x"}, "fp")])
     assert not result.ok and "organization_fields" in str(result.error)
@@ -46,7 +67,9 @@ def test_push_refuses_fields_that_are_not_organization_fields(connector: Zendesk
             {"mappings": {"zendesk": {"organizations": {"link": "zendesk_id", "account_id_field": "notes"}}}}
         )
         ZendeskConnector.from_config(
-            {"url": "https://acme.zendesk.com", "email": "a@b.c", "api_token": "t"}, None, mapping
+            {"url": "https://acme.zendesk.com", "email": "a@b.c", "api_token": "t"},
+            None,
+            stream_fields("zendesk", mapping),
         )
     assert info.value.key == "mappings.zendesk.organizations"
 
@@ -102,6 +125,52 @@ def test_the_connectors_export_budget_keeps_it_inside_the_exports_own_limit(
     finally:
         redis_client.delete(f"{config.budget_key}:api", f"{config.budget_key}:export")
         connector.close()
+
+
+def test_a_429_on_the_export_empties_the_exports_budget_not_the_accounts(
+    standin: ZendeskStandIn, redis_client: redis.Redis
+) -> None:
+    standin.limits(export_requests_per_minute=1)
+    config = load_zendesk_config(  # budgets refilled slowly enough that a drained one stays empty for the test
+        block(standin, requests_per_minute=60, export_requests_per_minute=6, max_budget_wait_s=0)
+    )
+    redis_client.delete(f"{config.budget_key}:api", f"{config.budget_key}:export")
+    connector = ZendeskConnector(config, redis_client, retry=fast_retry())
+    try:
+        cursor = ZendeskCursor(start_time=0)
+        list(connector.pull("organizations", cursor))
+        with pytest.raises(ZendeskRateLimited) as limited:  # the stand-in's minute is spent: Retry-After > 1 s
+            list(connector.pull("organizations", cursor))
+        assert limited.value.retry_after is not None and limited.value.retry_after > fast_retry().max_backoff_s
+        with pytest.raises(BudgetExhausted):  # every worker's export now waits, without asking Zendesk
+            list(connector.pull("organizations", cursor))
+        connector.fetch("organizations", ["1"])  # the account's budget is untouched
+        assert standin.count("GET", "/api/v2/incremental/organizations") == 2
+        assert standin.count(status=429) == 1 and connector.call_stats.throttled == 1
+        assert standin.count("GET", "/api/v2/organizations/show_many") == 1
+    finally:
+        redis_client.delete(f"{config.budget_key}:api", f"{config.budget_key}:export")
+        connector.close()
+
+
+def test_an_account_minute_zendesk_reports_spent_empties_the_budget_for_every_worker(
+    standin: ZendeskStandIn, redis_client: redis.Redis
+) -> None:
+    standin.limits(requests_per_minute=2)  # the stand-in then sends X-Rate-Limit-Remaining
+    config = load_zendesk_config(block(standin, requests_per_minute=60, max_budget_wait_s=0))
+    redis_client.delete(f"{config.budget_key}:api", f"{config.budget_key}:export")
+    connector = ZendeskConnector(config, redis_client, retry=fast_retry())
+    other = ZendeskConnector(config, redis_client, retry=fast_retry())  # another worker on the same account
+    try:
+        connector.fetch("organizations", ["1"])
+        connector.fetch("organizations", ["1"])  # answered with X-Rate-Limit-Remaining: 0
+        with pytest.raises(BudgetExhausted):
+            other.fetch("organizations", ["1"])
+        assert standin.count("GET", "/api/v2/organizations/show_many") == 2 and standin.count(status=429) == 0
+    finally:
+        redis_client.delete(f"{config.budget_key}:api", f"{config.budget_key}:export")
+        connector.close()
+        other.close()
 
 
 def test_429s_are_retried_with_the_one_policy_then_go_up_with_their_wait(
