@@ -4,6 +4,7 @@ private ``redis-server`` on a free loopback port."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -155,4 +156,7 @@ class RedisServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
+        # Celery results waiting on this server are finalised now, while it still answers: collected later, each one
+        # would retry its lost connection for 20 s in whatever thread the collector happened to run
+        gc.collect()
         self.stop()

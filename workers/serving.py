@@ -63,8 +63,12 @@ class ServerThread:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
+            if not self._thread.is_alive():
                 raise RuntimeError(f"stand-in on {self.url} did not start")
+            # past the deadline, look once more: this thread may have been held up elsewhere (a finaliser run by the
+            # garbage collector, say) while the server started
+            if time.monotonic() > deadline and not self._server.started:
+                raise RuntimeError(f"stand-in on {self.url} did not start within {timeout:g} s")
             time.sleep(0.01)
         return self
 
