@@ -61,8 +61,9 @@ def _counts(runs: list[dict[str, Any]], key: str) -> int:
 
 def _accounts_table(runtime: Runtime, limit: int = 12) -> Table:
     table = Table(title=f"PostHog accounts linked to two or more CRMs (first {limit})")
-    for column in ("account", *SOURCES, "owner", "AE", "CSM", "tags"):
-        table.add_column(column, no_wrap=column != "account")
+    for column in ("account", *SOURCES, "owner", "AE", "CSM", "tags"):  # the name keeps its room; tags wrap
+        wraps = column in ("account", "tags")
+        table.add_column(column, no_wrap=not wraps, min_width=16 if column == "account" else None)
     shown = 0
     on_relationships = runtime.engine.generations.relationships
     for account in runtime.posthog.iter_accounts(AccountFilter(ordering=AccountOrdering.NAME)):
