@@ -34,7 +34,6 @@ from sandbox.stack import STRIPE_KEY, STRIPE_WEBHOOK_SECRET
 from sync.posthog import AccountFilter
 from sync.posthog.models import Account
 from sync.posthog.relationships import RelationshipApi
-from sync.roles import DEFINITION_NAMES
 from workers.serving import ServerThread
 
 HUBSPOT_OWNER_BASE = 170_000_000
@@ -273,7 +272,8 @@ def make_edits(env: Env, accounts: list[Account], records: int, tag: str) -> Edi
     links = 0
     edited: list[str] = []
     relationships = RelationshipApi(env.runtime.posthog) if env.posthog_generation == "current" else None
-    csm = _csm_definition(relationships) if relationships else ""
+    # the CSM definition as crmsync's own role writer finds or creates it (a person would create it if missing)
+    csm = env.runtime.engine.roles.definition_id("csm") if relationships else ""
     for j, account in enumerate(shared[:pk]):
         if relationships:  # today's PostHog refuses role keys in properties: a person reassigns the CSM there
             held = [r.get("user") or {} for r in relationships.active(account.id) if _definition_of(r) == csm]
@@ -289,13 +289,6 @@ def make_edits(env: Env, accounts: list[Account], records: int, tag: str) -> Edi
         edited.append(account.id)
         links += sum(1 for s in CRMS if getattr(account.properties, LINKS[s]))
     return Edits(edits, edited, links)
-
-
-def _csm_definition(api: RelationshipApi) -> str:
-    """The id of the project's CSM relationship definition, created as a person would when there is none yet."""
-    name = DEFINITION_NAMES["csm"]
-    found = [str(d["id"]) for d in api.list_definitions() if d.get("name") == name]
-    return found[0] if found else str(api.create_definition(name)["id"])
 
 
 def _definition_of(assignment: dict[str, Any]) -> str:

@@ -115,7 +115,7 @@ class RoleWriter:
                 continue
             sent += 1
             try:
-                self.api.assign(account_id, self._definition_id(key), int(new["id"]))
+                self.api.assign(account_id, self.definition_id(key), int(new["id"]))
             except (PostHogValidationError, PostHogForbidden) as exc:
                 if isinstance(exc, PostHogForbidden) and exc.scope is not None:
                     raise
@@ -137,7 +137,7 @@ class RoleWriter:
             report.add("roles_assigned")
         return sent
 
-    def _definition_id(self, key: str) -> str:
+    def definition_id(self, key: str) -> str:
         """The id of the definition for ``key``, created when the project has none by that name."""
         if self._definitions is None:
             listed = self.generations.take_definitions()
